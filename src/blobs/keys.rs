@@ -1,0 +1,52 @@
+//! Key layout in the blob store. Keys are sharded by two characters of the
+//! random part of their name so that no directory or prefix grows hot.
+//!
+//! ```text
+//! packs/<xx>/<pack-ulid>.pack
+//! manifests/<xx>/<manifest-blake3-hex>.manifest
+//! ```
+
+use ulid::Ulid;
+
+use crate::hash::Digest;
+
+/// Prefix of all packs.
+pub const PACKS: &str = "packs/";
+/// Prefix of all manifests.
+pub const MANIFESTS: &str = "manifests/";
+
+/// Key of a pack.
+pub fn pack(id: Ulid) -> String {
+    let s = id.to_string().to_ascii_lowercase();
+    format!("{PACKS}{}/{s}.pack", &s[24..26])
+}
+
+/// Key of a manifest.
+pub fn manifest(id: &Digest) -> String {
+    let h = id.to_hex();
+    format!("{MANIFESTS}{}/{h}.manifest", &h[..2])
+}
+
+/// The pack id inside a pack key, if it is one.
+pub fn parse_pack(key: &str) -> Option<Ulid> {
+    let name = key
+        .strip_prefix(PACKS)?
+        .split('/')
+        .nth(1)?
+        .strip_suffix(".pack")?;
+    Ulid::from_string(name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_keys_round_trip() {
+        let id = Ulid::new();
+        let k = pack(id);
+        assert!(k.starts_with(PACKS));
+        assert_eq!(parse_pack(&k), Some(id));
+        assert_eq!(parse_pack("packs/zz/nope.pack"), None);
+    }
+}

@@ -1,0 +1,562 @@
+//! Ingest: a byte stream becomes chunks, new chunks become packs, and a
+//! manifest plus an artifact record are committed last.
+//!
+//! Order of durability (invariant 3):
+//! 1. chunk bytes go into a pack, written create-only and fsynced;
+//! 2. only then are that pack's chunks indexed (one `WriteBatch` per pack);
+//! 3. manifest segments are written as they fill (content-addressed, unreferenced
+//!    until step 5), the manifest object goes to the blob store;
+//! 4. nothing is visible yet: [`Ingest::finish`] returns [`PreparedContent`];
+//! 5. [`Engine::commit_artifact`] writes manifest + artifact record in one
+//!    synced `WriteBatch`.
+//!
+//! A crash or an error anywhere before step 5 leaves no visible artifact,
+//! only unreferenced packs/segments that GC reclaims. Memory is bounded by the
+//! pipeline (one input batch in flight, one pack part pending, one segment),
+//! never by the artifact size (invariant 8).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+use ulid::Ulid;
+
+use super::{Engine, EngineError, Stats, blocking};
+use crate::blobs::{BlobError, BlobWriter, keys};
+use crate::chunking::{FASTCDC_2020, StreamChunker};
+use crate::hash::Digest;
+use crate::meta::records::{
+    ArtifactRecord, ChunkLocation, DedupFigures, Manifest, ManifestEntry, PackRecord,
+    SEGMENT_ENTRIES, Segment, SegmentRef,
+};
+use crate::meta::{Meta, encode};
+use crate::pack::{CompressionPolicy, PackBuilder, PackEntry};
+
+/// Input is handed to the CPU stage in batches of about this size.
+const BATCH_BYTES: usize = 4 << 20;
+/// Pack bytes are handed to the blob writer in parts of about this size.
+const PART_BYTES: usize = 8 << 20;
+/// Magic at the start of a manifest object in the blob store.
+pub const MANIFEST_MAGIC: &[u8; 8] = b"EDENMF01";
+
+/// Who deposits what, recorded with the artifact.
+#[derive(Clone, Debug)]
+pub struct DepositRequest {
+    /// Experiment id.
+    pub experiment: String,
+    /// `admin` or the worker id.
+    pub created_by: String,
+    /// Sanitised content type.
+    pub content_type: String,
+    /// Original filename, if any.
+    pub filename: Option<String>,
+    /// Unix seconds after which the artifact expires.
+    pub expires_at: Option<i64>,
+}
+
+/// Content that is stored and indexed but not yet visible as an artifact.
+#[derive(Clone, Debug)]
+pub struct PreparedContent {
+    /// Manifest id.
+    pub manifest_id: Digest,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Dedup figures.
+    pub figures: DedupFigures,
+}
+
+/// What a committed deposit answers.
+#[derive(Clone, Debug)]
+pub struct DepositReceipt {
+    /// Artifact id: 32 lowercase hex characters (a ULID's 128 bits).
+    pub id: String,
+    /// The stored record.
+    pub record: ArtifactRecord,
+}
+
+/// Formats an artifact id.
+pub fn format_artifact_id(id: &[u8; 16]) -> String {
+    hex::encode(id)
+}
+
+/// Parses an artifact id (32 lowercase hex characters).
+pub fn parse_artifact_id(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+/// CPU-side state, moved to a blocking thread for each batch.
+struct CpuState {
+    meta: Meta,
+    chunker: StreamChunker,
+    whole_b3: blake3::Hasher,
+    whole_sha: Sha256,
+    policy: CompressionPolicy,
+    pack: PackBuilder,
+    /// Chunks stored by this ingest in packs not yet indexed.
+    unindexed: HashSet<Digest>,
+    segment: Segment,
+    segments: Vec<SegmentRef>,
+    figures: DedupFigures,
+}
+
+impl CpuState {
+    fn process(&mut self, batch: &[Bytes], last: bool) -> Result<(), EngineError> {
+        let CpuState {
+            meta,
+            chunker,
+            whole_b3,
+            whole_sha,
+            policy,
+            pack,
+            unindexed,
+            segment,
+            segments,
+            figures,
+        } = self;
+        let mut failure: Option<EngineError> = None;
+        std::thread::scope(|s| {
+            // Whole-content digests on a second core while this one chunks.
+            s.spawn(|| {
+                for b in batch {
+                    whole_b3.update(b);
+                    whole_sha.update(b);
+                }
+            });
+            let mut on_chunk = |c: &[u8]| {
+                if failure.is_some() {
+                    return;
+                }
+                let id = Digest::of(c);
+                figures.chunks += 1;
+                segment.entries.push(ManifestEntry {
+                    id,
+                    len: c.len() as u32,
+                });
+                if segment.entries.len() >= SEGMENT_ENTRIES
+                    && let Err(e) = seal_segment(meta, segment, segments)
+                {
+                    failure = Some(e);
+                    return;
+                }
+                let known = unindexed.contains(&id)
+                    || match meta.chunk(&id) {
+                        Ok(found) => found.is_some(),
+                        Err(e) => {
+                            failure = Some(e.into());
+                            return;
+                        }
+                    };
+                if !known {
+                    let entry = pack.add(id, c, policy);
+                    unindexed.insert(id);
+                    figures.new_chunks += 1;
+                    figures.new_raw_bytes += u64::from(entry.raw_len);
+                    figures.new_stored_bytes += u64::from(entry.stored_len);
+                }
+            };
+            for b in batch {
+                figures.logical_bytes += b.len() as u64;
+                chunker.push(b, &mut on_chunk);
+            }
+            if last {
+                chunker.finish(&mut on_chunk);
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if last && !segment.entries.is_empty() {
+            seal_segment(meta, segment, segments)?;
+        }
+        Ok(())
+    }
+}
+
+fn seal_segment(
+    meta: &Meta,
+    segment: &mut Segment,
+    out: &mut Vec<SegmentRef>,
+) -> Result<(), EngineError> {
+    let encoded = encode(segment);
+    let id = Digest::of(&encoded);
+    meta.put_segment(&id, &encoded)?;
+    out.push(SegmentRef {
+        id,
+        chunks: segment.entries.len() as u32,
+        bytes: segment.entries.iter().map(|e| u64::from(e.len)).sum(),
+    });
+    segment.entries.clear();
+    Ok(())
+}
+
+/// The CPU state handed back by a batch, with the batch's result.
+type CpuOutcome = (Box<CpuState>, Result<(), EngineError>);
+
+/// A pack being streamed to the blob store.
+struct OpenPack {
+    id: Ulid,
+    writer: BlobWriter,
+}
+
+/// One deposit in progress. Feed it with [`push`](Self::push), then call
+/// [`finish`](Self::finish). Dropping it abandons the deposit safely.
+pub struct Ingest {
+    engine: Arc<Engine>,
+    state: Option<Box<CpuState>>,
+    job: Option<tokio::task::JoinHandle<CpuOutcome>>,
+    batch: Vec<Bytes>,
+    batch_bytes: usize,
+    received: u64,
+    open_pack: Option<OpenPack>,
+}
+
+impl Engine {
+    /// Starts a deposit.
+    pub fn begin_ingest(self: &Arc<Self>) -> Result<Ingest, EngineError> {
+        let chunker = StreamChunker::new(self.cfg.chunker)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        Ok(Ingest {
+            engine: Arc::clone(self),
+            state: Some(Box::new(CpuState {
+                meta: self.meta.clone(),
+                chunker,
+                whole_b3: blake3::Hasher::new(),
+                whole_sha: Sha256::new(),
+                policy: CompressionPolicy::new(self.cfg.compression_level),
+                pack: PackBuilder::new(),
+                unindexed: HashSet::new(),
+                segment: Segment::default(),
+                segments: Vec::new(),
+                figures: DedupFigures::default(),
+            })),
+            job: None,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            received: 0,
+            open_pack: None,
+        })
+    }
+
+    /// Stores `bytes` as a whole and commits it as an artifact.
+    pub async fn deposit_bytes(
+        self: &Arc<Self>,
+        req: DepositRequest,
+        bytes: Bytes,
+    ) -> Result<DepositReceipt, EngineError> {
+        let mut ingest = self.begin_ingest()?;
+        ingest.push(bytes).await?;
+        let prepared = ingest.finish().await?;
+        self.commit_artifact(prepared, req).await
+    }
+
+    /// Records prepared content as a new artifact (the visibility point).
+    pub async fn commit_artifact(
+        self: &Arc<Self>,
+        prepared: PreparedContent,
+        req: DepositRequest,
+    ) -> Result<DepositReceipt, EngineError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let id = mint_artifact_id(now.as_millis() as u64);
+        let record = ArtifactRecord {
+            manifest: prepared.manifest_id,
+            size: prepared.manifest.size,
+            content_type: req.content_type,
+            filename: req.filename,
+            created_by: req.created_by,
+            created_at_ns: now.as_nanos() as i64,
+            blake3: prepared.manifest.blake3,
+            sha256: prepared.manifest.sha256,
+            grants: Vec::new(),
+            expires_at: req.expires_at,
+            dedup: prepared.figures,
+        };
+        let meta = self.meta.clone();
+        let experiment = req.experiment.clone();
+        let rec = record.clone();
+        blocking(move || {
+            let mut b = meta.batch();
+            b.put_manifest(&prepared.manifest_id, &prepared.manifest);
+            b.put_artifact(&experiment, &id, &rec);
+            b.commit()?;
+            Ok(())
+        })
+        .await?;
+        let s = &self.stats;
+        Stats::add(&s.deposits, 1);
+        Stats::add(&s.logical_bytes, record.size);
+        Stats::add(&s.new_raw_bytes, record.dedup.new_raw_bytes);
+        tracing::info!(
+            experiment = %req.experiment, artifact = %format_artifact_id(&id), size = record.size,
+            new_bytes = record.dedup.new_stored_bytes, chunks = record.dedup.chunks,
+            new_chunks = record.dedup.new_chunks, created_by = %record.created_by, "artifact committed"
+        );
+        Ok(DepositReceipt {
+            id: format_artifact_id(&id),
+            record,
+        })
+    }
+}
+
+/// A ULID (48-bit milliseconds, 80 bits from the OS CSPRNG), big-endian.
+fn mint_artifact_id(now_ms: u64) -> [u8; 16] {
+    let random: u128 = rand::random::<u128>() & ((1u128 << 80) - 1);
+    Ulid::from_parts(now_ms, random).0.to_be_bytes()
+}
+
+impl Ingest {
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Feeds bytes. Fails with [`EngineError::TooLarge`] as soon as the
+    /// total passes the configured cap, before storing anything more.
+    pub async fn push(&mut self, bytes: Bytes) -> Result<(), EngineError> {
+        let limit = self.engine.cfg.max_artifact_bytes;
+        self.received += bytes.len() as u64;
+        if self.received > limit {
+            return Err(EngineError::TooLarge { limit });
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes += bytes.len();
+        self.batch.push(bytes);
+        if self.batch_bytes >= BATCH_BYTES {
+            self.dispatch(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the batch in flight and writes what it produced.
+    async fn settle(&mut self) -> Result<(), EngineError> {
+        if let Some(job) = self.job.take() {
+            let (state, res) = job
+                .await
+                .map_err(|e| EngineError::Internal(format!("ingest task failed: {e}")))?;
+            self.state = Some(state);
+            res?;
+        }
+        Ok(())
+    }
+
+    /// Sends the current batch to the CPU stage; writes finished pack bytes.
+    async fn dispatch(&mut self, last: bool) -> Result<(), EngineError> {
+        self.settle().await?;
+        let Some(mut state) = self.state.take() else {
+            return Err(EngineError::Internal("ingest state lost".into()));
+        };
+        // Pack bytes produced by the previous batch, written while the next
+        // batch is chunked.
+        let seal = state.pack.len() >= self.engine.cfg.pack_target_bytes;
+        let part =
+            (!seal && state.pack.pending_len() >= PART_BYTES).then(|| state.pack.take_pending());
+        if seal {
+            self.state = Some(state);
+            self.seal_pack().await?;
+            let Some(s) = self.state.take() else {
+                return Err(EngineError::Internal("ingest state lost".into()));
+            };
+            state = s;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        self.job = Some(tokio::task::spawn_blocking(move || {
+            let res = state.process(&batch, last);
+            (state, res)
+        }));
+        if let Some(part) = part.filter(|p| !p.is_empty()) {
+            self.write_part(part).await?;
+        }
+        if last {
+            self.settle().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_part(&mut self, part: Bytes) -> Result<(), EngineError> {
+        if self.open_pack.is_none() {
+            let id = Ulid::new();
+            let writer = self.engine.blobs.create(&keys::pack(id)).await?;
+            self.open_pack = Some(OpenPack { id, writer });
+        }
+        if let Some(p) = self.open_pack.as_mut() {
+            p.writer.write(part).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the current pack: footer, fsync, then index its chunks.
+    async fn seal_pack(&mut self) -> Result<(), EngineError> {
+        let Some(state) = self.state.as_mut() else {
+            return Err(EngineError::Internal("ingest state lost".into()));
+        };
+        if state.pack.is_empty() {
+            return Ok(());
+        }
+        let (tail, entries) = std::mem::take(&mut state.pack).finish();
+        self.write_part(tail).await?;
+        let Some(open) = self.open_pack.take() else {
+            return Err(EngineError::Internal("pack writer missing".into()));
+        };
+        let total = open.writer.written();
+        open.writer.close().await?;
+        let stats = &self.engine.stats;
+        Stats::add(&stats.packs_written, 1);
+        Stats::add(&stats.pack_bytes_written, total);
+        index_pack(&self.engine.meta, open.id, total, entries.clone()).await?;
+        if let Some(state) = self.state.as_mut() {
+            for e in &entries {
+                state.unindexed.remove(&e.id);
+            }
+        }
+        tracing::debug!(pack = %open.id, bytes = total, chunks = entries.len(), "pack sealed");
+        Ok(())
+    }
+
+    /// Ends the stream: last chunks, last pack, manifest. Nothing is visible
+    /// until [`Engine::commit_artifact`].
+    pub async fn finish(mut self) -> Result<PreparedContent, EngineError> {
+        self.dispatch(true).await?;
+        self.seal_pack().await?;
+        let Some(state) = self.state.take() else {
+            return Err(EngineError::Internal("ingest state lost".into()));
+        };
+        let state = *state;
+        let p = self.engine.cfg.chunker;
+        let manifest = Manifest {
+            chunker: FASTCDC_2020.to_string(),
+            params: p,
+            size: state.figures.logical_bytes,
+            chunks: state.figures.chunks,
+            blake3: state.whole_b3.finalize().into(),
+            sha256: state.whole_sha.finalize().into(),
+            segments: state.segments,
+        };
+        let manifest_id = Digest::of(&encode(&manifest));
+        write_manifest_object(&self.engine, &manifest_id, &manifest).await?;
+        Ok(PreparedContent {
+            manifest_id,
+            manifest,
+            figures: state.figures,
+        })
+    }
+
+    /// Abandons the deposit, releasing the open pack writer.
+    pub async fn abort(mut self) {
+        let _ = self.settle().await;
+        if let Some(p) = self.open_pack.take() {
+            p.writer.abort().await;
+        }
+    }
+}
+
+async fn index_pack(
+    meta: &Meta,
+    id: Ulid,
+    bytes: u64,
+    entries: Vec<PackEntry>,
+) -> Result<(), EngineError> {
+    let meta = meta.clone();
+    blocking(move || {
+        let pack = id.0;
+        let mut b = meta.batch();
+        let raw_bytes = entries.iter().map(|e| u64::from(e.raw_len)).sum();
+        let created_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        b.put_pack(
+            pack,
+            &PackRecord {
+                bytes,
+                chunks: entries.len() as u32,
+                raw_bytes,
+                created_at,
+            },
+        );
+        for e in &entries {
+            b.put_chunk(
+                &e.id,
+                &ChunkLocation {
+                    pack,
+                    offset: e.offset,
+                    stored_len: e.stored_len,
+                    raw_len: e.raw_len,
+                    codec: e.codec,
+                },
+            );
+        }
+        b.commit()?;
+        Ok(())
+    })
+    .await
+}
+
+/// Writes the manifest to the blob store (`MANIFEST_MAGIC`, CBOR length u32
+/// LE, CBOR manifest, then 36-byte entries: id + raw length u32 LE), one
+/// segment in memory at a time. Content-addressed: an existing object is
+/// the same manifest.
+async fn write_manifest_object(
+    engine: &Arc<Engine>,
+    id: &Digest,
+    manifest: &Manifest,
+) -> Result<(), EngineError> {
+    let key = keys::manifest(id);
+    let write = async {
+        let mut writer = engine.blobs.create(&key).await?;
+        let head = encode(manifest);
+        let mut first = Vec::with_capacity(12 + head.len());
+        first.extend_from_slice(MANIFEST_MAGIC);
+        first.extend_from_slice(&(head.len() as u32).to_le_bytes());
+        first.extend_from_slice(&head);
+        writer.write(Bytes::from(first)).await?;
+        for seg in &manifest.segments {
+            let meta = engine.meta.clone();
+            let sid = seg.id;
+            let segment = blocking(move || {
+                meta.segment(&sid)?
+                    .ok_or_else(|| EngineError::Integrity(format!("segment {sid} missing")))
+            })
+            .await?;
+            let mut buf = Vec::with_capacity(segment.entries.len() * 36);
+            for e in &segment.entries {
+                buf.extend_from_slice(e.id.as_bytes());
+                buf.extend_from_slice(&e.len.to_le_bytes());
+            }
+            writer.write(Bytes::from(buf)).await?;
+        }
+        writer.close().await?;
+        Ok::<(), EngineError>(())
+    };
+    match write.await {
+        // Content-addressed: an existing object is this very manifest.
+        Err(EngineError::Blob(BlobError::AlreadyExists(_))) => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_ids_round_trip() {
+        let id = mint_artifact_id(1_700_000_000_000);
+        let s = format_artifact_id(&id);
+        assert_eq!(s.len(), 32);
+        assert_eq!(parse_artifact_id(&s), Some(id));
+        assert_eq!(parse_artifact_id(&s.to_uppercase()), None);
+        assert_eq!(parse_artifact_id("xyz"), None);
+        assert_ne!(mint_artifact_id(1), mint_artifact_id(1));
+    }
+}

@@ -1,0 +1,146 @@
+//! The EDEN v0 surface, exactly as `eden-v0-contract.md`: routes, bearer
+//! authentication and the `X-Eden-Experiment-Id` check.
+//!
+//! Order on every request: authentication (401), then the header check
+//! (400), then the experiment id shape (404), then the handler. Unknown
+//! routes and wrong methods answer 404 `not-found` as problem+json.
+
+mod artifacts;
+mod json;
+mod registry;
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use super::problem::{ApiError, ProblemType};
+use crate::auth::{ExperimentId, Principal, parse_authorization};
+use crate::engine::Engine;
+
+/// An authenticated caller of one experiment.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The experiment of the path.
+    pub experiment: String,
+    /// Who is calling.
+    pub principal: Principal,
+}
+
+impl Caller {
+    /// 403 unless the caller is the admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.principal.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "endpoint is admin-gated; worker bearers may not access it",
+            ))
+        }
+    }
+}
+
+/// Authenticates the bearer for the path's experiment, then checks the header.
+pub async fn authorize(req: &HttpRequest, engine: &Arc<Engine>) -> Result<Caller, ApiError> {
+    let unauthorized = || {
+        ApiError::new(
+            ProblemType::Unauthorized,
+            "missing, malformed or invalid bearer credential",
+        )
+    };
+    let header = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| unauthorized())?),
+    };
+    let creds = parse_authorization(header).map_err(|_| unauthorized())?;
+    let experiment = req.match_info().get("exp").unwrap_or_default().to_string();
+    let principal = engine
+        .authenticate(&experiment, &creds)
+        .await
+        .map_err(|_| unauthorized())?;
+    let declared = req
+        .headers()
+        .get("x-eden-experiment-id")
+        .and_then(|v| v.to_str().ok());
+    if declared != Some(experiment.as_str()) {
+        return Err(ApiError::new(
+            ProblemType::ExperimentIdMismatch,
+            "the X-Eden-Experiment-Id header must be present and equal the experiment id of the path",
+        ));
+    }
+    if ExperimentId::parse(&experiment).is_none() {
+        return Err(ApiError::not_found("no such experiment"));
+    }
+    Ok(Caller {
+        experiment,
+        principal,
+    })
+}
+
+/// 404 for anything under `/v0/` that is not a route (or not a method of it);
+/// an absent or malformed bearer still gets its 401 first.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if parse_authorization(header).is_err() {
+        return Err(ApiError::new(
+            ProblemType::Unauthorized,
+            "missing, malformed or invalid bearer credential",
+        )
+        .at(&req));
+    }
+    Err(ApiError::not_found("no such route or method under /v0/").at(&req))
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(not_found))
+}
+
+/// Registers the `/v0/` routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v0/experiments/{exp}")
+            .service(
+                resource("/artifacts")
+                    .route(web::post().to(artifacts::deposit))
+                    .route(web::get().to(artifacts::fetch)),
+            )
+            .service(
+                resource("/workers")
+                    .route(web::post().to(registry::register_worker))
+                    .route(web::get().to(registry::list_workers)),
+            )
+            .service(resource("/workers/{worker}").route(web::get().to(registry::read_worker)))
+            .service(
+                resource("/workers/{worker}/reissue-credential")
+                    .route(web::post().to(registry::reissue_credential)),
+            )
+            .service(resource("/whoami").route(web::get().to(registry::whoami)))
+            .service(
+                resource("/groups")
+                    .route(web::post().to(registry::create_group))
+                    .route(web::get().to(registry::list_groups)),
+            )
+            .service(
+                resource("/groups/{group}")
+                    .route(web::get().to(registry::read_group))
+                    .route(web::delete().to(registry::delete_group)),
+            )
+            .service(
+                resource("/groups/{group}/members").route(web::post().to(registry::add_member)),
+            )
+            .service(
+                resource("/groups/{group}/members/{member}")
+                    .route(web::delete().to(registry::remove_member)),
+            )
+            .default_service(web::to(not_found)),
+    )
+    .service(web::scope("/v0").default_service(web::to(not_found)));
+}
+
+/// The engine of the app state.
+fn engine(state: &web::Data<AppState>) -> &Arc<Engine> {
+    &state.engine
+}

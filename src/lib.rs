@@ -1,0 +1,17 @@
+//! eden-cas: a content-addressed, deduplicating artifact store for EDEN-style
+//! experiment deployments.
+//!
+//! Layers, top to bottom (see `docs/design.md`): [`http`] → [`auth`] →
+//! [`engine`] → [`chunking`] / [`pack`] → [`blobs`] / [`meta`].
+
+pub mod auth;
+pub mod blobs;
+pub mod chunking;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod hash;
+pub mod http;
+pub mod meta;
+pub mod pack;
+pub mod server;

@@ -1,0 +1,35 @@
+//! eden-cas binary: parse CLI → init tracing → load config → dispatch.
+//! Startup errors are one line naming the setting to fix, and exit code 1.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use eden_cas::cli::{Cli, Command};
+use eden_cas::config::{Config, Overrides};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Serve(args) => Config::resolve(&Overrides::from(&args))
+            .map_err(anyhow::Error::from)
+            .and_then(|config| {
+                actix_web::rt::System::new()
+                    .block_on(eden_cas::server::serve(config))
+                    .map_err(anyhow::Error::from)
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eden-cas: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Metadata in RocksDB: column families, CBOR codecs, typed accessors.
+//!
+//! Every multi-key change is one `WriteBatch`, written with `sync` when it
+//! makes something visible (invariant 3: the commit that records an artifact
+//! is durable before the deposit is acknowledged). All calls block: the
+//! engine runs them off the async executor.
+
+pub mod records;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    WriteBatch, WriteOptions,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::hash::Digest;
+use records::{
+    ArtifactRecord, ChunkLocation, GroupRecord, Manifest, PackRecord, Segment, WorkerRecord,
+};
+
+/// Chunk id → [`ChunkLocation`].
+pub const CF_CHUNKS: &str = "chunks-v1";
+/// Pack id → [`PackRecord`].
+pub const CF_PACKS: &str = "packs-v1";
+/// Segment id → [`Segment`].
+pub const CF_SEGMENTS: &str = "segments-v1";
+/// Manifest id → [`Manifest`].
+pub const CF_MANIFESTS: &str = "manifests-v1";
+/// `experiment \0 artifact-ulid` → [`ArtifactRecord`].
+pub const CF_ARTIFACTS: &str = "artifacts-v1";
+/// `experiment \0 worker` → [`WorkerRecord`].
+pub const CF_WORKERS: &str = "workers-v1";
+/// `experiment \0 group` → [`GroupRecord`].
+pub const CF_GROUPS: &str = "groups-v1";
+/// Store-wide settings (format version, token hashing key).
+pub const CF_SYSTEM: &str = "system-v1";
+
+const ALL_CFS: [&str; 8] = [
+    CF_CHUNKS,
+    CF_PACKS,
+    CF_SEGMENTS,
+    CF_MANIFESTS,
+    CF_ARTIFACTS,
+    CF_WORKERS,
+    CF_GROUPS,
+    CF_SYSTEM,
+];
+
+/// Errors of the metadata layer.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// RocksDB reported an error (I/O, corruption, lock held by another process).
+    #[error("rocksdb: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// A stored value does not decode.
+    #[error("corrupt metadata record in {cf}: {detail}")]
+    Corrupt {
+        /// Column family.
+        cf: &'static str,
+        /// Decoder message.
+        detail: String,
+    },
+}
+
+/// Encodes a record as CBOR.
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    // Writing into a Vec cannot fail for our plain-data records.
+    if let Err(e) = ciborium::into_writer(v, &mut out) {
+        tracing::error!(error = %e, "CBOR encoding failed");
+    }
+    out
+}
+
+fn decode<T: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> Result<T, MetaError> {
+    ciborium::from_reader(bytes).map_err(|e| MetaError::Corrupt {
+        cf,
+        detail: e.to_string(),
+    })
+}
+
+/// Key of a per-experiment record.
+pub fn scoped_key(experiment: &str, id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(experiment.len() + 1 + id.len());
+    k.extend_from_slice(experiment.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id);
+    k
+}
+
+/// The RocksDB handle with typed accessors; cheap to clone.
+#[derive(Clone)]
+pub struct Meta {
+    db: Arc<DB>,
+}
+
+impl Meta {
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, MetaError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(4);
+        let cache = Cache::new_lru_cache(64 << 20);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut bb = BlockBasedOptions::default();
+            bb.set_block_cache(&cache);
+            bb.set_bloom_filter(10.0, false);
+            let mut o = Options::default();
+            o.set_block_based_table_factory(&bb);
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        Ok(Meta { db: Arc::new(db) })
+    }
+
+    fn cf(&self, name: &'static str) -> &rocksdb::ColumnFamily {
+        // Every name in ALL_CFS is created at open; a missing one is a bug.
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family {name} missing"))
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+    ) -> Result<Option<T>, MetaError> {
+        match self.db.get_pinned_cf(self.cf(cf), key)? {
+            Some(v) => Ok(Some(decode(cf, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts a batch bound to this database.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            meta: self,
+            inner: WriteBatch::default(),
+        }
+    }
+
+    // ---- chunks and packs ----
+
+    /// Location of a chunk, if indexed.
+    pub fn chunk(&self, id: &Digest) -> Result<Option<ChunkLocation>, MetaError> {
+        self.get(CF_CHUNKS, id.as_bytes())
+    }
+
+    /// Locations of many chunks, in order.
+    pub fn chunks(&self, ids: &[Digest]) -> Result<Vec<Option<ChunkLocation>>, MetaError> {
+        let cf = self.cf(CF_CHUNKS);
+        let res = self
+            .db
+            .batched_multi_get_cf(cf, ids.iter().map(|d| d.as_bytes()), false);
+        res.into_iter()
+            .map(|r| match r? {
+                Some(v) => Ok(Some(decode(CF_CHUNKS, &v)?)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Number of chunk index entries (estimate from RocksDB properties).
+    pub fn estimated_chunks(&self) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(CF_CHUNKS), "rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// A pack record.
+    pub fn pack(&self, id: u128) -> Result<Option<PackRecord>, MetaError> {
+        self.get(CF_PACKS, &id.to_be_bytes())
+    }
+
+    /// Every pack record (id, record).
+    pub fn packs(&self) -> Result<Vec<(u128, PackRecord)>, MetaError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_PACKS), IteratorMode::Start) {
+            let (k, v) = item?;
+            let id = <[u8; 16]>::try_from(&k[..])
+                .map(u128::from_be_bytes)
+                .map_err(|_| MetaError::Corrupt {
+                    cf: CF_PACKS,
+                    detail: "bad key".into(),
+                })?;
+            out.push((id, decode(CF_PACKS, &v)?));
+        }
+        Ok(out)
+    }
+
+    // ---- manifests ----
+
+    /// A manifest.
+    pub fn manifest(&self, id: &Digest) -> Result<Option<Manifest>, MetaError> {
+        self.get(CF_MANIFESTS, id.as_bytes())
+    }
+
+    /// A segment.
+    pub fn segment(&self, id: &Digest) -> Result<Option<Segment>, MetaError> {
+        self.get(CF_SEGMENTS, id.as_bytes())
+    }
+
+    /// Stores a content-addressed segment (idempotent). Not synced: the
+    /// artifact commit that references it syncs the WAL, which covers it.
+    pub fn put_segment(&self, id: &Digest, encoded: &[u8]) -> Result<(), MetaError> {
+        self.db
+            .put_cf(self.cf(CF_SEGMENTS), id.as_bytes(), encoded)?;
+        Ok(())
+    }
+
+    // ---- artifacts ----
+
+    /// An artifact of an experiment.
+    pub fn artifact(
+        &self,
+        experiment: &str,
+        id: &[u8; 16],
+    ) -> Result<Option<ArtifactRecord>, MetaError> {
+        self.get(CF_ARTIFACTS, &scoped_key(experiment, id))
+    }
+
+    /// Artifacts of an experiment, newest first, starting strictly before
+    /// `before` (an artifact id) when given.
+    pub fn artifacts_newest_first(
+        &self,
+        experiment: &str,
+        before: Option<&[u8; 16]>,
+        limit: usize,
+    ) -> Result<Vec<([u8; 16], ArtifactRecord)>, MetaError> {
+        let prefix = scoped_key(experiment, &[]);
+        let start = match before {
+            Some(b) => scoped_key(experiment, b),
+            None => scoped_key(experiment, &[0xff; 17]),
+        };
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_ARTIFACTS),
+            IteratorMode::From(&start, Direction::Reverse),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            if k[..] == start[..] {
+                continue;
+            }
+            let Ok(id) = <[u8; 16]>::try_from(&k[prefix.len()..]) else {
+                continue;
+            };
+            out.push((id, decode(CF_ARTIFACTS, &v)?));
+        }
+        Ok(out)
+    }
+
+    // ---- workers and groups ----
+
+    /// A worker of an experiment.
+    pub fn worker(
+        &self,
+        experiment: &str,
+        worker: &str,
+    ) -> Result<Option<WorkerRecord>, MetaError> {
+        self.get(CF_WORKERS, &scoped_key(experiment, worker.as_bytes()))
+    }
+
+    /// All workers of an experiment, by id.
+    pub fn workers(&self, experiment: &str) -> Result<Vec<(String, WorkerRecord)>, MetaError> {
+        self.scan(CF_WORKERS, experiment)
+    }
+
+    /// A group of an experiment.
+    pub fn group(&self, experiment: &str, group: &str) -> Result<Option<GroupRecord>, MetaError> {
+        self.get(CF_GROUPS, &scoped_key(experiment, group.as_bytes()))
+    }
+
+    /// All groups of an experiment, by id.
+    pub fn groups(&self, experiment: &str) -> Result<Vec<(String, GroupRecord)>, MetaError> {
+        self.scan(CF_GROUPS, experiment)
+    }
+
+    fn scan<T: DeserializeOwned>(
+        &self,
+        cf: &'static str,
+        experiment: &str,
+    ) -> Result<Vec<(String, T)>, MetaError> {
+        let prefix = scoped_key(experiment, &[]);
+        let mut out = Vec::new();
+        let iter = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(&prefix, Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((id, decode(cf, &v)?));
+        }
+        Ok(out)
+    }
+
+    // ---- system ----
+
+    /// A store-wide setting.
+    pub fn system(&self, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        Ok(self.db.get_cf(self.cf(CF_SYSTEM), key.as_bytes())?)
+    }
+
+    /// Sets a store-wide setting, durably.
+    pub fn set_system(&self, key: &str, value: &[u8]) -> Result<(), MetaError> {
+        let mut b = self.batch();
+        b.inner.put_cf(self.cf(CF_SYSTEM), key.as_bytes(), value);
+        b.commit()
+    }
+
+    /// Flushes memtables (used before a clean shutdown).
+    pub fn flush(&self) -> Result<(), MetaError> {
+        for name in ALL_CFS {
+            self.db.flush_cf(self.cf(name))?;
+        }
+        Ok(())
+    }
+}
+
+/// A set of changes committed atomically and durably.
+pub struct Batch<'a> {
+    meta: &'a Meta,
+    inner: WriteBatch,
+}
+
+impl Batch<'_> {
+    /// Indexes a chunk.
+    pub fn put_chunk(&mut self, id: &Digest, loc: &ChunkLocation) {
+        self.inner
+            .put_cf(self.meta.cf(CF_CHUNKS), id.as_bytes(), encode(loc));
+    }
+
+    /// Records a pack.
+    pub fn put_pack(&mut self, id: u128, rec: &PackRecord) {
+        self.inner
+            .put_cf(self.meta.cf(CF_PACKS), id.to_be_bytes(), encode(rec));
+    }
+
+    /// Records a manifest.
+    pub fn put_manifest(&mut self, id: &Digest, m: &Manifest) {
+        self.inner
+            .put_cf(self.meta.cf(CF_MANIFESTS), id.as_bytes(), encode(m));
+    }
+
+    /// Records an artifact.
+    pub fn put_artifact(&mut self, experiment: &str, id: &[u8; 16], rec: &ArtifactRecord) {
+        self.inner.put_cf(
+            self.meta.cf(CF_ARTIFACTS),
+            scoped_key(experiment, id),
+            encode(rec),
+        );
+    }
+
+    /// Removes an artifact record.
+    pub fn delete_artifact(&mut self, experiment: &str, id: &[u8; 16]) {
+        self.inner
+            .delete_cf(self.meta.cf(CF_ARTIFACTS), scoped_key(experiment, id));
+    }
+
+    /// Records a worker.
+    pub fn put_worker(&mut self, experiment: &str, worker: &str, rec: &WorkerRecord) {
+        self.inner.put_cf(
+            self.meta.cf(CF_WORKERS),
+            scoped_key(experiment, worker.as_bytes()),
+            encode(rec),
+        );
+    }
+
+    /// Records a group.
+    pub fn put_group(&mut self, experiment: &str, group: &str, rec: &GroupRecord) {
+        self.inner.put_cf(
+            self.meta.cf(CF_GROUPS),
+            scoped_key(experiment, group.as_bytes()),
+            encode(rec),
+        );
+    }
+
+    /// Removes a group.
+    pub fn delete_group(&mut self, experiment: &str, group: &str) {
+        self.inner.delete_cf(
+            self.meta.cf(CF_GROUPS),
+            scoped_key(experiment, group.as_bytes()),
+        );
+    }
+
+    /// Commits with a WAL fsync.
+    pub fn commit(self) -> Result<(), MetaError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.meta.db.write_opt(self.inner, &wo)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! `eden-cas serve`: open the stores under the data directory, build the
+//! engine, bind, announce, serve until SIGINT/SIGTERM, then shut down cleanly.
+//!
+//! On a signal, actix stops accepting connections and gives in-flight
+//! requests `shutdown-timeout` to finish; a deposit cut off by then commits
+//! nothing (invariant 3). RocksDB is flushed before exit.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use actix_web::{App, HttpServer, web};
+
+use crate::auth::bearer::is_wire_safe_secret;
+use crate::auth::token::{Secret, mint_token};
+use crate::blobs::BlobStore;
+use crate::config::Config;
+use crate::engine::{Engine, EngineError};
+use crate::http::{self, AppState};
+use crate::meta::Meta;
+
+/// Errors that stop the server from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory cannot be used.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The admin token is unusable.
+    #[error("EDEN_CAS_ADMIN_TOKEN: {0}")]
+    AdminToken(String),
+    /// RocksDB failed to open (often: another process holds its lock).
+    #[error(
+        "metadata store {path}: {source} (is another eden-cas running on this data directory?)"
+    )]
+    Meta {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: crate::meta::MetaError,
+    },
+    /// The blob store failed to open.
+    #[error("blob store: {0}")]
+    Blobs(#[from] crate::blobs::BlobError),
+    /// The engine refused its configuration.
+    #[error("engine: {0}")]
+    Engine(#[from] EngineError),
+    /// Binding or serving failed.
+    #[error("listen {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Name of the generated admin token file inside the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// The admin token: `EDEN_CAS_ADMIN_TOKEN`, else the token file (created
+/// with mode 0600 on first start). Logs the file path, never the token.
+pub fn admin_token(data_dir: &Path) -> Result<Secret, ServerError> {
+    if let Ok(t) = std::env::var("EDEN_CAS_ADMIN_TOKEN") {
+        if !is_wire_safe_secret(&t) || t.len() < 16 {
+            return Err(ServerError::AdminToken(
+                "must be at least 16 visible ASCII characters (no spaces)".into(),
+            ));
+        }
+        return Ok(Secret::new(t));
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let io = |source| ServerError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) => {
+            tracing::info!(path = %path.display(), "admin token read from file");
+            Ok(Secret::new(t.trim().to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = mint_token();
+            write_private(&path, token.expose()).map_err(io)?;
+            tracing::info!(path = %path.display(), "generated a new admin token; it is in this file (mode 0600)");
+            Ok(token)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+/// Opens the stores and builds the engine for `config`.
+pub fn open_engine(config: &Config) -> Result<std::sync::Arc<Engine>, ServerError> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let token = admin_token(dir)?;
+    let meta_dir = dir.join("meta");
+    let meta = Meta::open(&meta_dir).map_err(|source| ServerError::Meta {
+        path: meta_dir,
+        source,
+    })?;
+    let blobs = BlobStore::fs(&dir.join("blobs"))?;
+    tracing::info!(data_dir = %dir.display(), blobs = blobs.describe(), "stores opened");
+    Ok(Engine::new(meta, blobs, config.engine.clone(), token)?)
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(config: Config) -> Result<(), ServerError> {
+    let engine = open_engine(&config)?;
+    let state = AppState {
+        engine: engine.clone(),
+    };
+    let bind_err = |source| ServerError::Bind {
+        addr: config.listen.clone(),
+        source,
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .configure(http::configure)
+    })
+    .workers(config.http_workers)
+    .shutdown_timeout(config.shutdown_timeout.as_secs())
+    .bind(&config.listen)
+    .map_err(bind_err)?;
+    let addrs = server.addrs();
+    let running = server.run();
+    if let Some(addr) = addrs.first() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "EDEN_CAS_LISTENING host={} port={}",
+            addr.ip(),
+            addr.port()
+        );
+        let _ = out.flush();
+        tracing::info!(%addr, max_artifact_bytes = config.engine.max_artifact_bytes, "listening");
+    }
+    running.await.map_err(bind_err)?;
+    tracing::info!("shutting down: flushing metadata");
+    let meta = engine.meta().clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || meta.flush()).await {
+        tracing::warn!(error = %e, "flush task failed");
+    }
+    Ok(())
+}
