@@ -32,14 +32,14 @@ start_server() {
 stop_server() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$PID/status"; }
 
-deposit() { # file -> prints seconds, sets URI
+deposit() { # file -> prints seconds; the URI goes to $WORK/uri
   local t0 t1 out
   t0=$(date +%s.%N)
   out=$(curl -sS --fail-with-body -X POST "http://127.0.0.1:$PORT/v0/experiments/$EXP/artifacts" \
     -H "Authorization: Bearer admin:$TOKEN" -H "X-Eden-Experiment-Id: $EXP" \
     -F "file=@$1;type=application/octet-stream")
   t1=$(date +%s.%N)
-  URI=$(printf '%s' "$out" | sed -n 's/.*"artifacts_uri":"\([^"]*\)".*/\1/p')
+  printf '%s' "$out" | sed -n 's/.*"artifacts_uri":"\([^"]*\)".*/\1/p' >"$WORK/uri"
   echo "$t0 $t1" | awk '{print $2-$1}'
 }
 fetch() { # uri -> prints seconds; checks the digest
@@ -62,7 +62,7 @@ for run in $(seq 1 "$RUNS"); do
   start_server
   s=$(deposit "$WORK/in"); NEW+=("$(mbps "$s")"); r1=$(peak_rss_mib)
   s=$(deposit "$WORK/in"); STORED+=("$(mbps "$s")")
-  s=$(fetch "$URI"); GET+=("$(mbps "$s")")
+  s=$(fetch "$(cat "$WORK/uri")"); GET+=("$(mbps "$s")")
   [ "$(sha256sum "$WORK/out" | cut -d' ' -f1)" = "$IN_SUM" ] || { echo "fetched bytes differ" >&2; exit 1; }
   RSS+=("$r1")
   echo "run $run: new ${NEW[-1]} MB/s, stored ${STORED[-1]} MB/s, fetch ${GET[-1]} MB/s, peak RSS after 1st deposit ${r1} MiB, after all $(peak_rss_mib) MiB, packs $(du -sm "$WORK/data/blobs" | cut -f1) MiB"
