@@ -22,10 +22,18 @@ fn admin_token_is_generated_private_and_never_logged() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("EDEN_CAS_LISTENING host=127.0.0.1 port="), "{line}");
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("EDEN_CAS_LISTENING host=127.0.0.1 port="),
+        "{line}"
+    );
     let token_path = dir.path().join("admin-token");
-    let token = std::fs::read_to_string(&token_path).unwrap().trim().to_string();
+    let token = std::fs::read_to_string(&token_path)
+        .unwrap()
+        .trim()
+        .to_string();
     assert_eq!(token.len(), 64);
     #[cfg(unix)]
     {
@@ -37,19 +45,32 @@ fn admin_token_is_generated_private_and_never_logged() {
     let port: u16 = line.trim().rsplit('=').next().unwrap().parse().unwrap();
     let exp = exp_id();
     let resp = reqwest::blocking::Client::new()
-        .get(format!("http://127.0.0.1:{port}/v0/experiments/{exp}/workers"))
+        .get(format!(
+            "http://127.0.0.1:{port}/v0/experiments/{exp}/workers"
+        ))
         .header("Authorization", format!("Bearer admin:{token}"))
         .header("X-Eden-Experiment-Id", &exp)
         .send()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let status = child.wait().unwrap();
-    assert!(status.success(), "SIGTERM should end the server cleanly: {status:?}");
+    assert!(
+        status.success(),
+        "SIGTERM should end the server cleanly: {status:?}"
+    );
     let mut log = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
-    assert!(log.contains(&token_path.display().to_string()), "the token file path is logged");
-    assert!(!log.contains(&token), "the token itself must never be logged");
+    assert!(
+        log.contains(&token_path.display().to_string()),
+        "the token file path is logged"
+    );
+    assert!(
+        !log.contains(&token),
+        "the token itself must never be logged"
+    );
 }
 
 #[test]
@@ -94,7 +115,10 @@ fn concurrent_overlapping_deposits_all_read_back() {
                     // Same prefix for all, a private tail each: overlapping content.
                     let mut bytes = base[..(2 << 20) + i * 4096].to_vec();
                     bytes.extend_from_slice(&random_bytes(300_000));
-                    (deposit_ok(server, exp, admin, &bytes, "application/octet-stream"), bytes)
+                    (
+                        deposit_ok(server, exp, admin, &bytes, "application/octet-stream"),
+                        bytes,
+                    )
                 })
             })
             .collect();
