@@ -1,9 +1,15 @@
 //! Command-line interface: `eden-cas serve` and friends.
+//!
+//! Every server setting is a flag and an `EDEN_CAS_<NAME>` environment
+//! variable. Blob-store credentials are deliberately not among them: they come
+//! from the provider's environment variables or default chain only, so they
+//! never appear in argv (see docs/operations/blob-backends.md).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::blobs::BlobSettings;
 use crate::config::Overrides;
 
 /// eden-cas: a content-addressed, deduplicating artifact store.
@@ -20,6 +26,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (EDEN v0 surface) on embedded defaults.
     Serve(ServeArgs),
+    /// Check the settings and probe the blob store as `serve` does at
+    /// startup, without serving; exit code 0 when all is well.
+    CheckConfig(ServeArgs),
+    /// Client commands talking to a server (`docs/client.md`).
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 /// Settings of `serve`; each also reads `EDEN_CAS_<NAME>` from the environment.
@@ -46,6 +58,58 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: number of CPUs].
     #[arg(long, env = "EDEN_CAS_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
+    /// Blob store settings.
+    #[command(flatten)]
+    pub blob: BlobArgs,
+}
+
+/// Where packs and manifests live, and how the store is reached.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Blob store")]
+pub struct BlobArgs {
+    /// A path or fs://…, s3://bucket/prefix, gs://bucket/prefix,
+    /// azblob://container/prefix, or memory:// (tests only) [default: <data-dir>/blobs].
+    #[arg(long, env = "EDEN_CAS_BLOB_STORE")]
+    pub blob_store: Option<String>,
+    /// S3-compatible endpoint, e.g. http://127.0.0.1:8333 (MinIO, SeaweedFS) [default: AWS].
+    #[arg(long, env = "EDEN_CAS_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: AWS_REGION; us-east-1 with a custom endpoint].
+    #[arg(long, env = "EDEN_CAS_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Path-style S3 addressing (true/false) [default: true with a custom endpoint].
+    #[arg(long, env = "EDEN_CAS_S3_PATH_STYLE")]
+    pub s3_path_style: Option<bool>,
+    /// S3 storage class of new objects (STANDARD, STANDARD_IA, INTELLIGENT_TIERING, …).
+    #[arg(long, env = "EDEN_CAS_S3_STORAGE_CLASS")]
+    pub s3_storage_class: Option<String>,
+    /// GCS endpoint (emulators) [default: https://storage.googleapis.com].
+    #[arg(long, env = "EDEN_CAS_GCS_ENDPOINT")]
+    pub gcs_endpoint: Option<String>,
+    /// GCS storage class of new objects (STANDARD, NEARLINE, COLDLINE, ARCHIVE).
+    #[arg(long, env = "EDEN_CAS_GCS_STORAGE_CLASS")]
+    pub gcs_storage_class: Option<String>,
+    /// Azure blob endpoint (Azurite, sovereign clouds) [default: https://<account>.blob.core.windows.net].
+    #[arg(long, env = "EDEN_CAS_AZBLOB_ENDPOINT")]
+    pub azblob_endpoint: Option<String>,
+    /// Azure storage account [default: AZURE_STORAGE_ACCOUNT_NAME].
+    #[arg(long, env = "EDEN_CAS_AZBLOB_ACCOUNT")]
+    pub azblob_account: Option<String>,
+    /// Deadline of one blob request or I/O step [default: 60s].
+    #[arg(long, env = "EDEN_CAS_BLOB_TIMEOUT")]
+    pub blob_timeout: Option<String>,
+    /// Retries of a transient blob failure, with backoff and jitter [default: 4].
+    #[arg(long, env = "EDEN_CAS_BLOB_RETRIES")]
+    pub blob_retries: Option<usize>,
+    /// Blob requests in flight at most [default: 64].
+    #[arg(long, env = "EDEN_CAS_BLOB_CONCURRENCY")]
+    pub blob_concurrency: Option<usize>,
+    /// Multipart part size on object stores [default: a third of pack-target-bytes].
+    #[arg(long, env = "EDEN_CAS_BLOB_PART_BYTES")]
+    pub blob_part_bytes: Option<String>,
+    /// Size bound of the in-memory cache of verified chunks; 0 disables [default: 64MiB].
+    #[arg(long, env = "EDEN_CAS_CHUNK_CACHE_BYTES")]
+    pub chunk_cache_bytes: Option<String>,
 }
 
 impl From<&ServeArgs> for Overrides {
@@ -58,6 +122,156 @@ impl From<&ServeArgs> for Overrides {
             pack_target_bytes: a.pack_target_bytes.clone(),
             compression_level: a.compression_level,
             http_workers: a.http_workers,
+            blob: BlobSettings {
+                blob_store: a.blob.blob_store.clone(),
+                s3_endpoint: a.blob.s3_endpoint.clone(),
+                s3_region: a.blob.s3_region.clone(),
+                s3_path_style: a.blob.s3_path_style,
+                s3_storage_class: a.blob.s3_storage_class.clone(),
+                gcs_endpoint: a.blob.gcs_endpoint.clone(),
+                gcs_storage_class: a.blob.gcs_storage_class.clone(),
+                azblob_endpoint: a.blob.azblob_endpoint.clone(),
+                azblob_account: a.blob.azblob_account.clone(),
+            },
+            blob_timeout: a.blob.blob_timeout.clone(),
+            blob_retries: a.blob.blob_retries,
+            blob_concurrency: a.blob.blob_concurrency,
+            blob_part_bytes: a.blob.blob_part_bytes.clone(),
+            chunk_cache_bytes: a.blob.chunk_cache_bytes.clone(),
         }
     }
+}
+
+/// Client subcommands; each talks to the server named by `--url` / `EDEN_CAS_URL`.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Store a file, or a directory as one bundle; prints its URI.
+    Put(PutArgs),
+    /// Fetch an artifact (to a file, stdout, or extracted into a directory).
+    Get(GetArgs),
+    /// List the artifacts you may read, newest first.
+    Ls(LsArgs),
+    /// Show an artifact's metadata.
+    Stat(TargetArgs),
+    /// Delete an artifact (depositor or admin).
+    Rm(TargetArgs),
+    /// Let a worker or group read an artifact, or take that back with --revoke.
+    Grant(GrantArgs),
+    /// Compare a local file or directory, or the fetched artifact, with the recorded BLAKE3.
+    Verify(VerifyArgs),
+}
+
+/// Connection settings shared by every client command.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Server base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "EDEN_CAS_URL")]
+    pub url: Option<String>,
+    /// Experiment id (exp_…).
+    #[arg(long, short = 'e', env = "EDEN_CAS_EXPERIMENT")]
+    pub experiment: Option<String>,
+    /// Bearer `<principal>:<secret>`; set EDEN_CAS_TOKEN rather than passing it on the command line.
+    #[arg(long, env = "EDEN_CAS_TOKEN", hide_env_values = true)]
+    pub token: Option<crate::auth::Secret>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `eden-cas put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// File to store, or directory to store as one bundle (tar).
+    pub path: PathBuf,
+    /// Content-Type to record [default: application/octet-stream; application/x-tar for a directory].
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// Filename to record [default: the file's name; <dir>.tar for a directory].
+    #[arg(long)]
+    pub filename: Option<String>,
+    /// Expire the artifact after this long (e.g. 7d).
+    #[arg(long)]
+    pub expires_in: Option<String>,
+    /// Chunk batches in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    /// Largest chunk batch body (e.g. 16MiB); the server's limit caps it [default: 16MiB].
+    #[arg(long, value_parser = crate::config::parse_size)]
+    pub batch_bytes: Option<u64>,
+    /// Connection settings.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `eden-cas get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Artifact id or eden://artifacts/<id> URI.
+    pub target: String,
+    /// Write here (a directory: the default name inside it); `-` is stdout [default: the recorded filename, else the id].
+    #[arg(long, short = 'o', conflicts_with = "extract")]
+    pub output: Option<PathBuf>,
+    /// Only bytes A through B, inclusive (`A-B`, `A-`, or `-N` for the last N).
+    #[arg(long, conflicts_with = "extract", allow_hyphen_values = true)]
+    pub range: Option<String>,
+    /// Unpack a bundle into this directory (created if needed).
+    #[arg(long, value_name = "DIR")]
+    pub extract: Option<PathBuf>,
+    /// Connection settings.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `eden-cas ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only artifacts deposited by this principal (admin, wkr_…).
+    #[arg(long)]
+    pub created_by: Option<String>,
+    /// Stop after this many artifacts [default: all].
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Artifacts asked for per request.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
+    /// Connection settings.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `eden-cas stat` and `eden-cas rm`.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Artifact id or eden://artifacts/<id> URI.
+    pub target: String,
+    /// Connection settings.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `eden-cas grant`.
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// Artifact id or eden://artifacts/<id> URI.
+    pub target: String,
+    /// Worker (wkr_…) or group (grp_…) id.
+    pub principal: String,
+    /// Remove the grant instead of adding it.
+    #[arg(long)]
+    pub revoke: bool,
+    /// Connection settings.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `eden-cas verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Artifact id or eden://artifacts/<id> URI.
+    pub target: String,
+    /// Local file (or directory, as a bundle) to check; without it the artifact is fetched and checked.
+    pub path: Option<PathBuf>,
+    /// Connection settings.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::blobs::{BlobConfig, BlobSettings, part_bytes_for};
 use crate::chunking::ChunkerParams;
 use crate::engine::EngineConfig;
 
@@ -57,6 +58,37 @@ pub struct FileConfig {
     pub http_workers: Option<usize>,
     /// Grace period for in-flight requests on shutdown (humantime, e.g. `30s`).
     pub shutdown_timeout: Option<String>,
+    /// Upload sessions idle this long expire (humantime, e.g. `24h`).
+    pub upload_idle_timeout: Option<String>,
+    /// Blob store: a path, `fs://…`, `s3://bucket/prefix`, `gs://…`,
+    /// `azblob://container/prefix` or `memory://`.
+    pub blob_store: Option<String>,
+    /// S3-compatible endpoint URL.
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    pub s3_region: Option<String>,
+    /// S3 path-style addressing.
+    pub s3_path_style: Option<bool>,
+    /// S3 storage class of new objects.
+    pub s3_storage_class: Option<String>,
+    /// GCS endpoint.
+    pub gcs_endpoint: Option<String>,
+    /// GCS storage class of new objects.
+    pub gcs_storage_class: Option<String>,
+    /// Azure blob service endpoint.
+    pub azblob_endpoint: Option<String>,
+    /// Azure storage account.
+    pub azblob_account: Option<String>,
+    /// Deadline of one blob request (humantime).
+    pub blob_timeout: Option<String>,
+    /// Retries of a transient blob failure.
+    pub blob_retries: Option<usize>,
+    /// Blob requests in flight at most.
+    pub blob_concurrency: Option<usize>,
+    /// Multipart part size on object stores.
+    pub blob_part_bytes: Option<SizeValue>,
+    /// Size bound of the verified-chunk cache (0 disables).
+    pub chunk_cache_bytes: Option<SizeValue>,
 }
 
 /// A size in TOML: an integer or a string with a unit.
@@ -119,6 +151,19 @@ pub struct Overrides {
     pub compression_level: Option<i32>,
     /// `--http-workers` / `EDEN_CAS_HTTP_WORKERS`.
     pub http_workers: Option<usize>,
+    /// `--blob-store`, `--s3-*`, `--gcs-*`, `--azblob-*` and their
+    /// `EDEN_CAS_…` variables.
+    pub blob: BlobSettings,
+    /// `--blob-timeout` / `EDEN_CAS_BLOB_TIMEOUT`.
+    pub blob_timeout: Option<String>,
+    /// `--blob-retries` / `EDEN_CAS_BLOB_RETRIES`.
+    pub blob_retries: Option<usize>,
+    /// `--blob-concurrency` / `EDEN_CAS_BLOB_CONCURRENCY`.
+    pub blob_concurrency: Option<usize>,
+    /// `--blob-part-bytes` / `EDEN_CAS_BLOB_PART_BYTES`.
+    pub blob_part_bytes: Option<String>,
+    /// `--chunk-cache-bytes` / `EDEN_CAS_CHUNK_CACHE_BYTES`.
+    pub chunk_cache_bytes: Option<String>,
 }
 
 /// The resolved configuration of `serve`.
@@ -132,8 +177,12 @@ pub struct Config {
     pub http_workers: usize,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_timeout: Duration,
+    /// Upload sessions idle this long expire and release their pins.
+    pub upload_idle_timeout: Duration,
     /// Engine tunables.
     pub engine: EngineConfig,
+    /// Blob store backend and tunables.
+    pub blobs: BlobConfig,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -205,6 +254,13 @@ impl Config {
             })?,
             None => Duration::from_secs(30),
         };
+        let upload_idle_timeout = match &file.upload_idle_timeout {
+            Some(s) => humantime::parse_duration(s).map_err(|e| ConfigError::Invalid {
+                setting: "upload-idle-timeout",
+                detail: e.to_string(),
+            })?,
+            None => Duration::from_secs(24 * 3600),
+        };
         let http_workers = o.http_workers.or(file.http_workers).unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -216,12 +272,16 @@ impl Config {
                 detail: "must be at least 1".into(),
             });
         }
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./eden-cas-data"));
+        let blobs = resolve_blobs(o, &file, &data_dir, engine.pack_target_bytes, &|k| {
+            std::env::var(k).ok()
+        })?;
         Ok(Config {
-            data_dir: o
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./eden-cas-data")),
+            data_dir,
             listen: o
                 .listen
                 .clone()
@@ -229,9 +289,99 @@ impl Config {
                 .unwrap_or_else(|| "127.0.0.1:8080".into()),
             http_workers,
             shutdown_timeout,
+            upload_idle_timeout,
             engine,
+            blobs,
         })
     }
+}
+
+/// The blob settings: backend choice (validated in `blobs::backend`) and
+/// tunables. Flags and environment win over the file, field by field.
+fn resolve_blobs(
+    o: &Overrides,
+    file: &FileConfig,
+    data_dir: &Path,
+    pack_target_bytes: u64,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BlobConfig, ConfigError> {
+    let f = file;
+    let b = &o.blob;
+    let settings = BlobSettings {
+        blob_store: b.blob_store.clone().or(f.blob_store.clone()),
+        s3_endpoint: b.s3_endpoint.clone().or(f.s3_endpoint.clone()),
+        s3_region: b.s3_region.clone().or(f.s3_region.clone()),
+        s3_path_style: b.s3_path_style.or(f.s3_path_style),
+        s3_storage_class: b.s3_storage_class.clone().or(f.s3_storage_class.clone()),
+        gcs_endpoint: b.gcs_endpoint.clone().or(f.gcs_endpoint.clone()),
+        gcs_storage_class: b.gcs_storage_class.clone().or(f.gcs_storage_class.clone()),
+        azblob_endpoint: b.azblob_endpoint.clone().or(f.azblob_endpoint.clone()),
+        azblob_account: b.azblob_account.clone().or(f.azblob_account.clone()),
+    };
+    let backend = settings
+        .resolve(data_dir, env)
+        .map_err(|e| ConfigError::Invalid {
+            setting: e.setting,
+            detail: e.detail,
+        })?;
+    let mut cfg = BlobConfig::new(backend);
+    cfg.part_bytes = part_bytes_for(pack_target_bytes);
+    if let Some(t) = o.blob_timeout.as_ref().or(f.blob_timeout.as_ref()) {
+        cfg.timeout = humantime::parse_duration(t).map_err(|e| ConfigError::Invalid {
+            setting: "blob-timeout",
+            detail: e.to_string(),
+        })?;
+        if cfg.timeout < std::time::Duration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                setting: "blob-timeout",
+                detail: "must be at least 1s".into(),
+            });
+        }
+    }
+    if let Some(n) = o.blob_retries.or(f.blob_retries) {
+        if n > 20 {
+            return Err(ConfigError::Invalid {
+                setting: "blob-retries",
+                detail: "must be 0 to 20".into(),
+            });
+        }
+        cfg.retries = n;
+    }
+    if let Some(n) = o.blob_concurrency.or(f.blob_concurrency) {
+        if !(1..=4096).contains(&n) {
+            return Err(ConfigError::Invalid {
+                setting: "blob-concurrency",
+                detail: "must be 1 to 4096".into(),
+            });
+        }
+        cfg.max_concurrency = n;
+    }
+    let size =
+        |flag: &Option<String>, file: &Option<SizeValue>, setting: &'static str| match (flag, file)
+        {
+            (Some(s), _) => parse_size(s)
+                .map(Some)
+                .map_err(|detail| ConfigError::Invalid { setting, detail }),
+            (None, Some(v)) => v.bytes(setting).map(Some),
+            (None, None) => Ok(None),
+        };
+    if let Some(n) = size(&o.blob_part_bytes, &f.blob_part_bytes, "blob-part-bytes")? {
+        if !(5 << 20..=5 << 30).contains(&n) {
+            return Err(ConfigError::Invalid {
+                setting: "blob-part-bytes",
+                detail: "must be between 5MiB and 5GiB (S3 multipart limits)".into(),
+            });
+        }
+        cfg.part_bytes = n as usize;
+    }
+    if let Some(n) = size(
+        &o.chunk_cache_bytes,
+        &f.chunk_cache_bytes,
+        "chunk-cache-bytes",
+    )? {
+        cfg.chunk_cache_bytes = n;
+    }
+    Ok(cfg)
 }
 
 #[cfg(test)]
@@ -271,5 +421,54 @@ mod tests {
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
         let err = Config::resolve(&o).unwrap_err().to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    fn blobs(file: &str, o: &Overrides) -> Result<BlobConfig, ConfigError> {
+        let file: FileConfig = toml::from_str(file).unwrap();
+        resolve_blobs(o, &file, Path::new("/data"), 64 << 20, &|_| None)
+    }
+
+    #[test]
+    fn blob_settings_merge_and_validate() {
+        let c = blobs("", &Overrides::default()).unwrap();
+        assert_eq!(c.backend.to_string(), "fs:///data/blobs");
+        assert_eq!(c.part_bytes, 24 << 20);
+        assert_eq!(c.chunk_cache_bytes, 64 << 20);
+
+        let file = "blob-store = \"s3://eden/prod\"\ns3-endpoint = \"http://127.0.0.1:8333\"\n\
+                    blob-timeout = \"30s\"\nchunk-cache-bytes = \"8MiB\"\n";
+        let c = blobs(file, &Overrides::default()).unwrap();
+        assert_eq!(c.backend.to_string(), "s3://eden/prod");
+        assert_eq!(c.timeout, Duration::from_secs(30));
+        assert_eq!(c.chunk_cache_bytes, 8 << 20);
+
+        // A flag switching the backend makes the file's s3 option foreign.
+        let mut o = Overrides::default();
+        o.blob.blob_store = Some("gs://eden-bucket".into());
+        let err = blobs(file, &o).unwrap_err().to_string();
+        assert!(err.starts_with("setting `s3-endpoint`"), "{err}");
+
+        let err = blobs(
+            "blob-store = \"s3://eden\"\ngcs-endpoint = \"http://x\"\n",
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "setting `gcs-endpoint`: only applies to a gs:// blob-store, but blob-store is s3://"
+        );
+
+        let err = blobs("blob-part-bytes = \"1MiB\"\n", &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("setting `blob-part-bytes`"), "{err}");
+        let err = blobs("blob-store = \"nfs://x\"\n", &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("setting `blob-store`: unknown scheme"),
+            "{err}"
+        );
     }
 }

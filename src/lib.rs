@@ -8,6 +8,7 @@ pub mod auth;
 pub mod blobs;
 pub mod chunking;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod hash;

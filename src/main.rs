@@ -9,7 +9,18 @@ use eden_cas::config::{Config, Overrides};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors exit 1: for client commands 2 means "server refused".
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -17,12 +28,21 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result: anyhow::Result<()> = match cli.command {
+        Command::Client(command) => return eden_cas::client::run(command),
         Command::Serve(args) => Config::resolve(&Overrides::from(&args))
             .map_err(anyhow::Error::from)
             .and_then(|config| {
                 actix_web::rt::System::new()
                     .block_on(eden_cas::server::serve(config))
                     .map_err(anyhow::Error::from)
+            }),
+        Command::CheckConfig(args) => Config::resolve(&Overrides::from(&args))
+            .map_err(anyhow::Error::from)
+            .and_then(|config| {
+                let report = actix_web::rt::System::new()
+                    .block_on(eden_cas::server::check_config(&config))?;
+                print!("{report}");
+                Ok(())
             }),
     };
     match result {

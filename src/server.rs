@@ -1,5 +1,10 @@
-//! `eden-cas serve`: open the stores under the data directory, build the
+//! `eden-cas serve`: probe the blob store, open the stores, build the
 //! engine, bind, announce, serve until SIGINT/SIGTERM, then shut down cleanly.
+//! `eden-cas check-config` runs the same startup checks and stops there.
+//!
+//! The blob store is probed before anything else opens, so a missing bucket,
+//! refused credentials or an unreachable endpoint stop startup with one line
+//! naming the setting to fix (see `blobs::probe`).
 //!
 //! On a signal, actix stops accepting connections and gives in-flight
 //! requests `shutdown-timeout` to finish; a deposit cut off by then commits
@@ -12,7 +17,8 @@ use actix_web::{App, HttpServer, web};
 
 use crate::auth::bearer::is_wire_safe_secret;
 use crate::auth::token::{Secret, mint_token};
-use crate::blobs::BlobStore;
+use crate::blobs::probe::{self, ProbeError, ProbeReport};
+use crate::blobs::{Backend, BlobStore};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::http::{self, AppState};
@@ -45,6 +51,9 @@ pub enum ServerError {
     /// The blob store failed to open.
     #[error("blob store: {0}")]
     Blobs(#[from] crate::blobs::BlobError),
+    /// The blob store failed its startup probe (the message names the fix).
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
     /// The engine refused its configuration.
     #[error("engine: {0}")]
     Engine(#[from] EngineError),
@@ -116,14 +125,92 @@ pub fn open_engine(config: &Config) -> Result<std::sync::Arc<Engine>, ServerErro
         path: meta_dir,
         source,
     })?;
-    let blobs = BlobStore::fs(&dir.join("blobs"))?;
-    tracing::info!(data_dir = %dir.display(), blobs = blobs.describe(), "stores opened");
+    let blobs = BlobStore::open(&config.blobs)?;
+    tracing::info!(
+        data_dir = %dir.display(),
+        blobs = %blobs.describe(),
+        endpoint = %blobs.backend().endpoint(),
+        chunk_cache_bytes = config.blobs.chunk_cache_bytes,
+        "stores opened"
+    );
     Ok(Engine::new(meta, blobs, config.engine.clone(), token)?)
+}
+
+/// Creates the data directory and probes the blob store.
+async fn startup_checks(config: &Config) -> Result<ProbeReport, ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    if matches!(config.blobs.backend, Backend::Memory) {
+        tracing::warn!(
+            "blob-store is memory:// — NOTHING IS DURABLE: every pack and manifest is lost \
+             when this process exits. Use it for tests only."
+        );
+    }
+    Ok(probe::check(&config.blobs).await?)
+}
+
+/// `eden-cas check-config`: the startup checks of `serve`, then a summary
+/// (settings and probe findings; never a credential).
+pub async fn check_config(config: &Config) -> Result<String, ServerError> {
+    let report = startup_checks(config).await?;
+    let b = &config.blobs;
+    let mut detail = String::new();
+    match &b.backend {
+        Backend::S3(o) => {
+            detail = format!(
+                " (endpoint {}, region {}, {}{})",
+                b.backend.endpoint(),
+                o.region,
+                if o.path_style {
+                    "path-style"
+                } else {
+                    "virtual-host style"
+                },
+                o.storage_class
+                    .as_ref()
+                    .map(|c| format!(", storage class {c}"))
+                    .unwrap_or_default()
+            );
+        }
+        Backend::Gcs(_) | Backend::Azblob(_) => {
+            detail = format!(" (endpoint {})", b.backend.endpoint());
+        }
+        Backend::Fs { .. } | Backend::Memory => {}
+    }
+    Ok(format!(
+        "configuration ok\n\
+         data-dir           {}\n\
+         listen             {}\n\
+         blob-store         {}{detail}\n\
+         create-only writes {}\n\
+         delete allowed     {}\n\
+         probe              {} ms\n",
+        config.data_dir.display(),
+        config.listen,
+        report.store,
+        if report.conditional_writes {
+            "enforced by the service"
+        } else {
+            "NOT enforced by the service (see docs/operations/blob-backends.md)"
+        },
+        if report.delete_allowed {
+            "yes"
+        } else {
+            "no (GC cannot reclaim space)"
+        },
+        report.elapsed.as_millis(),
+    ))
 }
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), ServerError> {
+    startup_checks(&config).await?;
     let engine = open_engine(&config)?;
+    engine.set_upload_idle_timeout(config.upload_idle_timeout);
+    // Expired upload sessions release their pins even if nobody touches them.
+    let _reaper = engine.spawn_session_reaper(std::time::Duration::from_secs(600));
     let state = AppState {
         engine: engine.clone(),
     };

@@ -4,6 +4,7 @@
 //! ```text
 //! packs/<xx>/<pack-ulid>.pack
 //! manifests/<xx>/<manifest-blake3-hex>.manifest
+//! _eden_cas_probe/<ulid>      (startup probe; deleted right after)
 //! ```
 
 use ulid::Ulid;

@@ -1,19 +1,34 @@
-//! The blob store: an opendal `Operator` with retry, timeout, concurrency and
-//! tracing layers, plus the key layout of packs and manifests.
+//! The blob store: an opendal `Operator` over one backend (fs, memory, s3,
+//! gcs, azblob — see [`backend`]) with timeout, retry, concurrency and
+//! tracing layers, the key layout of packs and manifests ([`keys`]), the
+//! startup probe ([`probe`]), per-kind request counters and a cache of
+//! verified chunks ([`cache`]).
 //!
-//! Keeps invariant 5 (no overwrite): every object is written create-only, and
-//! a collision is an error, never a silent replace. On the fs backend a
+//! Keeps invariant 5 (no overwrite): every object is written create-only
+//! (`If-None-Match: *` on object stores, `O_EXCL`-style on fs), and a
+//! collision is an error, never a silent replace. On the fs backend a
 //! completed write is fsynced, file and directory, before it counts as durable
-//! (invariant 3 relies on that).
+//! (invariant 3 relies on that); on object stores an object exists only once
+//! its single PUT or its multipart completion succeeded. "Object absent" is
+//! the only [`BlobError::NotFound`]: a missing bucket, a refused credential or
+//! an unreachable service is a [`BlobError::Backend`].
 
+pub mod backend;
+pub mod cache;
 pub mod keys;
+pub mod probe;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer, TracingLayer};
+use opendal::layers::{ConcurrentLimitLayer, RetryEvent, RetryLayer, TimeoutLayer, TracingLayer};
 use opendal::{ErrorKind, Operator};
+
+pub use backend::{Backend, BlobSettings, SettingError};
+pub use cache::ChunkCache;
 
 /// Errors of the blob layer. "Object absent" is the only not-found.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +39,8 @@ pub enum BlobError {
     /// A create-only write found the object already there.
     #[error("blob {0} already exists")]
     AlreadyExists(String),
-    /// Anything else the backend reported (permission, network, disk).
+    /// Anything else the backend reported (bucket missing, permission,
+    /// network, disk).
     #[error("blob store: {0}")]
     Backend(#[from] opendal::Error),
     /// Local I/O around the backend (directory fsync).
@@ -32,9 +48,19 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
 }
 
+/// Services answer 404 for a missing bucket as for a missing object; only
+/// the error code in the body tells them apart (S3 `NoSuchBucket` is already
+/// `ConfigInvalid` in opendal; GCS and Azure are caught here).
+fn is_container_missing(e: &opendal::Error) -> bool {
+    let m = e.to_string();
+    m.contains("NoSuchBucket")
+        || m.contains("ContainerNotFound")
+        || m.contains("bucket does not exist")
+}
+
 fn map_err(key: &str, e: opendal::Error) -> BlobError {
     match e.kind() {
-        ErrorKind::NotFound => BlobError::NotFound(key.to_string()),
+        ErrorKind::NotFound if !is_container_missing(&e) => BlobError::NotFound(key.to_string()),
         ErrorKind::AlreadyExists | ErrorKind::ConditionNotMatch => {
             BlobError::AlreadyExists(key.to_string())
         }
@@ -51,77 +77,270 @@ pub enum PutOutcome {
     AlreadyPresent,
 }
 
+/// Tunables of the blob store (named settings; see `config.rs`).
+#[derive(Debug, Clone)]
+pub struct BlobConfig {
+    /// The backend (`blob-store` and its per-backend settings).
+    pub backend: Backend,
+    /// Deadline of one request or one I/O step (`blob-timeout`).
+    pub timeout: Duration,
+    /// Retries of a transient failure, with exponential backoff and jitter
+    /// (`blob-retries`).
+    pub retries: usize,
+    /// Requests in flight at most, whole process (`blob-concurrency`).
+    pub max_concurrency: usize,
+    /// Multipart part size on object stores (`blob-part-bytes`).
+    pub part_bytes: usize,
+    /// Size bound of the verified-chunk cache; 0 disables it
+    /// (`chunk-cache-bytes`).
+    pub chunk_cache_bytes: u64,
+}
+
+/// Smallest multipart part S3 accepts (all parts but the last).
+pub const MIN_PART_BYTES: usize = 5 << 20;
+
+/// Parts of one object uploaded concurrently on object stores.
+const UPLOADS_IN_FLIGHT: usize = 2;
+
+impl BlobConfig {
+    /// Default tunables for `backend`.
+    pub fn new(backend: Backend) -> Self {
+        BlobConfig {
+            backend,
+            timeout: Duration::from_secs(60),
+            retries: 4,
+            max_concurrency: 64,
+            part_bytes: part_bytes_for(64 << 20),
+            chunk_cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The part size that writes a pack of `pack_target_bytes` in three parts:
+/// ≤ 3 PUTs + 2 POSTs per pack. A pack is sealed at the first batch boundary
+/// past its target, so it may overshoot; parts cover target + 1/8.
+pub fn part_bytes_for(pack_target_bytes: u64) -> usize {
+    let covered = pack_target_bytes + pack_target_bytes / 8;
+    let third = covered.div_ceil(3).div_ceil(1 << 20) << 20;
+    (third as usize).max(MIN_PART_BYTES)
+}
+
+/// Requests issued to the backend, by kind, since the store was opened.
+///
+/// Reads, stats, lists and deletes are counted one per opendal call (each is
+/// one HTTP request on object stores). Writes are counted in the S3 request
+/// model: an object of one part is one PUT; a larger one is one PUT per part
+/// plus two POSTs (initiate, complete). On fs and memory each object counts
+/// as one PUT.
+#[derive(Debug, Default)]
+pub struct BlobCounters {
+    /// Reads (one ranged GET each).
+    pub get: AtomicU64,
+    /// Metadata reads (HEAD).
+    pub head: AtomicU64,
+    /// Object PUTs and multipart part uploads.
+    pub put: AtomicU64,
+    /// Multipart initiations and completions.
+    pub post: AtomicU64,
+    /// List calls.
+    pub list: AtomicU64,
+    /// Deletes (and multipart aborts).
+    pub delete: AtomicU64,
+    /// Retries of transient failures (each one more request).
+    pub retries: AtomicU64,
+    /// Bytes read from the backend.
+    pub bytes_read: AtomicU64,
+    /// Bytes written to the backend.
+    pub bytes_written: AtomicU64,
+}
+
+/// A copy of [`BlobCounters`] at one instant.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// See [`BlobCounters::get`].
+    pub get: u64,
+    /// See [`BlobCounters::head`].
+    pub head: u64,
+    /// See [`BlobCounters::put`].
+    pub put: u64,
+    /// See [`BlobCounters::post`].
+    pub post: u64,
+    /// See [`BlobCounters::list`].
+    pub list: u64,
+    /// See [`BlobCounters::delete`].
+    pub delete: u64,
+    /// See [`BlobCounters::retries`].
+    pub retries: u64,
+    /// See [`BlobCounters::bytes_read`].
+    pub bytes_read: u64,
+    /// See [`BlobCounters::bytes_written`].
+    pub bytes_written: u64,
+}
+
+impl RequestCounts {
+    /// Difference `self - earlier`, per field.
+    pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
+        RequestCounts {
+            get: self.get - earlier.get,
+            head: self.head - earlier.head,
+            put: self.put - earlier.put,
+            post: self.post - earlier.post,
+            list: self.list - earlier.list,
+            delete: self.delete - earlier.delete,
+            retries: self.retries - earlier.retries,
+            bytes_read: self.bytes_read - earlier.bytes_read,
+            bytes_written: self.bytes_written - earlier.bytes_written,
+        }
+    }
+
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.get + self.head + self.put + self.post + self.list + self.delete + self.retries
+    }
+}
+
+impl BlobCounters {
+    fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A snapshot.
+    pub fn snapshot(&self) -> RequestCounts {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RequestCounts {
+            get: l(&self.get),
+            head: l(&self.head),
+            put: l(&self.put),
+            post: l(&self.post),
+            list: l(&self.list),
+            delete: l(&self.delete),
+            retries: l(&self.retries),
+            bytes_read: l(&self.bytes_read),
+            bytes_written: l(&self.bytes_written),
+        }
+    }
+}
+
 /// The blob store handle; cheap to clone.
 #[derive(Clone)]
 pub struct BlobStore {
     op: Operator,
+    backend: Arc<Backend>,
     /// Root directory when the backend is the local file system.
     fs_root: Option<PathBuf>,
-    /// Short description for logs (`fs:/path`, `memory`).
-    describe: String,
+    /// Multipart part size; `None` writes through (fs, memory).
+    part_bytes: Option<usize>,
+    counters: Arc<BlobCounters>,
+    cache: Arc<ChunkCache>,
 }
 
 impl std::fmt::Debug for BlobStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.describe)
+        write!(f, "{}", self.backend)
     }
 }
 
-fn layered(op: Operator) -> Operator {
+fn layered(op: Operator, cfg: &BlobConfig, counters: &Arc<BlobCounters>) -> Operator {
+    let retry_counters = Arc::clone(counters);
+    // Order matters: the timeout sits under the retry, so each attempt has
+    // its own deadline and a timed-out attempt is retried (opendal's advice).
     op.layer(
-        RetryLayer::new()
-            .with_jitter()
-            .with_max_times(4)
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(5)),
+        TimeoutLayer::new()
+            .with_timeout(cfg.timeout)
+            .with_io_timeout(cfg.timeout),
     )
     .layer(
-        TimeoutLayer::new()
-            .with_timeout(Duration::from_secs(120))
-            .with_io_timeout(Duration::from_secs(60)),
+        RetryLayer::new()
+            .with_jitter()
+            .with_max_times(cfg.retries)
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(5))
+            .with_notify(move |ev: RetryEvent<'_>| {
+                BlobCounters::add(&retry_counters.retries, 1);
+                tracing::warn!(
+                    op = %ev.op,
+                    attempt = ev.attempt,
+                    retry_after_ms = ev.retry_after.as_millis() as u64,
+                    error = %ev.err,
+                    "blob store: transient failure, retrying"
+                );
+            }),
     )
-    .layer(ConcurrentLimitLayer::new(64))
+    .layer(ConcurrentLimitLayer::new(cfg.max_concurrency.max(1)))
     .layer(TracingLayer::new())
 }
 
 impl BlobStore {
-    /// Local directory backend; creates the directory if needed.
-    pub fn fs(root: &Path) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(root)?;
-        let root = root.canonicalize()?;
-        let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
-        let op = Operator::new(builder)?;
+    /// Opens the store described by `cfg`. Builds the client only: no request
+    /// is made (see [`probe::probe`] for the startup check). A local
+    /// directory is created if needed.
+    pub fn open(cfg: &BlobConfig) -> Result<Self, BlobError> {
+        let mut backend = cfg.backend.clone();
+        let fs_root = match &mut backend {
+            Backend::Fs { root } => {
+                std::fs::create_dir_all(&*root)?;
+                *root = root.canonicalize()?;
+                Some(root.clone())
+            }
+            _ => None,
+        };
+        let counters = Arc::new(BlobCounters::default());
+        let op = layered(backend::operator(&backend)?, cfg, &counters);
         Ok(BlobStore {
-            op: layered(op),
-            describe: format!("fs:{}", root.display()),
-            fs_root: Some(root),
+            op,
+            part_bytes: backend
+                .is_object_store()
+                .then_some(cfg.part_bytes.max(MIN_PART_BYTES)),
+            backend: Arc::new(backend),
+            fs_root,
+            counters,
+            cache: Arc::new(ChunkCache::new(cfg.chunk_cache_bytes)),
         })
+    }
+
+    /// Local directory backend with default tunables; creates the directory.
+    pub fn fs(root: &Path) -> Result<Self, BlobError> {
+        Self::open(&BlobConfig::new(Backend::Fs { root: root.into() }))
     }
 
     /// In-memory backend: nothing is durable. Tests only.
     pub fn memory() -> Result<Self, BlobError> {
-        let op = Operator::new(opendal::services::Memory::default())?;
-        Ok(BlobStore {
-            op: layered(op),
-            fs_root: None,
-            describe: "memory".into(),
-        })
+        Self::open(&BlobConfig::new(Backend::Memory))
+    }
+
+    /// The backend, safe to log (`s3://bucket/prefix`, `fs:///path`, …).
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Short description for logs.
-    pub fn describe(&self) -> &str {
-        &self.describe
+    pub fn describe(&self) -> String {
+        self.backend.to_string()
+    }
+
+    /// Requests issued so far, by kind.
+    pub fn requests(&self) -> RequestCounts {
+        self.counters.snapshot()
+    }
+
+    /// The verified-chunk cache shared by all readers of this store.
+    pub fn chunk_cache(&self) -> &ChunkCache {
+        &self.cache
     }
 
     /// Opens a create-only streaming writer for `key`. A collision may be
-    /// reported here or on the first write (backends open lazily).
+    /// reported here, on a write or on close (backends differ; object stores
+    /// only know at the final PUT or multipart completion).
     pub async fn create(&self, key: &str) -> Result<BlobWriter, BlobError> {
-        let w = self
-            .op
-            .writer_with(key)
-            .if_not_exists(true)
-            .await
-            .map_err(|e| map_err(key, e))?;
+        let mut w = self.op.writer_with(key).if_not_exists(true);
+        if let Some(part) = self.part_bytes {
+            // Exact parts: a 64 MiB pack goes up as 3 parts, not one per
+            // 8 MiB write (request count and per-request cost). Two parts
+            // upload at once, so chunking continues while a part is in
+            // flight; a failed part is re-sent from its retained buffer.
+            w = w.chunk(part).concurrent(UPLOADS_IN_FLIGHT);
+        }
+        let w = w.await.map_err(|e| map_err(key, e))?;
         Ok(BlobWriter {
             inner: w,
             key: key.to_string(),
@@ -139,8 +358,14 @@ impl BlobStore {
         };
         match w.write(bytes).await {
             Ok(()) => {}
-            Err(BlobError::AlreadyExists(_)) => return Ok(PutOutcome::AlreadyPresent),
-            Err(e) => return Err(e),
+            Err(BlobError::AlreadyExists(_)) => {
+                w.abort().await;
+                return Ok(PutOutcome::AlreadyPresent);
+            }
+            Err(e) => {
+                w.abort().await;
+                return Err(e);
+            }
         }
         match w.close().await {
             Ok(_) => Ok(PutOutcome::Created),
@@ -149,11 +374,12 @@ impl BlobStore {
         }
     }
 
-    /// Reads `len` bytes at `offset` of `key`.
+    /// Reads `len` bytes at `offset` of `key`, with one ranged request.
     pub async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, BlobError> {
         if len == 0 {
             return Ok(Bytes::new());
         }
+        BlobCounters::add(&self.counters.get, 1);
         let buf = self
             .op
             .read_with(key)
@@ -161,6 +387,7 @@ impl BlobStore {
             .await
             .map_err(|e| map_err(key, e))?;
         let bytes = buf.to_bytes();
+        BlobCounters::add(&self.counters.bytes_read, bytes.len() as u64);
         if bytes.len() as u64 != len {
             return Err(BlobError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -172,16 +399,22 @@ impl BlobStore {
 
     /// Reads a whole object.
     pub async fn read(&self, key: &str) -> Result<Bytes, BlobError> {
-        Ok(self
+        BlobCounters::add(&self.counters.get, 1);
+        let bytes = self
             .op
             .read(key)
             .await
             .map_err(|e| map_err(key, e))?
-            .to_bytes())
+            .to_bytes();
+        BlobCounters::add(&self.counters.bytes_read, bytes.len() as u64);
+        Ok(bytes)
     }
 
-    /// Size of an object.
+    /// Size of an object. On object stores a HEAD carries no error body, so a
+    /// missing bucket also reads as not-found here; the startup probe rules
+    /// that out before serving.
     pub async fn size(&self, key: &str) -> Result<u64, BlobError> {
+        BlobCounters::add(&self.counters.head, 1);
         Ok(self
             .op
             .stat(key)
@@ -192,6 +425,7 @@ impl BlobStore {
 
     /// Keys and sizes of every object under `prefix` (recursive).
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, BlobError> {
+        BlobCounters::add(&self.counters.list, 1);
         let entries = self
             .op
             .list_with(prefix)
@@ -213,7 +447,21 @@ impl BlobStore {
 
     /// Deletes an object (absent is fine).
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        BlobCounters::add(&self.counters.delete, 1);
         self.op.delete(key).await.map_err(|e| map_err(key, e))
+    }
+
+    /// Counts the requests of one finished object write (see [`BlobCounters`]).
+    fn count_write(&self, written: u64) {
+        let c = &self.counters;
+        BlobCounters::add(&c.bytes_written, written);
+        match self.part_bytes {
+            Some(part) if written > part as u64 => {
+                BlobCounters::add(&c.put, written.div_ceil(part as u64));
+                BlobCounters::add(&c.post, 2);
+            }
+            _ => BlobCounters::add(&c.put, 1),
+        }
     }
 
     async fn sync_parent_dir(&self, key: &str) -> Result<(), BlobError> {
@@ -232,7 +480,9 @@ impl BlobStore {
 }
 
 /// A create-only streaming write; the object exists at its key only after
-/// [`close`](Self::close) returns, durable.
+/// [`close`](Self::close) returns, durable. Dropped or aborted, it leaves
+/// nothing visible on object stores (the multipart upload is aborted); on fs
+/// a partial file may remain, which has no pack trailer and is never indexed.
 pub struct BlobWriter {
     inner: opendal::Writer,
     key: String,
@@ -262,18 +512,60 @@ impl BlobWriter {
 
     /// Completes the write and makes it durable.
     pub async fn close(mut self) -> Result<(), BlobError> {
-        self.inner
-            .close()
-            .await
-            .map_err(|e| map_err(&self.key, e))?;
+        let res = self.inner.close().await;
+        self.store.count_write(self.written);
+        res.map_err(|e| map_err(&self.key, e))?;
         self.store.sync_parent_dir(&self.key).await
     }
 
-    /// Gives up the write. On fs the partial file may remain; it has no
-    /// trailer, is never indexed, and GC removes it.
+    /// Gives up the write. On object stores the upload is aborted; on fs the
+    /// partial file may remain; it has no trailer, is never indexed, and GC
+    /// removes it.
     pub async fn abort(mut self) {
+        if let Some(part) = self.store.part_bytes
+            && self.written > part as u64
+        {
+            BlobCounters::add(&self.store.counters.delete, 1);
+        }
         if let Err(e) = self.inner.abort().await {
             tracing::debug!(key = %self.key, error = %e, "abort of blob write not supported");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_default_pack_is_three_parts() {
+        let part = part_bytes_for(64 << 20) as u64;
+        assert_eq!(part, 24 << 20);
+        // A pack closes past its target (up to one 4 MiB ingest batch).
+        let pack: u64 = (68 << 20) + (512 << 10);
+        assert_eq!(pack.div_ceil(part), 3);
+        assert_eq!(part_bytes_for(1 << 20), MIN_PART_BYTES);
+    }
+
+    #[tokio::test]
+    async fn memory_round_trip_and_counts() {
+        let s = BlobStore::memory().unwrap();
+        assert_eq!(
+            s.put_new("a/b", Bytes::from_static(b"hello"))
+                .await
+                .unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            s.put_new("a/b", Bytes::from_static(b"other"))
+                .await
+                .unwrap(),
+            PutOutcome::AlreadyPresent
+        );
+        assert_eq!(&s.read("a/b").await.unwrap()[..], b"hello");
+        assert_eq!(&s.read_range("a/b", 1, 3).await.unwrap()[..], b"ell");
+        assert!(matches!(s.read("nope").await, Err(BlobError::NotFound(_))));
+        let r = s.requests();
+        assert_eq!((r.put, r.get), (2, 3));
     }
 }

@@ -7,13 +7,18 @@
 //! 3. manifest segments are written as they fill (content-addressed, unreferenced
 //!    until step 5), the manifest object goes to the blob store;
 //! 4. nothing is visible yet: [`Ingest::finish`] returns [`PreparedContent`];
-//! 5. [`Engine::commit_artifact`] writes manifest + artifact record in one
-//!    synced `WriteBatch`.
+//! 5. [`Engine::commit_artifact`] writes the chunk refs of the artifact (one
+//!    unsynced batch per segment, see `artifacts.rs`), then manifest +
+//!    artifact record in one synced `WriteBatch`.
 //!
 //! A crash or an error anywhere before step 5 leaves no visible artifact,
 //! only unreferenced packs/segments that GC reclaims. Memory is bounded by the
 //! pipeline (one input batch in flight, one pack part pending, one segment),
 //! never by the artifact size (invariant 8).
+//!
+//! Steps 1–2 live in [`PackSink`] and step 3's segments in [`SegmentBuilder`],
+//! which upload sessions (`uploads.rs`) use too, so both write paths share
+//! one durability order.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -101,8 +106,7 @@ struct CpuState {
     pack: PackBuilder,
     /// Chunks stored by this ingest in packs not yet indexed.
     unindexed: HashSet<Digest>,
-    segment: Segment,
-    segments: Vec<SegmentRef>,
+    segments: SegmentBuilder,
     figures: DedupFigures,
 }
 
@@ -116,7 +120,6 @@ impl CpuState {
             policy,
             pack,
             unindexed,
-            segment,
             segments,
             figures,
         } = self;
@@ -135,13 +138,11 @@ impl CpuState {
                 }
                 let id = Digest::of(c);
                 figures.chunks += 1;
-                segment.entries.push(ManifestEntry {
+                let entry = ManifestEntry {
                     id,
                     len: c.len() as u32,
-                });
-                if segment.entries.len() >= SEGMENT_ENTRIES
-                    && let Err(e) = seal_segment(meta, segment, segments)
-                {
+                };
+                if let Err(e) = segments.push(meta, entry) {
                     failure = Some(e);
                     return;
                 }
@@ -172,28 +173,54 @@ impl CpuState {
         if let Some(e) = failure {
             return Err(e);
         }
-        if last && !segment.entries.is_empty() {
-            seal_segment(meta, segment, segments)?;
+        if last {
+            segments.seal(meta)?;
         }
         Ok(())
     }
 }
 
-fn seal_segment(
-    meta: &Meta,
-    segment: &mut Segment,
-    out: &mut Vec<SegmentRef>,
-) -> Result<(), EngineError> {
-    let encoded = encode(segment);
-    let id = Digest::of(&encoded);
-    meta.put_segment(&id, &encoded)?;
-    out.push(SegmentRef {
-        id,
-        chunks: segment.entries.len() as u32,
-        bytes: segment.entries.iter().map(|e| u64::from(e.len)).sum(),
-    });
-    segment.entries.clear();
-    Ok(())
+/// Cuts an ordered stream of manifest entries into content-addressed
+/// segments of [`SEGMENT_ENTRIES`], storing each as it fills, so a manifest
+/// never sits whole in memory. Shared by ingest and upload commits.
+#[derive(Default)]
+pub(crate) struct SegmentBuilder {
+    segment: Segment,
+    segments: Vec<SegmentRef>,
+}
+
+impl SegmentBuilder {
+    /// Appends an entry; stores the segment when it is full.
+    pub(crate) fn push(&mut self, meta: &Meta, entry: ManifestEntry) -> Result<(), EngineError> {
+        self.segment.entries.push(entry);
+        if self.segment.entries.len() >= SEGMENT_ENTRIES {
+            self.seal(meta)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the current partial segment, if any.
+    pub(crate) fn seal(&mut self, meta: &Meta) -> Result<(), EngineError> {
+        if self.segment.entries.is_empty() {
+            return Ok(());
+        }
+        let encoded = encode(&self.segment);
+        let id = Digest::of(&encoded);
+        meta.put_segment(&id, &encoded)?;
+        self.segments.push(SegmentRef {
+            id,
+            chunks: self.segment.entries.len() as u32,
+            bytes: self.segment.entries.iter().map(|e| u64::from(e.len)).sum(),
+        });
+        self.segment.entries.clear();
+        Ok(())
+    }
+
+    /// Stores the last partial segment and returns the segment list.
+    pub(crate) fn finish(mut self, meta: &Meta) -> Result<Vec<SegmentRef>, EngineError> {
+        self.seal(meta)?;
+        Ok(self.segments)
+    }
 }
 
 /// The CPU state handed back by a batch, with the batch's result.
@@ -205,6 +232,69 @@ struct OpenPack {
     writer: BlobWriter,
 }
 
+/// The durable half of pack writing (steps 1–2 of the module docs): streams
+/// a [`PackBuilder`]'s bytes to a fresh create-only key, makes the pack
+/// durable, and only then indexes its chunks. Shared by ingest and upload
+/// sessions so both keep invariant 3 the same way.
+pub(crate) struct PackSink {
+    engine: Arc<Engine>,
+    open_pack: Option<OpenPack>,
+}
+
+impl PackSink {
+    /// A sink with no pack open yet.
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
+        PackSink {
+            engine,
+            open_pack: None,
+        }
+    }
+
+    /// Appends pack bytes, opening a new create-only pack object first if needed.
+    pub(crate) async fn write_part(&mut self, part: Bytes) -> Result<(), EngineError> {
+        if self.open_pack.is_none() {
+            let id = Ulid::new();
+            let writer = self.engine.blobs.create(&keys::pack(id)).await?;
+            self.open_pack = Some(OpenPack { id, writer });
+        }
+        if let Some(p) = self.open_pack.as_mut() {
+            p.writer.write(part).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the pack of `builder`: footer, fsync, then index its chunks.
+    /// Returns the entries now indexed (none for an empty builder).
+    pub(crate) async fn seal(
+        &mut self,
+        builder: PackBuilder,
+    ) -> Result<Vec<PackEntry>, EngineError> {
+        if builder.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (tail, entries) = builder.finish();
+        self.write_part(tail).await?;
+        let Some(open) = self.open_pack.take() else {
+            return Err(EngineError::Internal("pack writer missing".into()));
+        };
+        let total = open.writer.written();
+        open.writer.close().await?;
+        let stats = &self.engine.stats;
+        Stats::add(&stats.packs_written, 1);
+        Stats::add(&stats.pack_bytes_written, total);
+        index_pack(&self.engine.meta, open.id, total, entries.clone()).await?;
+        tracing::debug!(pack = %open.id, bytes = total, chunks = entries.len(), "pack sealed");
+        Ok(entries)
+    }
+
+    /// Gives up the open pack, if any (it has no trailer and is never indexed).
+    pub(crate) async fn abort(&mut self) {
+        if let Some(p) = self.open_pack.take() {
+            p.writer.abort().await;
+        }
+    }
+}
+
 /// One deposit in progress. Feed it with [`push`](Self::push), then call
 /// [`finish`](Self::finish). Dropping it abandons the deposit safely.
 pub struct Ingest {
@@ -214,7 +304,7 @@ pub struct Ingest {
     batch: Vec<Bytes>,
     batch_bytes: usize,
     received: u64,
-    open_pack: Option<OpenPack>,
+    sink: PackSink,
 }
 
 impl Engine {
@@ -232,15 +322,14 @@ impl Engine {
                 policy: CompressionPolicy::new(self.cfg.compression_level),
                 pack: PackBuilder::new(),
                 unindexed: HashSet::new(),
-                segment: Segment::default(),
-                segments: Vec::new(),
+                segments: SegmentBuilder::default(),
                 figures: DedupFigures::default(),
             })),
             job: None,
             batch: Vec::new(),
             batch_bytes: 0,
             received: 0,
-            open_pack: None,
+            sink: PackSink::new(Arc::clone(self)),
         })
     }
 
@@ -256,58 +345,21 @@ impl Engine {
         self.commit_artifact(prepared, req).await
     }
 
-    /// Records prepared content as a new artifact (the visibility point).
+    /// Records prepared content as a new artifact (the visibility point):
+    /// chunk refs per segment, then manifest + artifact record in one synced
+    /// batch. The digests were computed while streaming, so they are
+    /// recorded as verified.
     pub async fn commit_artifact(
         self: &Arc<Self>,
         prepared: PreparedContent,
         req: DepositRequest,
     ) -> Result<DepositReceipt, EngineError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let id = mint_artifact_id(now.as_millis() as u64);
-        let record = ArtifactRecord {
-            manifest: prepared.manifest_id,
-            size: prepared.manifest.size,
-            content_type: req.content_type,
-            filename: req.filename,
-            created_by: req.created_by,
-            created_at_ns: now.as_nanos() as i64,
-            blake3: prepared.manifest.blake3,
-            sha256: prepared.manifest.sha256,
-            grants: Vec::new(),
-            expires_at: req.expires_at,
-            dedup: prepared.figures,
-        };
-        let meta = self.meta.clone();
-        let experiment = req.experiment.clone();
-        let rec = record.clone();
-        blocking(move || {
-            let mut b = meta.batch();
-            b.put_manifest(&prepared.manifest_id, &prepared.manifest);
-            b.put_artifact(&experiment, &id, &rec);
-            b.commit()?;
-            Ok(())
-        })
-        .await?;
-        let s = &self.stats;
-        Stats::add(&s.deposits, 1);
-        Stats::add(&s.logical_bytes, record.size);
-        Stats::add(&s.new_raw_bytes, record.dedup.new_raw_bytes);
-        tracing::info!(
-            experiment = %req.experiment, artifact = %format_artifact_id(&id), size = record.size,
-            new_bytes = record.dedup.new_stored_bytes, chunks = record.dedup.chunks,
-            new_chunks = record.dedup.new_chunks, created_by = %record.created_by, "artifact committed"
-        );
-        Ok(DepositReceipt {
-            id: format_artifact_id(&id),
-            record,
-        })
+        self.commit_prepared(prepared, req, None).await
     }
 }
 
 /// A ULID (48-bit milliseconds, 80 bits from the OS CSPRNG), big-endian.
-fn mint_artifact_id(now_ms: u64) -> [u8; 16] {
+pub(crate) fn mint_artifact_id(now_ms: u64) -> [u8; 16] {
     let random: u128 = rand::random::<u128>() & ((1u128 << 80) - 1);
     Ulid::from_parts(now_ms, random).0.to_be_bytes()
 }
@@ -384,15 +436,7 @@ impl Ingest {
     }
 
     async fn write_part(&mut self, part: Bytes) -> Result<(), EngineError> {
-        if self.open_pack.is_none() {
-            let id = Ulid::new();
-            let writer = self.engine.blobs.create(&keys::pack(id)).await?;
-            self.open_pack = Some(OpenPack { id, writer });
-        }
-        if let Some(p) = self.open_pack.as_mut() {
-            p.writer.write(part).await?;
-        }
-        Ok(())
+        self.sink.write_part(part).await
     }
 
     /// Closes the current pack: footer, fsync, then index its chunks.
@@ -403,23 +447,13 @@ impl Ingest {
         if state.pack.is_empty() {
             return Ok(());
         }
-        let (tail, entries) = std::mem::take(&mut state.pack).finish();
-        self.write_part(tail).await?;
-        let Some(open) = self.open_pack.take() else {
-            return Err(EngineError::Internal("pack writer missing".into()));
-        };
-        let total = open.writer.written();
-        open.writer.close().await?;
-        let stats = &self.engine.stats;
-        Stats::add(&stats.packs_written, 1);
-        Stats::add(&stats.pack_bytes_written, total);
-        index_pack(&self.engine.meta, open.id, total, entries.clone()).await?;
+        let builder = std::mem::take(&mut state.pack);
+        let entries = self.sink.seal(builder).await?;
         if let Some(state) = self.state.as_mut() {
             for e in &entries {
                 state.unindexed.remove(&e.id);
             }
         }
-        tracing::debug!(pack = %open.id, bytes = total, chunks = entries.len(), "pack sealed");
         Ok(())
     }
 
@@ -440,7 +474,8 @@ impl Ingest {
             chunks: state.figures.chunks,
             blake3: state.whole_b3.finalize().into(),
             sha256: state.whole_sha.finalize().into(),
-            segments: state.segments,
+            // `process(last = true)` sealed the last partial segment.
+            segments: state.segments.finish(&state.meta)?,
         };
         let manifest_id = Digest::of(&encode(&manifest));
         write_manifest_object(&self.engine, &manifest_id, &manifest).await?;
@@ -454,12 +489,11 @@ impl Ingest {
     /// Abandons the deposit, releasing the open pack writer.
     pub async fn abort(mut self) {
         let _ = self.settle().await;
-        if let Some(p) = self.open_pack.take() {
-            p.writer.abort().await;
-        }
+        self.sink.abort().await;
     }
 }
 
+/// Indexes a durable pack's chunks and records the pack, in one synced batch.
 async fn index_pack(
     meta: &Meta,
     id: Ulid,
@@ -506,7 +540,7 @@ async fn index_pack(
 /// LE, CBOR manifest, then 36-byte entries: id + raw length u32 LE), one
 /// segment in memory at a time. Content-addressed: an existing object is
 /// the same manifest.
-async fn write_manifest_object(
+pub(crate) async fn write_manifest_object(
     engine: &Arc<Engine>,
     id: &Digest,
     manifest: &Manifest,

@@ -1,15 +1,21 @@
 //! The engine: the only layer that combines blobs, metadata and auth.
 //!
 //! It owns ingest (stream → chunks → dedup → packs → commit), verified reads,
+//! artifact management (listing, grants, delete), resumable upload sessions,
 //! and the worker/group registry. It knows nothing of HTTP: callers get
 //! values or an [`EngineError`], and `http/` decides what status that is.
 
+pub mod artifacts;
 pub mod ingest;
 pub mod read;
+mod readback;
 pub mod registry;
+pub mod uploads;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use crate::auth::token::{Secret, TokenHasher};
 use crate::blobs::{BlobError, BlobStore};
@@ -18,6 +24,7 @@ use crate::meta::{Meta, MetaError};
 
 pub use ingest::{DepositReceipt, DepositRequest, Ingest, PreparedContent};
 pub use read::ChunkStream;
+pub use uploads::DEFAULT_UPLOAD_IDLE_TIMEOUT;
 
 /// Tunables of the engine.
 #[derive(Clone, Debug)]
@@ -80,6 +87,35 @@ pub enum EngineError {
     /// Stored data failed verification (corrupt or missing chunk).
     #[error("integrity failure: {0}")]
     Integrity(String),
+    /// The upload session expired or ended; the reason is client-safe.
+    #[error("upload session ended: {0}")]
+    SessionEnded(String),
+    /// An uploaded chunk frame is malformed or does not hash to its id;
+    /// the reason is client-safe.
+    #[error("chunk mismatch: {0}")]
+    ChunkMismatch(String),
+    /// A commit names chunks that are not present for the caller.
+    #[error("{total} chunks missing")]
+    ChunksMissing {
+        /// The first missing chunk ids, in commit order (at most 16).
+        first: Vec<crate::hash::Digest>,
+        /// How many listed chunks are missing in all.
+        total: u64,
+    },
+    /// The content's BLAKE3 differs from the one the client claimed.
+    #[error("digest mismatch")]
+    DigestMismatch {
+        /// What the client claimed.
+        claimed: crate::hash::Digest,
+        /// What the content hashes to.
+        actual: crate::hash::Digest,
+    },
+    /// A chunk batch exceeds what one request may carry.
+    #[error("chunk batch exceeds {limit}")]
+    BatchTooLarge {
+        /// The limit, with its unit (client-safe).
+        limit: String,
+    },
     /// Metadata store failure.
     #[error(transparent)]
     Meta(#[from] MetaError),
@@ -119,6 +155,10 @@ pub struct Stats {
     pub bytes_served: AtomicU64,
     /// Chunks that failed verification.
     pub integrity_failures: AtomicU64,
+    /// Chunks served from the verified-chunk cache.
+    pub chunk_cache_hits: AtomicU64,
+    /// Chunks read from the blob store because the cache lacked them.
+    pub chunk_cache_misses: AtomicU64,
 }
 
 impl Stats {
@@ -137,6 +177,16 @@ pub struct Engine {
     /// Serialises registry changes that must check-then-write (reserved group
     /// names, cycles) within this process.
     pub(crate) registry_lock: tokio::sync::Mutex<()>,
+    /// Serialises read-modify-write changes of artifact records (grants,
+    /// delete), so a grant can never resurrect a deleted artifact.
+    pub(crate) artifact_lock: tokio::sync::Mutex<()>,
+    /// Serialises the short check-then-write steps of upload sessions
+    /// (activity stamps, chunk rows, ending a session) within this process.
+    pub(crate) upload_lock: tokio::sync::Mutex<()>,
+    /// One commit (or abandon) at a time per upload session.
+    pub(crate) session_locks: std::sync::Mutex<HashMap<[u8; 16], Weak<tokio::sync::Mutex<()>>>>,
+    /// Idle time after which an upload session expires, in milliseconds.
+    pub(crate) upload_idle_ms: AtomicU64,
     /// Counters.
     pub stats: Stats,
 }
@@ -170,6 +220,10 @@ impl Engine {
             tokens: TokenHasher::new(key),
             admin_token,
             registry_lock: tokio::sync::Mutex::new(()),
+            artifact_lock: tokio::sync::Mutex::new(()),
+            upload_lock: tokio::sync::Mutex::new(()),
+            session_locks: std::sync::Mutex::new(HashMap::new()),
+            upload_idle_ms: AtomicU64::new(DEFAULT_UPLOAD_IDLE_TIMEOUT.as_millis() as u64),
             stats: Stats::default(),
         }))
     }
@@ -187,5 +241,18 @@ impl Engine {
     /// The metadata store.
     pub fn meta(&self) -> &Meta {
         &self.meta
+    }
+
+    /// Sets how long an upload session may stay idle before it expires
+    /// (`upload-idle-timeout`, default 24 h). Takes effect at once, for
+    /// existing sessions too.
+    pub fn set_upload_idle_timeout(&self, idle: Duration) {
+        let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.upload_idle_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The current upload idle timeout.
+    pub fn upload_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.upload_idle_ms.load(Ordering::Relaxed))
     }
 }

@@ -4,7 +4,9 @@
 //! Invariant 6: a chunk's bytes are hash-checked before they are sent; a
 //! mismatch or a missing chunk ends the stream with an error and a log line,
 //! never with wrong bytes. Read-ahead is bounded (a few batches of at most
-//! [`BATCH_BYTES`]), so memory does not grow with artifact size.
+//! [`BATCH_BYTES`]), so memory does not grow with artifact size. Verified
+//! chunks are kept in the blob store's bounded chunk cache and served from
+//! it on later reads, without a request.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -183,25 +185,60 @@ fn plan_segment(
 }
 
 /// Reads one batch with a single ranged read and verifies every chunk.
+///
+/// Chunks found in the verified-chunk cache are served from it; the ranged
+/// read then covers only the span from the first to the last chunk the cache
+/// lacks (none at all when every chunk is cached). Chunks read from the pack
+/// go into the cache after their BLAKE3 check, never before.
 async fn fetch_batch(engine: &Arc<Engine>, b: Batch) -> Result<Vec<Bytes>, EngineError> {
     let key = keys::pack(ulid::Ulid(b.pack));
-    let bytes = match engine.blobs.read_range(&key, b.offset, b.len).await {
-        Ok(bytes) => bytes,
-        Err(BlobError::NotFound(_)) => {
-            return Err(EngineError::Integrity(format!("pack {key} missing")));
+    let blobs = engine.blobs.clone();
+    let cached: Vec<Option<Bytes>> = b
+        .chunks
+        .iter()
+        .map(|(e, ..)| blobs.chunk_cache().get(&e.id))
+        .collect();
+    let misses = cached.iter().filter(|c| c.is_none()).count() as u64;
+    Stats::add(
+        &engine.stats.chunk_cache_hits,
+        b.chunks.len() as u64 - misses,
+    );
+    Stats::add(&engine.stats.chunk_cache_misses, misses);
+    let span = cached
+        .iter()
+        .position(Option::is_none)
+        .zip(cached.iter().rposition(Option::is_none));
+    let (base, bytes) = match span {
+        None => (b.offset, Bytes::new()),
+        Some((first, last)) => {
+            let start = b.chunks[first].1.offset;
+            let end = b.chunks[last].1.offset + u64::from(b.chunks[last].1.stored_len);
+            match engine.blobs.read_range(&key, start, end - start).await {
+                Ok(bytes) => (start, bytes),
+                Err(BlobError::NotFound(_)) => {
+                    return Err(EngineError::Integrity(format!("pack {key} missing")));
+                }
+                Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(EngineError::Integrity(format!("pack {key} truncated")));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(EngineError::Integrity(format!("pack {key} truncated")));
-        }
-        Err(e) => return Err(e.into()),
     };
     blocking(move || {
         let mut out = Vec::with_capacity(b.chunks.len());
-        for (e, loc, lo, hi) in b.chunks {
-            let rel = (loc.offset - b.offset) as usize;
-            let stored = bytes.slice(rel..rel + loc.stored_len as usize);
-            let raw = decode_chunk(&e.id, loc.codec, loc.raw_len, stored)
-                .map_err(|err| EngineError::Integrity(format!("{err} (pack {key})")))?;
+        for ((e, loc, lo, hi), hit) in b.chunks.into_iter().zip(cached) {
+            let raw = match hit {
+                Some(raw) => raw,
+                None => {
+                    let rel = (loc.offset - base) as usize;
+                    let stored = bytes.slice(rel..rel + loc.stored_len as usize);
+                    let raw = decode_chunk(&e.id, loc.codec, loc.raw_len, stored)
+                        .map_err(|err| EngineError::Integrity(format!("{err} (pack {key})")))?;
+                    blobs.chunk_cache().insert(e.id, &raw);
+                    raw
+                }
+            };
             out.push(raw.slice(lo..hi));
         }
         Ok(out)

@@ -78,6 +78,43 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Chunks that failed verification on read.",
         s.integrity_failures.load(Ordering::Relaxed),
     );
+    counter(
+        "eden_cas_chunk_cache_hits_total",
+        "Chunks served from the verified-chunk cache.",
+        s.chunk_cache_hits.load(Ordering::Relaxed),
+    );
+    counter(
+        "eden_cas_chunk_cache_misses_total",
+        "Chunks read from the blob store because the cache lacked them.",
+        s.chunk_cache_misses.load(Ordering::Relaxed),
+    );
+    let blobs = state.engine.blobs();
+    let r = blobs.requests();
+    let _ = writeln!(
+        out,
+        "# HELP eden_cas_blob_requests_total Blob store requests by kind (writes in the S3 request model).\n# TYPE eden_cas_blob_requests_total counter"
+    );
+    for (kind, v) in [
+        ("get", r.get),
+        ("head", r.head),
+        ("put", r.put),
+        ("post", r.post),
+        ("list", r.list),
+        ("delete", r.delete),
+        ("retry", r.retries),
+    ] {
+        let _ = writeln!(out, "eden_cas_blob_requests_total{{kind=\"{kind}\"}} {v}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP eden_cas_blob_bytes_total Bytes moved to and from the blob store.\n# TYPE eden_cas_blob_bytes_total counter\neden_cas_blob_bytes_total{{dir=\"read\"}} {}\neden_cas_blob_bytes_total{{dir=\"written\"}} {}",
+        r.bytes_read, r.bytes_written
+    );
+    let _ = writeln!(
+        out,
+        "# HELP eden_cas_chunk_cache_bytes Bytes held by the verified-chunk cache.\n# TYPE eden_cas_chunk_cache_bytes gauge\neden_cas_chunk_cache_bytes {}",
+        blobs.chunk_cache().bytes()
+    );
     let chunks = state.engine.meta().estimated_chunks();
     let _ = writeln!(
         out,

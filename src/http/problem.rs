@@ -1,13 +1,14 @@
 //! problem+json errors (RFC 9457) and the mapping from engine errors to
 //! HTTP statuses. The only place that decides statuses.
 //!
-//! On `/v0/` only the closed EDEN vocabulary appears. Server faults (5xx)
-//! have no EDEN type; they answer `about:blank` (RFC 9457: "no additional
-//! semantics") with a fixed detail, never the internal message, which goes
-//! to the log instead.
+//! On `/v0/` only the closed EDEN vocabulary appears; `/cas/v1/` adds the
+//! `eden-cas://error/…` types of `docs/api.md` (ranges, uploads), which only
+//! its engine calls can produce. Server faults (5xx) have no EDEN type; they
+//! answer `about:blank` (RFC 9457: "no additional semantics") with a fixed
+//! detail, never the internal message, which goes to the log instead.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
@@ -36,6 +37,16 @@ pub enum ProblemType {
     CycleDetected,
     /// 422 `invalid-name`.
     InvalidName,
+    /// 416 `eden-cas://error/range-not-satisfiable` (`/cas/v1/`).
+    RangeNotSatisfiable,
+    /// 422 `eden-cas://error/chunk-mismatch` (`/cas/v1/`).
+    ChunkMismatch,
+    /// 409 `eden-cas://error/chunks-missing` (`/cas/v1/`).
+    ChunksMissing,
+    /// 422 `eden-cas://error/digest-mismatch` (`/cas/v1/`).
+    DigestMismatch,
+    /// 410 `eden-cas://error/session-expired` (`/cas/v1/`).
+    SessionExpired,
     /// 500, `about:blank`.
     Internal,
     /// 503, `about:blank`.
@@ -56,6 +67,11 @@ impl ProblemType {
             ProblemType::ReservedIdentifier => "eden://error/reserved-identifier",
             ProblemType::CycleDetected => "eden://error/cycle-detected",
             ProblemType::InvalidName => "eden://error/invalid-name",
+            ProblemType::RangeNotSatisfiable => "eden-cas://error/range-not-satisfiable",
+            ProblemType::ChunkMismatch => "eden-cas://error/chunk-mismatch",
+            ProblemType::ChunksMissing => "eden-cas://error/chunks-missing",
+            ProblemType::DigestMismatch => "eden-cas://error/digest-mismatch",
+            ProblemType::SessionExpired => "eden-cas://error/session-expired",
             ProblemType::Internal | ProblemType::Unavailable => "about:blank",
         }
     }
@@ -73,6 +89,11 @@ impl ProblemType {
             ProblemType::ReservedIdentifier => "Reserved Identifier",
             ProblemType::CycleDetected => "Cycle Detected",
             ProblemType::InvalidName => "Invalid Name",
+            ProblemType::RangeNotSatisfiable => "Range Not Satisfiable",
+            ProblemType::ChunkMismatch => "Chunk Mismatch",
+            ProblemType::ChunksMissing => "Chunks Missing",
+            ProblemType::DigestMismatch => "Digest Mismatch",
+            ProblemType::SessionExpired => "Session Expired",
             ProblemType::Internal => "Internal Server Error",
             ProblemType::Unavailable => "Service Unavailable",
         }
@@ -88,8 +109,13 @@ impl ProblemType {
             ProblemType::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemType::AlreadyExists
             | ProblemType::ReservedIdentifier
-            | ProblemType::CycleDetected => StatusCode::CONFLICT,
-            ProblemType::InvalidName => StatusCode::UNPROCESSABLE_ENTITY,
+            | ProblemType::CycleDetected
+            | ProblemType::ChunksMissing => StatusCode::CONFLICT,
+            ProblemType::InvalidName | ProblemType::ChunkMismatch | ProblemType::DigestMismatch => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ProblemType::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            ProblemType::SessionExpired => StatusCode::GONE,
             ProblemType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ProblemType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -105,6 +131,8 @@ pub struct ApiError {
     pub detail: String,
     /// The request URL (`instance`), filled in by [`ApiError::at`].
     pub instance: Option<String>,
+    /// Extra response headers (e.g. `Content-Range` on a 416).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -120,7 +148,14 @@ impl ApiError {
             kind,
             detail: detail.into(),
             instance: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// 400 `bad-request`.
@@ -177,12 +212,15 @@ impl ResponseError for ApiError {
             instance: self.instance.as_deref(),
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
-        HttpResponse::build(status)
-            .insert_header((
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            ))
-            .body(json)
+        let mut resp = HttpResponse::build(status);
+        resp.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
+        for (name, value) in &self.headers {
+            resp.insert_header((name.clone(), value.clone()));
+        }
+        resp.body(json)
     }
 }
 
@@ -215,6 +253,26 @@ impl From<EngineError> for ApiError {
             EngineError::AlreadyExists => {
                 ApiError::new(ProblemType::AlreadyExists, "the resource already exists")
             }
+            EngineError::SessionEnded(why) => ApiError::new(ProblemType::SessionExpired, why),
+            EngineError::ChunkMismatch(why) => ApiError::new(ProblemType::ChunkMismatch, why),
+            EngineError::ChunksMissing { first, total } => {
+                let ids: Vec<String> = first.iter().map(|d| d.to_hex()).collect();
+                ApiError::new(
+                    ProblemType::ChunksMissing,
+                    format!(
+                        "{total} listed chunks are not present for this session; first: {}",
+                        ids.join(", ")
+                    ),
+                )
+            }
+            EngineError::DigestMismatch { claimed, actual } => ApiError::new(
+                ProblemType::DigestMismatch,
+                format!("the content hashes to blake3:{actual}, not the claimed blake3:{claimed}"),
+            ),
+            EngineError::BatchTooLarge { limit } => ApiError::new(
+                ProblemType::PayloadTooLarge,
+                format!("the chunk batch exceeds the maximum of {limit}"),
+            ),
             EngineError::Integrity(detail) => {
                 tracing::error!(%detail, "integrity failure");
                 ApiError::new(

@@ -6,6 +6,7 @@
 //! engine runs them off the async executor.
 
 pub mod records;
+pub mod uploads;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -38,8 +39,16 @@ pub const CF_WORKERS: &str = "workers-v1";
 pub const CF_GROUPS: &str = "groups-v1";
 /// Store-wide settings (format version, token hashing key).
 pub const CF_SYSTEM: &str = "system-v1";
+/// `experiment \0 chunk-id(32) artifact-id(16)` → empty: which artifacts of
+/// an experiment hold a chunk (the inverse index behind "missing").
+pub const CF_CHUNK_REFS: &str = "chunk-refs-v1";
+/// Upload session id (16 bytes) → [`records::UploadRecord`].
+pub const CF_UPLOADS: &str = "uploads-v1";
+/// `session-id(16) ‖ chunk-id(32)` → [`records::UploadChunk`]: chunks received
+/// by a session, and the pins GC must honour.
+pub const CF_UPLOAD_CHUNKS: &str = "upload-chunks-v1";
 
-const ALL_CFS: [&str; 8] = [
+const ALL_CFS: [&str; 11] = [
     CF_CHUNKS,
     CF_PACKS,
     CF_SEGMENTS,
@@ -48,6 +57,9 @@ const ALL_CFS: [&str; 8] = [
     CF_WORKERS,
     CF_GROUPS,
     CF_SYSTEM,
+    CF_CHUNK_REFS,
+    CF_UPLOADS,
+    CF_UPLOAD_CHUNKS,
 ];
 
 /// Errors of the metadata layer.

@@ -132,8 +132,21 @@ pub struct ArtifactRecord {
     pub grants: Vec<String>,
     /// Unix seconds after which the artifact is no longer served.
     pub expires_at: Option<i64>,
-    /// Dedup figures of the deposit that created it.
+    /// Dedup figures of the deposit that created it, measured against the
+    /// whole store (operator figures; never shown to a worker, see
+    /// `visible_dedup`).
     pub dedup: DedupFigures,
+    /// Whether `blake3`/`sha256` were computed by the store from the bytes
+    /// (while streaming a deposit, or by reading the chunks back at an upload
+    /// commit) rather than taken from a client. Absent in old records.
+    #[serde(default)]
+    pub digest_verified: bool,
+    /// Dedup figures as the depositor could observe them: a chunk counts as
+    /// new unless an artifact of this experiment that the depositor may read
+    /// already held it (invariant 4: answers never depend on content the
+    /// caller cannot read). Absent in records older than `/cas/v1/`.
+    #[serde(default)]
+    pub visible_dedup: Option<DedupFigures>,
 }
 
 /// A registered worker. Value of `workers-v1`, keyed by `experiment \0 worker`.
@@ -162,4 +175,105 @@ pub struct GroupRecord {
     pub created_at: String,
     /// `admin` in v0.
     pub created_by: String,
+}
+
+/// A resumable upload session. Value of `uploads-v1`, keyed by the 16-byte
+/// session id. Scoped to one experiment and one creator; once ended it stays
+/// as a tombstone (so the session answers 410) until the reaper drops it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// Experiment id.
+    pub experiment: String,
+    /// `admin` or the creating worker id; the artifact's `created_by`.
+    pub created_by: String,
+    /// Unix nanoseconds.
+    pub created_at_ns: i64,
+    /// Unix nanoseconds of the last request that used the session.
+    pub last_active_ns: i64,
+    /// Chunker parameters the client was told to use.
+    pub chunker: ChunkerParams,
+    /// Content type for the artifact (sanitised).
+    pub content_type: String,
+    /// Filename for the artifact.
+    pub filename: Option<String>,
+    /// Artifact lifetime after commit, in seconds.
+    pub artifact_ttl_s: Option<u64>,
+    /// Set when the session ended; the record is then a tombstone.
+    pub ended: Option<UploadEnd>,
+}
+
+/// How and when an upload session ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadEnd {
+    /// Unix nanoseconds.
+    pub at_ns: i64,
+    /// Why.
+    pub reason: EndReason,
+}
+
+/// Why an upload session ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndReason {
+    /// Committed as this artifact (32 hex).
+    Committed(String),
+    /// Abandoned by its creator.
+    Abandoned,
+    /// Idle for longer than the upload idle timeout.
+    Expired,
+}
+
+/// A chunk received by an upload session (its pin). Value of
+/// `upload-chunks-v1`, keyed by `session-id ‖ chunk-id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadChunk {
+    /// Raw length.
+    pub raw_len: u32,
+    /// Stored length of the chunk in its pack.
+    pub stored_len: u32,
+    /// Whether this session stored it first, store-wide (operator figures).
+    pub new_global: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An artifact record as written before `/cas/v1/` (no
+    /// `digest_verified`, no `visible_dedup`).
+    #[derive(Serialize)]
+    struct LegacyArtifact {
+        manifest: Digest,
+        size: u64,
+        content_type: String,
+        filename: Option<String>,
+        created_by: String,
+        created_at_ns: i64,
+        blake3: Digest,
+        sha256: [u8; 32],
+        grants: Vec<String>,
+        expires_at: Option<i64>,
+        dedup: DedupFigures,
+    }
+
+    #[test]
+    fn old_artifact_records_still_decode() {
+        let old = LegacyArtifact {
+            manifest: Digest::of(b"m"),
+            size: 3,
+            content_type: "text/plain".into(),
+            filename: None,
+            created_by: "admin".into(),
+            created_at_ns: 1,
+            blake3: Digest::of(b"abc"),
+            sha256: [0; 32],
+            grants: vec![],
+            expires_at: None,
+            dedup: DedupFigures::default(),
+        };
+        let bytes = crate::meta::encode(&old);
+        let rec: ArtifactRecord = ciborium::from_reader(&bytes[..]).unwrap();
+        assert!(!rec.digest_verified);
+        assert_eq!(rec.visible_dedup, None);
+        assert_eq!(rec.size, 3);
+    }
 }

@@ -1,5 +1,6 @@
-//! The EDEN v0 surface, exactly as `eden-v0-contract.md`: routes, bearer
-//! authentication and the `X-Eden-Experiment-Id` check.
+//! The EDEN v0 surface, exactly as `eden-v0-contract.md`: routes; bearer
+//! authentication and the `X-Eden-Experiment-Id` check are shared with
+//! `/cas/v1/` in `http/auth.rs`.
 //!
 //! Order on every request: authentication (401), then the header check
 //! (400), then the experiment id shape (404), then the handler. Unknown
@@ -14,68 +15,10 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
+pub use super::auth::{Caller, authorize};
 use super::problem::{ApiError, ProblemType};
-use crate::auth::{ExperimentId, Principal, parse_authorization};
+use crate::auth::parse_authorization;
 use crate::engine::Engine;
-
-/// An authenticated caller of one experiment.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// The experiment of the path.
-    pub experiment: String,
-    /// Who is calling.
-    pub principal: Principal,
-}
-
-impl Caller {
-    /// 403 unless the caller is the admin.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.principal.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(
-                "endpoint is admin-gated; worker bearers may not access it",
-            ))
-        }
-    }
-}
-
-/// Authenticates the bearer for the path's experiment, then checks the header.
-pub async fn authorize(req: &HttpRequest, engine: &Arc<Engine>) -> Result<Caller, ApiError> {
-    let unauthorized = || {
-        ApiError::new(
-            ProblemType::Unauthorized,
-            "missing, malformed or invalid bearer credential",
-        )
-    };
-    let header = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| unauthorized())?),
-    };
-    let creds = parse_authorization(header).map_err(|_| unauthorized())?;
-    let experiment = req.match_info().get("exp").unwrap_or_default().to_string();
-    let principal = engine
-        .authenticate(&experiment, &creds)
-        .await
-        .map_err(|_| unauthorized())?;
-    let declared = req
-        .headers()
-        .get("x-eden-experiment-id")
-        .and_then(|v| v.to_str().ok());
-    if declared != Some(experiment.as_str()) {
-        return Err(ApiError::new(
-            ProblemType::ExperimentIdMismatch,
-            "the X-Eden-Experiment-Id header must be present and equal the experiment id of the path",
-        ));
-    }
-    if ExperimentId::parse(&experiment).is_none() {
-        return Err(ApiError::not_found("no such experiment"));
-    }
-    Ok(Caller {
-        experiment,
-        principal,
-    })
-}
 
 /// 404 for anything under `/v0/` that is not a route (or not a method of it);
 /// an absent or malformed bearer still gets its 401 first.

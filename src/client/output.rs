@@ -1,0 +1,162 @@
+//! What the client prints: machine output on stdout (`--json`: one JSON
+//! document per command), human summaries, and the progress bar on stderr.
+//!
+//! The bar draws only when stderr is a terminal (indicatif hides it
+//! otherwise), so scripts and logs never see control sequences.
+
+use std::io::Write;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+
+use super::wire::Artifact;
+use super::{ClientError, Result};
+
+/// `1.50 MiB`-style size.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.2} {}", UNITS[unit])
+}
+
+/// A progress bar on stderr, hidden unless stderr is a terminal.
+pub fn progress(len: Option<u64>, prefix: &'static str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
+    let template = if len.is_some() {
+        "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}"
+    } else {
+        "{prefix:>8} {spinner} {bytes} {binary_bytes_per_sec} {msg}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(prefix);
+    if !bar.is_hidden() && len.is_none() {
+        bar.enable_steady_tick(Duration::from_millis(200));
+    }
+    bar
+}
+
+/// Prints `v` on stdout as one JSON document.
+pub fn print_json(v: &Value) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(v).unwrap_or_default();
+    text.push('\n');
+    print_stdout(&text)
+}
+
+/// Writes `text` to stdout, reporting a closed pipe as an error instead of panicking.
+pub fn print_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| ClientError::io("cannot write to stdout", e))
+}
+
+/// One `ls` line: id, size, creation time, creator, filename.
+pub fn list_line(a: &Artifact) -> String {
+    format!(
+        "{}  {:>12}  {}  {}  {}\n",
+        a.id,
+        human_bytes(a.size_bytes),
+        a.str_field("created_at").unwrap_or("-"),
+        a.str_field("created_by").unwrap_or("-"),
+        a.str_field("filename").unwrap_or("-"),
+    )
+}
+
+/// `stat` text: one `key: value` line per field.
+pub fn stat_text(a: &Artifact) -> String {
+    let raw = &a.raw;
+    let mut s = String::new();
+    let mut line = |k: &str, v: String| s.push_str(&format!("{k:<16}{v}\n"));
+    line("uri", a.uri.clone());
+    line(
+        "size",
+        format!("{} ({} bytes)", human_bytes(a.size_bytes), a.size_bytes),
+    );
+    for key in [
+        "content_type",
+        "filename",
+        "created_by",
+        "created_at",
+        "expires_at",
+    ] {
+        if let Some(v) = raw[key].as_str() {
+            line(key, v.to_string());
+        }
+    }
+    for key in ["blake3", "sha256"] {
+        if let Some(v) = raw["digests"][key].as_str() {
+            line(key, v.to_string());
+        }
+    }
+    if let Some(v) = raw["digest_verified"].as_bool() {
+        line("digest_verified", v.to_string());
+    }
+    if let Some(v) = raw["chunks"].as_u64() {
+        line("chunks", v.to_string());
+    }
+    let dedup = &raw["dedup"];
+    if let (Some(logical), Some(new)) =
+        (dedup["logical_bytes"].as_u64(), dedup["new_bytes"].as_u64())
+    {
+        line(
+            "dedup",
+            format!(
+                "{} logical, {} newly stored",
+                human_bytes(logical),
+                human_bytes(new)
+            ),
+        );
+    }
+    if let Some(grants) = raw["grants"].as_array() {
+        let g: Vec<&str> = grants.iter().filter_map(Value::as_str).collect();
+        line(
+            "grants",
+            if g.is_empty() {
+                "-".into()
+            } else {
+                g.join(" ")
+            },
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(1 << 30), "1.00 GiB");
+    }
+
+    #[test]
+    fn stat_lists_fields() {
+        let a = Artifact::from_value(json!({
+            "id": "0193c2a5b1e04c7f8d2e9a1b3c4d5e6f",
+            "uri": "eden://artifacts/0193c2a5b1e04c7f8d2e9a1b3c4d5e6f",
+            "size_bytes": 2048, "created_by": "admin", "grants": [],
+            "digests": {"blake3": format!("blake3:{}", "0".repeat(64))},
+        }))
+        .unwrap();
+        let t = stat_text(&a);
+        assert!(t.contains("size            2.00 KiB (2048 bytes)"), "{t}");
+        assert!(t.contains("grants          -"), "{t}");
+        assert!(list_line(&a).starts_with(&a.id));
+    }
+}

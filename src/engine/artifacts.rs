@@ -1,0 +1,507 @@
+//! Artifacts after ingest: the commit that makes content visible (shared by
+//! v0, raw deposits and upload sessions), the per-experiment inverse chunk
+//! index behind "missing", listing, grants and delete.
+//!
+//! Invariants kept here:
+//! - 3 (data before metadata): an artifact's chunk refs are written one
+//!   segment at a time *before* the synced batch that records the artifact;
+//!   a ref whose artifact is absent means nothing, so a crash in between
+//!   leaves only harmless dangling refs.
+//! - 4 (isolation): [`Presence`] reports a chunk as present only if an
+//!   artifact of the same experiment that the asking principal may read holds
+//!   it; every ref is checked against the artifact record's ACL, and the
+//!   dedup figures shown over the API (`visible_dedup`) are computed the same
+//!   way, so they reveal nothing about other principals' content.
+//! - 5 (no overwrite): ids are minted fresh; grants and delete change records
+//!   under one lock so a grant can never resurrect a deleted artifact.
+//! - 8 (bounded memory): refs, figures and delete work one segment at a time;
+//!   listing examines a bounded number of records per page.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::ingest::{DepositReceipt, DepositRequest, PreparedContent, mint_artifact_id};
+use super::{Engine, EngineError, Stats, blocking};
+use crate::auth::{GroupId, MemberId, Principal, can_manage, can_read};
+use crate::hash::Digest;
+use crate::meta::Meta;
+use crate::meta::records::{ArtifactRecord, DedupFigures, EndReason, UploadEnd};
+
+/// Refs examined per chunk when deciding presence. A chunk held by more
+/// unreadable artifacts than this is reported missing: a wrong "missing"
+/// only costs an upload, a wrong "present" would leak.
+const MAX_REFS_PER_CHUNK: usize = 64;
+/// Artifact decisions cached per request before the cache is reset.
+const MAX_CACHED_DECISIONS: usize = 65_536;
+/// Records read from RocksDB at a time while listing.
+const LIST_STEP: usize = 256;
+/// A listing page examines at most this many records per requested item.
+pub const LIST_SCAN_FACTOR: usize = 20;
+
+/// Unix seconds now.
+pub(crate) fn now_unix_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Whether a record is past its expiry at `now_s`.
+fn expired(rec: &ArtifactRecord, now_s: i64) -> bool {
+    rec.expires_at.is_some_and(|t| t <= now_s)
+}
+
+/// The read rule of `Engine::check_read`, loaded once (groups of one
+/// experiment) and applied to many records without further I/O.
+pub(crate) struct ReadGate {
+    caller: Principal,
+    graph: HashMap<GroupId, Vec<String>>,
+    admins: Vec<GroupId>,
+}
+
+impl ReadGate {
+    /// Loads the experiment's groups (blocking). The admin needs none.
+    pub(crate) fn load(
+        meta: &Meta,
+        experiment: &str,
+        caller: Principal,
+    ) -> Result<Self, EngineError> {
+        let groups = if caller.is_admin() {
+            Vec::new()
+        } else {
+            meta.groups(experiment)?
+        };
+        let admins = groups
+            .iter()
+            .filter(|(_, g)| g.name == "admins")
+            .filter_map(|(id, _)| GroupId::parse(id))
+            .collect();
+        let graph = groups
+            .into_iter()
+            .filter_map(|(id, g)| GroupId::parse(&id).map(|gid| (gid, g.members)))
+            .collect();
+        Ok(ReadGate {
+            caller,
+            graph,
+            admins,
+        })
+    }
+
+    /// Whether the caller may read `rec` (expiry is checked separately).
+    pub(crate) fn allows(&self, rec: &ArtifactRecord) -> bool {
+        let Some(owner) = Principal::parse(&rec.created_by) else {
+            return false;
+        };
+        if self.caller.is_admin() || self.caller == owner {
+            return true;
+        }
+        if self.admins.is_empty() {
+            return can_read(&self.caller, &owner, &rec.grants, &self.graph, None).is_allowed();
+        }
+        self.admins
+            .iter()
+            .any(|a| can_read(&self.caller, &owner, &rec.grants, &self.graph, Some(a)).is_allowed())
+    }
+}
+
+/// Answers "does an artifact of this experiment that the principal may read
+/// hold this chunk?" through `chunk-refs-v1`, checking each ref's artifact
+/// record against the [`ReadGate`]. Blocking; one per request.
+pub(crate) struct Presence {
+    meta: Meta,
+    experiment: String,
+    gate: ReadGate,
+    decided: HashMap<[u8; 16], bool>,
+    now_s: i64,
+}
+
+impl Presence {
+    /// An oracle for `principal` in `experiment` (loads its groups).
+    pub(crate) fn load(
+        meta: &Meta,
+        experiment: &str,
+        principal: Principal,
+    ) -> Result<Self, EngineError> {
+        Ok(Presence {
+            gate: ReadGate::load(meta, experiment, principal)?,
+            meta: meta.clone(),
+            experiment: experiment.to_string(),
+            decided: HashMap::new(),
+            now_s: now_unix_s(),
+        })
+    }
+
+    /// Whether a readable, unexpired artifact of the experiment holds `chunk`.
+    /// Stops at the first one; examines at most [`MAX_REFS_PER_CHUNK`] refs.
+    pub(crate) fn readable(&mut self, chunk: &Digest) -> Result<bool, EngineError> {
+        for artifact in self
+            .meta
+            .chunk_refs(&self.experiment, chunk, MAX_REFS_PER_CHUNK)?
+        {
+            if let Some(&ok) = self.decided.get(&artifact) {
+                if ok {
+                    return Ok(true);
+                }
+                continue;
+            }
+            // A dangling ref (artifact never committed, or deleted) grants nothing.
+            let ok = self
+                .meta
+                .artifact(&self.experiment, &artifact)?
+                .is_some_and(|rec| !expired(&rec, self.now_s) && self.gate.allows(&rec));
+            if self.decided.len() >= MAX_CACHED_DECISIONS {
+                self.decided.clear();
+            }
+            self.decided.insert(artifact, ok);
+            if ok {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// An upload session that ends in the same batch that records the artifact.
+pub(crate) struct SessionEnding {
+    /// Session id.
+    pub id: [u8; 16],
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug)]
+pub struct ArtifactPage {
+    /// (artifact id, record), newest first.
+    pub items: Vec<(String, ArtifactRecord)>,
+    /// Where the next page starts (an artifact id, exclusive), if the scan
+    /// stopped before the end.
+    pub next_cursor: Option<String>,
+}
+
+impl Engine {
+    /// The commit shared by every write path: refs and visible dedup figures
+    /// per segment, then manifest + artifact record (+ the end of an upload
+    /// session) in one synced batch.
+    pub(crate) async fn commit_prepared(
+        self: &Arc<Self>,
+        prepared: PreparedContent,
+        req: DepositRequest,
+        ending: Option<SessionEnding>,
+    ) -> Result<DepositReceipt, EngineError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let id = mint_artifact_id(now.as_millis() as u64);
+        let depositor = Principal::parse(&req.created_by)
+            .ok_or_else(|| EngineError::Internal("invalid depositor".into()))?;
+        let visible = self
+            .write_refs(&req.experiment, &id, &prepared, depositor)
+            .await?;
+        let record = ArtifactRecord {
+            manifest: prepared.manifest_id,
+            size: prepared.manifest.size,
+            content_type: req.content_type,
+            filename: req.filename,
+            created_by: req.created_by,
+            created_at_ns: now.as_nanos() as i64,
+            blake3: prepared.manifest.blake3,
+            sha256: prepared.manifest.sha256,
+            grants: Vec::new(),
+            expires_at: req.expires_at,
+            dedup: prepared.figures,
+            digest_verified: true,
+            visible_dedup: Some(visible),
+        };
+        let meta = self.meta.clone();
+        let experiment = req.experiment.clone();
+        let rec = record.clone();
+        let manifest_id = prepared.manifest_id;
+        let manifest = prepared.manifest;
+        let hex_id = super::ingest::format_artifact_id(&id);
+        // Ending a session checks it is still live under the upload lock, so
+        // an abandon or expiry racing this commit wins or loses atomically.
+        let _guard = match &ending {
+            Some(_) => Some(self.upload_lock.lock().await),
+            None => None,
+        };
+        let end_id = ending.map(|e| e.id);
+        let artifact_hex = hex_id.clone();
+        blocking(move || {
+            let mut b = meta.batch();
+            if let Some(sid) = end_id {
+                let mut session = meta
+                    .upload(&sid)?
+                    .filter(|s| s.ended.is_none())
+                    .ok_or_else(|| {
+                        EngineError::SessionEnded("the session ended during the commit".into())
+                    })?;
+                session.ended = Some(UploadEnd {
+                    at_ns: now.as_nanos() as i64,
+                    reason: EndReason::Committed(artifact_hex),
+                });
+                b.put_upload(&sid, &session);
+                b.delete_upload_chunks(&sid);
+            }
+            b.put_manifest(&manifest_id, &manifest);
+            b.put_artifact(&experiment, &id, &rec);
+            b.commit()?;
+            Ok(())
+        })
+        .await?;
+        let s = &self.stats;
+        Stats::add(&s.deposits, 1);
+        Stats::add(&s.logical_bytes, record.size);
+        Stats::add(&s.new_raw_bytes, record.dedup.new_raw_bytes);
+        tracing::info!(
+            experiment = %req.experiment, artifact = %hex_id, size = record.size,
+            new_bytes = record.dedup.new_stored_bytes, chunks = record.dedup.chunks,
+            new_chunks = record.dedup.new_chunks, created_by = %record.created_by, "artifact committed"
+        );
+        Ok(DepositReceipt { id: hex_id, record })
+    }
+
+    /// Writes `experiment \0 chunk artifact` refs for every chunk, one
+    /// segment per batch, and measures the dedup figures the depositor may
+    /// see: a chunk is new unless a readable artifact already held it or it
+    /// occurred earlier in this artifact.
+    async fn write_refs(
+        &self,
+        experiment: &str,
+        id: &[u8; 16],
+        prepared: &PreparedContent,
+        depositor: Principal,
+    ) -> Result<DedupFigures, EngineError> {
+        let meta = self.meta.clone();
+        let exp = experiment.to_string();
+        let mut presence = Some(Box::new(
+            blocking(move || Presence::load(&meta, &exp, depositor)).await?,
+        ));
+        let mut figures = DedupFigures {
+            logical_bytes: prepared.manifest.size,
+            chunks: prepared.manifest.chunks,
+            ..DedupFigures::default()
+        };
+        for seg in &prepared.manifest.segments {
+            let Some(mut p) = presence.take() else {
+                return Err(EngineError::Internal("presence state lost".into()));
+            };
+            let (meta, exp, id, sid) = (self.meta.clone(), experiment.to_string(), *id, seg.id);
+            let (p, add) = blocking(move || {
+                let segment = meta
+                    .segment(&sid)?
+                    .ok_or_else(|| EngineError::Integrity(format!("segment {sid} missing")))?;
+                let ids: Vec<Digest> = segment.entries.iter().map(|e| e.id).collect();
+                let locs = meta.chunks(&ids)?;
+                let mut add = DedupFigures::default();
+                let mut seen = HashSet::with_capacity(ids.len());
+                for (e, loc) in segment.entries.iter().zip(&locs) {
+                    if !seen.insert(e.id) || meta.has_chunk_ref(&exp, &e.id, &id)? {
+                        continue; // earlier in this artifact
+                    }
+                    if p.readable(&e.id)? {
+                        continue;
+                    }
+                    let loc = loc.ok_or_else(|| {
+                        EngineError::Integrity(format!("chunk {} not indexed", e.id))
+                    })?;
+                    add.new_chunks += 1;
+                    add.new_raw_bytes += u64::from(e.len);
+                    add.new_stored_bytes += u64::from(loc.stored_len);
+                }
+                meta.put_chunk_refs(&exp, &id, &ids)?;
+                Ok((p, add))
+            })
+            .await?;
+            figures.new_chunks += add.new_chunks;
+            figures.new_raw_bytes += add.new_raw_bytes;
+            figures.new_stored_bytes += add.new_stored_bytes;
+            presence = Some(p);
+        }
+        Ok(figures)
+    }
+
+    /// A page of the artifacts of `experiment` that `caller` may read, newest
+    /// first, optionally only those created by `created_by`, starting after
+    /// the artifact `cursor`. Examines at most [`LIST_SCAN_FACTOR`] × `limit`
+    /// records; a short page with a cursor means "keep going".
+    pub async fn list_artifacts(
+        &self,
+        experiment: &str,
+        caller: &Principal,
+        created_by: Option<String>,
+        cursor: Option<[u8; 16]>,
+        limit: usize,
+    ) -> Result<ArtifactPage, EngineError> {
+        let limit = limit.max(1);
+        let meta = self.meta.clone();
+        let (exp, caller) = (experiment.to_string(), caller.clone());
+        blocking(move || {
+            let gate = ReadGate::load(&meta, &exp, caller)?;
+            let now_s = now_unix_s();
+            let budget = limit.saturating_mul(LIST_SCAN_FACTOR);
+            let mut items = Vec::new();
+            let mut before = cursor;
+            let mut examined = 0usize;
+            loop {
+                let step = LIST_STEP.min(budget - examined);
+                let batch = meta.artifacts_newest_first(&exp, before.as_ref(), step)?;
+                let exhausted = batch.len() < step;
+                for (id, rec) in batch {
+                    examined += 1;
+                    before = Some(id);
+                    let wanted = created_by.as_ref().is_none_or(|c| *c == rec.created_by);
+                    if wanted && !expired(&rec, now_s) && gate.allows(&rec) {
+                        items.push((super::ingest::format_artifact_id(&id), rec));
+                        if items.len() >= limit {
+                            let next = before.map(|b| super::ingest::format_artifact_id(&b));
+                            return Ok(ArtifactPage {
+                                items,
+                                next_cursor: next,
+                            });
+                        }
+                    }
+                }
+                if exhausted {
+                    return Ok(ArtifactPage {
+                        items,
+                        next_cursor: None,
+                    });
+                }
+                if examined >= budget {
+                    let next = before.map(|b| super::ingest::format_artifact_id(&b));
+                    return Ok(ArtifactPage {
+                        items,
+                        next_cursor: next,
+                    });
+                }
+            }
+        })
+        .await
+    }
+
+    /// Loads an artifact for a management change: 404 if absent or expired,
+    /// 403 unless `caller` is its depositor or the admin.
+    async fn managed(
+        &self,
+        experiment: &str,
+        caller: &Principal,
+        id: &[u8; 16],
+    ) -> Result<ArtifactRecord, EngineError> {
+        let rec = self
+            .artifact(experiment, id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        let owner = Principal::parse(&rec.created_by)
+            .ok_or_else(|| EngineError::Internal("artifact has an invalid created_by".into()))?;
+        if can_manage(caller, &owner) {
+            Ok(rec)
+        } else {
+            Err(EngineError::Forbidden)
+        }
+    }
+
+    /// Grants read access to `principal` (`wkr_…` or `grp_…`, need not
+    /// exist); idempotent. Depositor or admin only.
+    pub async fn grant(
+        &self,
+        experiment: &str,
+        caller: &Principal,
+        id: &[u8; 16],
+        principal: &str,
+    ) -> Result<ArtifactRecord, EngineError> {
+        if MemberId::parse(principal).is_none() {
+            return Err(EngineError::BadRequest(
+                "principal must be a wkr_ or grp_ id".into(),
+            ));
+        }
+        self.change_grants(experiment, caller, id, |g| {
+            if !g.iter().any(|x| x == principal) {
+                g.push(principal.to_string());
+            }
+        })
+        .await
+    }
+
+    /// Revokes a grant; idempotent. Depositor or admin only.
+    pub async fn revoke(
+        &self,
+        experiment: &str,
+        caller: &Principal,
+        id: &[u8; 16],
+        principal: &str,
+    ) -> Result<ArtifactRecord, EngineError> {
+        if MemberId::parse(principal).is_none() {
+            return Err(EngineError::BadRequest(
+                "principal must be a wkr_ or grp_ id".into(),
+            ));
+        }
+        self.change_grants(experiment, caller, id, |g| g.retain(|x| x != principal))
+            .await
+    }
+
+    async fn change_grants(
+        &self,
+        experiment: &str,
+        caller: &Principal,
+        id: &[u8; 16],
+        change: impl FnOnce(&mut Vec<String>),
+    ) -> Result<ArtifactRecord, EngineError> {
+        let _guard = self.artifact_lock.lock().await;
+        let mut rec = self.managed(experiment, caller, id).await?;
+        let before = rec.grants.clone();
+        change(&mut rec.grants);
+        if rec.grants != before {
+            let (meta, exp, id, r) = (self.meta.clone(), experiment.to_string(), *id, rec.clone());
+            blocking(move || {
+                let mut b = meta.batch();
+                b.put_artifact(&exp, &id, &r);
+                Ok(b.commit()?)
+            })
+            .await?;
+        }
+        Ok(rec)
+    }
+
+    /// Deletes an artifact (depositor or admin): the record goes first, in
+    /// one synced batch, so the id answers 404 at once on both surfaces;
+    /// then its chunk refs, one segment at a time. Storage is GC's business.
+    pub async fn delete_artifact(
+        &self,
+        experiment: &str,
+        caller: &Principal,
+        id: &[u8; 16],
+    ) -> Result<(), EngineError> {
+        let rec = {
+            let _guard = self.artifact_lock.lock().await;
+            let rec = self.managed(experiment, caller, id).await?;
+            let (meta, exp, aid) = (self.meta.clone(), experiment.to_string(), *id);
+            blocking(move || {
+                let mut b = meta.batch();
+                b.delete_artifact(&exp, &aid);
+                Ok(b.commit()?)
+            })
+            .await?;
+            rec
+        };
+        let (meta, exp, aid) = (self.meta.clone(), experiment.to_string(), *id);
+        let cleanup = blocking(move || {
+            let Some(manifest) = meta.manifest(&rec.manifest)? else {
+                return Ok(());
+            };
+            for seg in manifest.segments {
+                if let Some(segment) = meta.segment(&seg.id)? {
+                    let ids: Vec<Digest> = segment.entries.iter().map(|e| e.id).collect();
+                    meta.delete_chunk_refs(&exp, &aid, &ids)?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+        // The artifact is gone; leftover refs dangle harmlessly.
+        if let Err(e) = cleanup {
+            tracing::warn!(experiment, error = %e, "chunk refs of a deleted artifact not removed");
+        }
+        tracing::info!(experiment, artifact = %super::ingest::format_artifact_id(id), by = %caller, "artifact deleted");
+        Ok(())
+    }
+}

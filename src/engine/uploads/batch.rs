@@ -1,0 +1,310 @@
+//! A chunk batch of an upload session: the framed body
+//! (`[id 32][len u32 LE][bytes]`…) is cut into frames as it streams in, each
+//! frame is BLAKE3-checked against its id, deduplicated against the global
+//! chunk index, and packed through the same [`PackSink`] as ingest.
+//!
+//! Invariants: 3 (the pack is durable and indexed before any session row
+//! names its chunks), 4 (`stored_new` counts chunks new *for the session's
+//! creator*, not for the store), 6 (no unverified byte is stored), 7 (the
+//! session rows written here are the pins of uploaded chunks), 8 (one frame
+//! group of [`CPU_BATCH_BYTES`] and one pack part in memory; frames per batch
+//! bounded by [`MAX_FRAMES_PER_BATCH`]).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{FRAME_HEADER_LEN, MAX_FRAMES_PER_BATCH, now_ns};
+use crate::auth::Principal;
+use crate::engine::artifacts::Presence;
+use crate::engine::ingest::PackSink;
+use crate::engine::{Engine, EngineError, blocking};
+use crate::hash::Digest;
+use crate::meta::Meta;
+use crate::meta::records::UploadChunk;
+use crate::pack::{CompressionPolicy, PackBuilder};
+
+/// Frames are verified and packed in groups of about this many bytes.
+const CPU_BATCH_BYTES: usize = 4 << 20;
+/// Pack bytes are handed to the blob writer in parts of about this size.
+const PART_BYTES: usize = 8 << 20;
+
+/// What a chunk batch achieved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkBatchOutcome {
+    /// Frames accepted (including chunks the session already had).
+    pub received: u64,
+    /// Accepted chunks that were not present for the session's creator
+    /// before (never store-wide figures: invariant 4).
+    pub stored_new: u64,
+}
+
+impl Engine {
+    /// Starts receiving a chunk batch (checks the session first).
+    pub async fn begin_chunk_batch(
+        self: &Arc<Self>,
+        experiment: &str,
+        caller: &Principal,
+        id: &[u8; 16],
+    ) -> Result<ChunkBatch, EngineError> {
+        let rec = self.open_session(experiment, caller, id, true).await?;
+        let owner = Principal::parse(&rec.created_by)
+            .ok_or_else(|| EngineError::Internal("session has an invalid creator".into()))?;
+        let (meta, exp) = (self.meta.clone(), rec.experiment.clone());
+        let presence = blocking(move || Presence::load(&meta, &exp, owner)).await?;
+        Ok(ChunkBatch {
+            engine: Arc::clone(self),
+            experiment: experiment.to_string(),
+            caller: caller.clone(),
+            session: *id,
+            max_frame: rec.chunker.max_bytes,
+            limit: self.max_batch_bytes(),
+            received_bytes: 0,
+            buf: BytesMut::new(),
+            frames: Vec::new(),
+            frames_bytes: 0,
+            frame_count: 0,
+            cpu: Some(Box::new(BatchCpu {
+                meta: self.meta.clone(),
+                session: *id,
+                presence,
+                policy: CompressionPolicy::new(self.cfg.compression_level),
+                pack: PackBuilder::new(),
+                seen: HashSet::new(),
+                rows: Vec::new(),
+                outcome: ChunkBatchOutcome::default(),
+                failure: None,
+            })),
+            sink: PackSink::new(Arc::clone(self)),
+            failure: None,
+        })
+    }
+}
+
+/// CPU-side state of a chunk batch, moved to a blocking thread per group.
+struct BatchCpu {
+    meta: Meta,
+    session: [u8; 16],
+    presence: Presence,
+    policy: CompressionPolicy,
+    pack: PackBuilder,
+    /// Chunks accepted by this batch (bounded by `MAX_FRAMES_PER_BATCH`).
+    seen: HashSet<Digest>,
+    /// Rows to pin once the pack is durable and indexed.
+    rows: Vec<(Digest, UploadChunk)>,
+    outcome: ChunkBatchOutcome,
+    failure: Option<String>,
+}
+
+impl BatchCpu {
+    /// Verifies, dedups and packs frames in order; stops at the first bad one.
+    fn process(&mut self, frames: Vec<(Digest, Bytes)>) -> Result<(), EngineError> {
+        for (n, (id, bytes)) in frames.into_iter().enumerate() {
+            if self.failure.is_some() {
+                break;
+            }
+            if Digest::of(&bytes) != id {
+                self.failure = Some(format!(
+                    "a frame's bytes do not hash to its id {id} (frame {} of this group)",
+                    n + 1
+                ));
+                break;
+            }
+            self.outcome.received += 1;
+            if !self.seen.insert(id) {
+                continue;
+            }
+            if self.meta.upload_chunks(&self.session, &[id])?[0].is_some() {
+                continue; // already pinned by this session
+            }
+            if !self.presence.readable(&id)? {
+                self.outcome.stored_new += 1;
+            }
+            let raw_len = bytes.len() as u32;
+            let row = match self.meta.chunk(&id)? {
+                Some(loc) => UploadChunk {
+                    raw_len,
+                    stored_len: loc.stored_len,
+                    new_global: false,
+                },
+                None => {
+                    let entry = self.pack.add(id, &bytes, &mut self.policy);
+                    UploadChunk {
+                        raw_len,
+                        stored_len: entry.stored_len,
+                        new_global: true,
+                    }
+                }
+            };
+            self.rows.push((id, row));
+        }
+        Ok(())
+    }
+}
+
+/// One chunk batch in progress: feed body bytes with [`push`](Self::push),
+/// then [`finish`](Self::finish). A bad frame stops intake; `finish` still
+/// stores and pins the frames before it, then reports the failure.
+pub struct ChunkBatch {
+    engine: Arc<Engine>,
+    experiment: String,
+    caller: Principal,
+    session: [u8; 16],
+    max_frame: u32,
+    limit: u64,
+    received_bytes: u64,
+    buf: BytesMut,
+    frames: Vec<(Digest, Bytes)>,
+    frames_bytes: usize,
+    frame_count: usize,
+    cpu: Option<Box<BatchCpu>>,
+    sink: PackSink,
+    failure: Option<EngineError>,
+}
+
+impl ChunkBatch {
+    /// Whether intake stopped (bad frame or batch too large).
+    pub fn failed(&self) -> bool {
+        self.failure.is_some() || self.cpu.as_ref().is_some_and(|c| c.failure.is_some())
+    }
+
+    /// Feeds body bytes; cuts frames and verifies/packs them in groups.
+    pub async fn push(&mut self, bytes: Bytes) -> Result<(), EngineError> {
+        if self.failed() {
+            return Ok(());
+        }
+        // Take bytes up to the limit, so every frame that ends within it
+        // still counts; anything beyond fails the batch once those are cut.
+        let room = self.limit.saturating_sub(self.received_bytes);
+        let over = bytes.len() as u64 > room;
+        let take = if over {
+            bytes.slice(..room as usize)
+        } else {
+            bytes
+        };
+        self.received_bytes += take.len() as u64;
+        self.buf.extend_from_slice(&take);
+        self.cut_frames().await?;
+        if over && self.failure.is_none() {
+            self.failure = Some(EngineError::BatchTooLarge {
+                limit: format!("{} bytes", self.limit),
+            });
+        }
+        Ok(())
+    }
+
+    /// Cuts every complete frame out of the buffer.
+    async fn cut_frames(&mut self) -> Result<(), EngineError> {
+        while self.buf.len() >= FRAME_HEADER_LEN {
+            let mut len_bytes = [0u8; 4];
+            len_bytes.copy_from_slice(&self.buf[32..FRAME_HEADER_LEN]);
+            let len = u32::from_le_bytes(len_bytes);
+            if len == 0 || len > self.max_frame {
+                self.failure = Some(EngineError::ChunkMismatch(format!(
+                    "frame length {len} is outside 1..={}",
+                    self.max_frame
+                )));
+                return Ok(());
+            }
+            if self.buf.len() < FRAME_HEADER_LEN + len as usize {
+                break;
+            }
+            let header = self.buf.split_to(FRAME_HEADER_LEN);
+            let Some(id) = Digest::from_slice(&header[..32]) else {
+                return Err(EngineError::Internal("frame header split".into()));
+            };
+            let body = self.buf.split_to(len as usize).freeze();
+            self.frame_count += 1;
+            if self.frame_count > MAX_FRAMES_PER_BATCH {
+                self.failure = Some(EngineError::BatchTooLarge {
+                    limit: format!("{MAX_FRAMES_PER_BATCH} frames"),
+                });
+                return Ok(());
+            }
+            self.frames_bytes += body.len();
+            self.frames.push((id, body));
+            if self.frames_bytes >= CPU_BATCH_BYTES {
+                self.process().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn process(&mut self) -> Result<(), EngineError> {
+        let frames = std::mem::take(&mut self.frames);
+        self.frames_bytes = 0;
+        let Some(mut cpu) = self.cpu.take() else {
+            return Err(EngineError::Internal("chunk batch state lost".into()));
+        };
+        let (mut cpu, res) = tokio::task::spawn_blocking(move || {
+            let res = cpu.process(frames);
+            (cpu, res)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("chunk batch task failed: {e}")))?;
+        let part = (cpu.pack.pending_len() >= PART_BYTES).then(|| cpu.pack.take_pending());
+        self.cpu = Some(cpu);
+        res?;
+        if let Some(part) = part {
+            self.sink.write_part(part).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores and pins what was received (pack durable and indexed first),
+    /// then reports the outcome or the failure that stopped intake.
+    pub async fn finish(mut self) -> Result<ChunkBatchOutcome, EngineError> {
+        let res = self.store().await;
+        if res.is_err() {
+            self.sink.abort().await;
+        }
+        let outcome = res?;
+        if let Some(e) = self.failure.take() {
+            return Err(e);
+        }
+        if let Some(why) = self.cpu.as_mut().and_then(|c| c.failure.take()) {
+            return Err(EngineError::ChunkMismatch(why));
+        }
+        Ok(outcome)
+    }
+
+    async fn store(&mut self) -> Result<ChunkBatchOutcome, EngineError> {
+        if !self.frames.is_empty() {
+            self.process().await?;
+        }
+        if self.failure.is_none() && !self.buf.is_empty() {
+            self.failure = Some(EngineError::ChunkMismatch(
+                "the body ends inside a frame".into(),
+            ));
+        }
+        let Some(cpu) = self.cpu.as_mut() else {
+            return Err(EngineError::Internal("chunk batch state lost".into()));
+        };
+        let builder = std::mem::take(&mut cpu.pack);
+        let rows = std::mem::take(&mut cpu.rows);
+        let outcome = cpu.outcome;
+        self.sink.seal(builder).await?;
+        // Pin under the upload lock, only if the session is still live.
+        let engine = Arc::clone(&self.engine);
+        let mut rec = engine
+            .open_session(&self.experiment, &self.caller, &self.session, false)
+            .await?;
+        let _guard = engine.upload_lock.lock().await;
+        let (meta, sid) = (engine.meta.clone(), self.session);
+        blocking(move || {
+            if meta.upload(&sid)?.is_none_or(|r| r.ended.is_some()) {
+                return Err(EngineError::SessionEnded("the upload session ended".into()));
+            }
+            let mut b = meta.batch();
+            for (id, row) in &rows {
+                b.put_upload_chunk(&sid, id, row);
+            }
+            rec.last_active_ns = now_ns();
+            b.put_upload(&sid, &rec);
+            Ok(b.commit()?)
+        })
+        .await?;
+        Ok(outcome)
+    }
+}

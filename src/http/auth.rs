@@ -1,0 +1,87 @@
+//! Bearer authentication and the `X-Eden-Experiment-Id` check, shared by
+//! both surfaces (`/v0/` and `/cas/v1/`): one auth model for both.
+//!
+//! Order on every request: authentication (401), then the header check
+//! (400), then the experiment id shape (404). A worker bearer is verified
+//! against the path's experiment only (invariant 4: a worker of E1 is
+//! unknown on E2).
+
+use std::sync::Arc;
+
+use actix_web::HttpRequest;
+
+use super::problem::{ApiError, ProblemType};
+use crate::auth::{ExperimentId, Principal, parse_authorization};
+use crate::engine::Engine;
+
+/// An authenticated caller of one experiment.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The experiment of the path.
+    pub experiment: String,
+    /// Who is calling.
+    pub principal: Principal,
+}
+
+impl Caller {
+    /// 403 unless the caller is the admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.principal.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "endpoint is admin-gated; worker bearers may not access it",
+            ))
+        }
+    }
+}
+
+/// The 401 every bearer failure answers, whatever the cause.
+pub fn unauthorized() -> ApiError {
+    ApiError::new(
+        ProblemType::Unauthorized,
+        "missing, malformed or invalid bearer credential",
+    )
+}
+
+/// Whether the request carries a syntactically valid bearer (no lookup);
+/// fallback routes use it to answer 401 before 404.
+pub fn has_wellformed_bearer(req: &HttpRequest) -> bool {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    parse_authorization(header).is_ok()
+}
+
+/// Authenticates the bearer for the path's experiment (`{exp}`), then
+/// checks the header and the experiment id's shape.
+pub async fn authorize(req: &HttpRequest, engine: &Arc<Engine>) -> Result<Caller, ApiError> {
+    let header = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| unauthorized())?),
+    };
+    let creds = parse_authorization(header).map_err(|_| unauthorized())?;
+    let experiment = req.match_info().get("exp").unwrap_or_default().to_string();
+    let principal = engine
+        .authenticate(&experiment, &creds)
+        .await
+        .map_err(|_| unauthorized())?;
+    let declared = req
+        .headers()
+        .get("x-eden-experiment-id")
+        .and_then(|v| v.to_str().ok());
+    if declared != Some(experiment.as_str()) {
+        return Err(ApiError::new(
+            ProblemType::ExperimentIdMismatch,
+            "the X-Eden-Experiment-Id header must be present and equal the experiment id of the path",
+        ));
+    }
+    if ExperimentId::parse(&experiment).is_none() {
+        return Err(ApiError::not_found("no such experiment"));
+    }
+    Ok(Caller {
+        experiment,
+        principal,
+    })
+}

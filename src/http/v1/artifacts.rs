@@ -1,0 +1,257 @@
+//! `/cas/v1/` artifact routes other than fetch: raw-body deposit, metadata,
+//! listing, grants and delete.
+//!
+//! The deposit streams the body straight into the engine (size cap enforced
+//! as bytes arrive, invariant 8) and commits only once the body ended
+//! cleanly, so a cut connection leaves nothing visible (invariant 3).
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::dto::{artifact_json, check_filename, parse_ttl, sanitize_content_type};
+use super::{AppState, artifact_id, engine, json, parse_json, read_body};
+use crate::auth::Principal;
+use crate::engine::artifacts::now_unix_s;
+use crate::engine::ingest::parse_artifact_id;
+use crate::engine::{DepositRequest, EngineError};
+use crate::http::auth::authorize;
+use crate::http::problem::ApiError;
+use crate::http::query;
+
+/// After an oversize upload, read and discard at most this much more before
+/// answering, so an HTTP/1.1 client that is still sending sees the 413.
+const DRAIN_BYTES: u64 = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+/// Largest JSON body of the grant route.
+const MAX_GRANT_BODY: usize = 4096;
+/// Default and largest listing page.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+async fn drain(payload: &mut web::Payload) {
+    let (start, mut seen) = (Instant::now(), 0u64);
+    while seen < DRAIN_BYTES && start.elapsed() < DRAIN_TIME {
+        match payload.next().await {
+            Some(Ok(b)) => seen += b.len() as u64,
+            _ => break,
+        }
+    }
+}
+
+fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match req.headers().get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("{name} must be visible ASCII"))),
+    }
+}
+
+/// `POST …/artifacts`: the body is the artifact → 201 `Artifact`.
+pub async fn deposit(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let engine = engine(&state).clone();
+    let caller = authorize(&req, &engine).await.map_err(at)?;
+    let content_type = sanitize_content_type(
+        req.headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.as_bytes()),
+    );
+    let filename = header_str(&req, "x-eden-filename")
+        .map_err(at)?
+        .map(check_filename)
+        .transpose()
+        .map_err(at)?;
+    let expires_at = header_str(&req, "x-eden-expires-in")
+        .map_err(at)?
+        .map(parse_ttl)
+        .transpose()
+        .map_err(at)?
+        .map(|d| now_unix_s().saturating_add(d.as_secs() as i64));
+
+    let mut ingest = engine.begin_ingest().map_err(|e| at(e.into()))?;
+    while let Some(part) = payload.next().await {
+        let Ok(bytes) = part else {
+            ingest.abort().await;
+            return Err(at(ApiError::bad_request("request body could not be read")));
+        };
+        if let Err(e) = ingest.push(bytes).await {
+            ingest.abort().await;
+            if matches!(e, EngineError::TooLarge { .. }) {
+                drain(&mut payload).await;
+            }
+            return Err(at(e.into()));
+        }
+    }
+    let prepared = ingest.finish().await.map_err(|e| at(e.into()))?;
+    let receipt = engine
+        .commit_artifact(
+            prepared,
+            DepositRequest {
+                experiment: caller.experiment.clone(),
+                created_by: caller.principal.to_string(),
+                content_type,
+                filename,
+                expires_at,
+            },
+        )
+        .await
+        .map_err(|e| at(e.into()))?;
+    let location = format!(
+        "/cas/v1/experiments/{}/artifacts/{}",
+        caller.experiment, receipt.id
+    );
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .content_type("application/json")
+        .body(artifact_json(&receipt.id, &receipt.record).to_string()))
+}
+
+/// `GET …/artifacts/{id}/meta` → `Artifact` (readers only).
+pub async fn meta(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let engine = engine(&state).clone();
+    let caller = authorize(&req, &engine).await.map_err(at)?;
+    let id = artifact_id(&req).map_err(at)?;
+    let record = engine
+        .artifact(&caller.experiment, &id)
+        .await
+        .map_err(|e| at(e.into()))?
+        .ok_or_else(|| at(ApiError::not_found("no such artifact in this experiment")))?;
+    engine
+        .check_read(&caller.experiment, &caller.principal, &record)
+        .await
+        .map_err(|e| at(e.into()))?;
+    let hex_id = crate::engine::ingest::format_artifact_id(&id);
+    Ok(json(StatusCode::OK, &artifact_json(&hex_id, &record)))
+}
+
+/// `GET …/artifacts?limit=&cursor=&created_by=` → a page of readable artifacts.
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let engine = engine(&state).clone();
+    let caller = authorize(&req, &engine).await.map_err(at)?;
+    let params =
+        query::parse(req.query_string()).map_err(|e| at(ApiError::bad_request(e.to_string())))?;
+    let (mut limit, mut cursor, mut created_by) = (DEFAULT_LIMIT, None, None);
+    for (k, v) in params {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        at(ApiError::bad_request(format!(
+                            "limit must be an integer from 1 to {MAX_LIMIT}"
+                        )))
+                    })?;
+            }
+            "cursor" if !v.is_empty() => {
+                cursor = Some(
+                    parse_artifact_id(&v)
+                        .ok_or_else(|| at(ApiError::bad_request("malformed cursor")))?,
+                );
+            }
+            "created_by" if !v.is_empty() => {
+                if Principal::parse(&v).is_none() {
+                    return Err(at(ApiError::bad_request(
+                        "created_by must be admin or a wkr_ id",
+                    )));
+                }
+                created_by = Some(v);
+            }
+            _ => {}
+        }
+    }
+    let page = engine
+        .list_artifacts(
+            &caller.experiment,
+            &caller.principal,
+            created_by,
+            cursor,
+            limit,
+        )
+        .await
+        .map_err(|e| at(e.into()))?;
+    let items: Vec<_> = page
+        .items
+        .iter()
+        .map(|(id, rec)| artifact_json(id, rec))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "artifacts": items, "next_cursor": page.next_cursor }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    principal: String,
+}
+
+/// `POST …/artifacts/{id}/grants` `{"principal"}` → 200 `Artifact`.
+pub async fn grant(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let engine = engine(&state).clone();
+    let caller = authorize(&req, &engine).await.map_err(at)?;
+    let id = artifact_id(&req).map_err(at)?;
+    let body: GrantBody =
+        parse_json(&read_body(payload, MAX_GRANT_BODY).await.map_err(at)?).map_err(at)?;
+    let rec = engine
+        .grant(&caller.experiment, &caller.principal, &id, &body.principal)
+        .await
+        .map_err(|e| at(e.into()))?;
+    let hex_id = crate::engine::ingest::format_artifact_id(&id);
+    Ok(json(StatusCode::OK, &artifact_json(&hex_id, &rec)))
+}
+
+/// `DELETE …/artifacts/{id}/grants/{principal}` → 200 `Artifact`.
+pub async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let engine = engine(&state).clone();
+    let caller = authorize(&req, &engine).await.map_err(at)?;
+    let id = artifact_id(&req).map_err(at)?;
+    let principal = req.match_info().get("principal").unwrap_or_default();
+    let rec = engine
+        .revoke(&caller.experiment, &caller.principal, &id, principal)
+        .await
+        .map_err(|e| at(e.into()))?;
+    let hex_id = crate::engine::ingest::format_artifact_id(&id);
+    Ok(json(StatusCode::OK, &artifact_json(&hex_id, &rec)))
+}
+
+/// `DELETE …/artifacts/{id}` → 204 (depositor or admin).
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let engine = engine(&state).clone();
+    let caller = authorize(&req, &engine).await.map_err(at)?;
+    let id = artifact_id(&req).map_err(at)?;
+    engine
+        .delete_artifact(&caller.experiment, &caller.principal, &id)
+        .await
+        .map_err(|e| at(e.into()))?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,124 @@
+//! The native surface, `/cas/v1/experiments/{E}/…` (spec: `docs/api.md`):
+//! raw deposits, fetch by id with ranges and conditional requests, metadata,
+//! listing, grants, delete and resumable upload sessions.
+//!
+//! Same authentication, experiment check and ACL as `/v0/` (`http/auth.rs`,
+//! `Engine::check_read`), so an artifact deposited through one surface is
+//! fetchable through the other. Handlers parse, authorise and translate; the
+//! engine does the work. Unknown routes or methods answer 404 problem+json,
+//! after a 401 for a missing or malformed bearer.
+
+mod artifacts;
+mod dto;
+mod fetch;
+mod uploads;
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+
+use super::AppState;
+use super::auth::{has_wellformed_bearer, unauthorized};
+use super::problem::{ApiError, ProblemType};
+use crate::engine::Engine;
+use crate::engine::ingest::parse_artifact_id;
+
+pub use dto::sanitize_content_type;
+
+/// Path prefix of the native surface.
+pub const PREFIX: &str = "/cas/v1";
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if !has_wellformed_bearer(&req) {
+        return Err(unauthorized().at(&req));
+    }
+    Err(ApiError::not_found("no such route or method under /cas/v1/").at(&req))
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(not_found))
+}
+
+/// Registers the `/cas/v1/` routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/cas/v1/experiments/{exp}")
+            .service(
+                resource("/artifacts")
+                    .route(web::post().to(artifacts::deposit))
+                    .route(web::get().to(artifacts::list)),
+            )
+            .service(
+                resource("/artifacts/{id}")
+                    .route(web::get().to(fetch::fetch))
+                    .route(web::head().to(fetch::fetch))
+                    .route(web::delete().to(artifacts::delete)),
+            )
+            .service(resource("/artifacts/{id}/meta").route(web::get().to(artifacts::meta)))
+            .service(resource("/artifacts/{id}/grants").route(web::post().to(artifacts::grant)))
+            .service(
+                resource("/artifacts/{id}/grants/{principal}")
+                    .route(web::delete().to(artifacts::revoke)),
+            )
+            .service(resource("/uploads").route(web::post().to(uploads::create)))
+            .service(
+                resource("/uploads/{sid}")
+                    .route(web::get().to(uploads::status))
+                    .route(web::delete().to(uploads::abandon)),
+            )
+            .service(resource("/uploads/{sid}/missing").route(web::post().to(uploads::missing)))
+            .service(resource("/uploads/{sid}/chunks").route(web::put().to(uploads::chunks)))
+            .service(resource("/uploads/{sid}/commit").route(web::post().to(uploads::commit)))
+            .default_service(web::to(not_found)),
+    )
+    .service(web::scope(PREFIX).default_service(web::to(not_found)));
+}
+
+/// The engine of the app state.
+fn engine(state: &web::Data<AppState>) -> &Arc<Engine> {
+    &state.engine
+}
+
+/// The `{id}` path segment as an artifact id; malformed ids name nothing (404).
+fn artifact_id(req: &HttpRequest) -> Result<[u8; 16], ApiError> {
+    req.match_info()
+        .get("id")
+        .and_then(parse_artifact_id)
+        .ok_or_else(|| ApiError::not_found("no such artifact in this experiment"))
+}
+
+/// A 200/201 JSON answer.
+fn json(status: actix_web::http::StatusCode, v: &serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(v.to_string())
+}
+
+/// Reads a whole (small) body; more than `limit` bytes is 413.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::bad_request("request body could not be read"))?;
+        if out.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                ProblemType::PayloadTooLarge,
+                format!("request body exceeds {limit} bytes"),
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Parses a JSON body into `T` (unknown fields rejected by `T`); an empty
+/// body is `{}`.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("request body is not the expected JSON: {e}")))
+}

@@ -1,0 +1,316 @@
+//! `/cas/v1/` upload sessions: create, missing-chunk negotiation, framed
+//! chunk batches, commit, status and abandon. The engine owns the session
+//! (`engine/uploads.rs`); these handlers parse and translate.
+//!
+//! Invariant 4: the "missing" answer and `stored_new` come from the engine's
+//! creator-scoped presence check, never from the global chunk index.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::dto::{artifact_json, check_filename, parse_ttl, sanitize_content_type, timestamp_ns};
+use super::{AppState, engine, json, parse_json, read_body};
+use crate::engine::uploads::{
+    CommitRequest, MAX_MISSING_QUERY, MAX_STATUS_IDS, SessionRequest, SessionView, parse_session_id,
+};
+use crate::hash::Digest;
+use crate::http::auth::{Caller, authorize};
+use crate::http::problem::ApiError;
+use crate::http::query;
+use crate::meta::records::ManifestEntry;
+
+/// Media type of a chunk batch body.
+pub const CHUNKS_MEDIA_TYPE: &str = "application/vnd.eden-cas.chunks";
+const MAX_CREATE_BODY: usize = 16 << 10;
+/// 10 000 quoted 64-hex ids and separators, with room to spare.
+const MAX_MISSING_BODY: usize = 1 << 20;
+/// A commit entry is at most ~80 bytes of JSON.
+const COMMIT_ENTRY_JSON: u64 = 80;
+
+fn session_id(req: &HttpRequest) -> Result<[u8; 16], ApiError> {
+    req.match_info()
+        .get("sid")
+        .and_then(parse_session_id)
+        .ok_or_else(|| ApiError::not_found("no such upload session"))
+}
+
+fn parse_digest(s: &str) -> Result<Digest, ApiError> {
+    if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(ApiError::bad_request(format!(
+            "{s:?} is not a chunk id (64 lowercase hex)"
+        )));
+    }
+    s.parse()
+        .map_err(|_| ApiError::bad_request(format!("{s:?} is not a chunk id (64 lowercase hex)")))
+}
+
+fn session_json(v: &SessionView) -> serde_json::Value {
+    let c = v.record.chunker;
+    json!({
+        "session_id": v.id,
+        "chunker": {
+            "algorithm": crate::chunking::FASTCDC_2020,
+            "min_bytes": c.min_bytes,
+            "avg_bytes": c.avg_bytes,
+            "max_bytes": c.max_bytes,
+            "normalization": c.normalization,
+        },
+        "created_at": timestamp_ns(v.record.created_at_ns),
+        "expires_at": timestamp_ns(v.expires_at_ns),
+        "max_batch_bytes": v.max_batch_bytes,
+    })
+}
+
+async fn caller_and_session(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+) -> Result<(Caller, [u8; 16]), ApiError> {
+    let caller = authorize(req, engine(state)).await?;
+    Ok((caller, session_id(req)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    content_type: Option<String>,
+    filename: Option<String>,
+    expires_in: Option<String>,
+}
+
+/// `POST …/uploads` → 201 session.
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
+    let body: CreateBody =
+        parse_json(&read_body(payload, MAX_CREATE_BODY).await.map_err(at)?).map_err(at)?;
+    let request = SessionRequest {
+        content_type: sanitize_content_type(body.content_type.as_deref().map(str::as_bytes)),
+        filename: body
+            .filename
+            .as_deref()
+            .map(check_filename)
+            .transpose()
+            .map_err(at)?,
+        artifact_ttl: body
+            .expires_in
+            .as_deref()
+            .map(parse_ttl)
+            .transpose()
+            .map_err(at)?,
+    };
+    let view = engine(&state)
+        .create_upload(&caller.experiment, &caller.principal, request)
+        .await
+        .map_err(|e| at(e.into()))?;
+    let location = format!(
+        "/cas/v1/experiments/{}/uploads/{}",
+        caller.experiment, view.id
+    );
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .content_type("application/json")
+        .body(session_json(&view).to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MissingBody {
+    chunks: Vec<String>,
+}
+
+/// `POST …/uploads/{S}/missing` `{"chunks"}` → `{"missing"}` in request order.
+pub async fn missing(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
+    let body: MissingBody =
+        parse_json(&read_body(payload, MAX_MISSING_BODY).await.map_err(at)?).map_err(at)?;
+    if body.chunks.len() > MAX_MISSING_QUERY {
+        return Err(at(ApiError::bad_request(format!(
+            "at most {MAX_MISSING_QUERY} chunk ids per query"
+        ))));
+    }
+    let ids = body
+        .chunks
+        .iter()
+        .map(|s| parse_digest(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(at)?;
+    let missing = engine(&state)
+        .upload_missing(&caller.experiment, &caller.principal, &sid, ids)
+        .await
+        .map_err(|e| at(e.into()))?;
+    let hex: Vec<String> = missing.iter().map(Digest::to_hex).collect();
+    Ok(json(StatusCode::OK, &json!({ "missing": hex })))
+}
+
+/// `PUT …/uploads/{S}/chunks` (framed body) → `{"received","stored_new"}`.
+pub async fn chunks(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
+    let media = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if media.as_deref() != Some(CHUNKS_MEDIA_TYPE) {
+        return Err(at(ApiError::bad_request(format!(
+            "a chunk batch is sent as Content-Type: {CHUNKS_MEDIA_TYPE}"
+        ))));
+    }
+    let engine = engine(&state).clone();
+    let mut batch = engine
+        .begin_chunk_batch(&caller.experiment, &caller.principal, &sid)
+        .await
+        .map_err(|e| at(e.into()))?;
+    while let Some(part) = payload.next().await {
+        let Ok(bytes) = part else {
+            return Err(at(ApiError::bad_request("request body could not be read")));
+        };
+        batch.push(bytes).await.map_err(|e| at(e.into()))?;
+        if batch.failed() {
+            break;
+        }
+    }
+    let outcome = batch.finish().await.map_err(|e| at(e.into()))?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "received": outcome.received, "stored_new": outcome.stored_new }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitBody {
+    chunks: Vec<(String, u32)>,
+    blake3: String,
+    content_type: Option<String>,
+    filename: Option<String>,
+}
+
+/// `POST …/uploads/{S}/commit` → 201 `Artifact`.
+pub async fn commit(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
+    let engine = engine(&state).clone();
+    let cfg = engine.config();
+    // Enough JSON for an artifact at the size cap cut into minimum-size
+    // chunks; the list is held in memory (about 36 bytes per chunk parsed).
+    let max_entries = cfg.max_artifact_bytes / u64::from(cfg.chunker.min_bytes.max(1)) + 16;
+    let limit = (max_entries.saturating_mul(COMMIT_ENTRY_JSON)).clamp(1 << 20, 256 << 20) as usize;
+    let body: CommitBody = parse_json(&read_body(payload, limit).await.map_err(at)?).map_err(at)?;
+    let claimed = body
+        .blake3
+        .strip_prefix("blake3:")
+        .ok_or_else(|| at(ApiError::bad_request("blake3 must be \"blake3:<64 hex>\"")))
+        .and_then(|h| parse_digest(h).map_err(at))?;
+    let mut entries = Vec::with_capacity(body.chunks.len());
+    for (id, len) in &body.chunks {
+        if *len == 0 {
+            return Err(at(ApiError::bad_request("a chunk length is at least 1")));
+        }
+        entries.push(ManifestEntry {
+            id: parse_digest(id).map_err(at)?,
+            len: *len,
+        });
+    }
+    let request = CommitRequest {
+        chunks: entries,
+        blake3: claimed,
+        content_type: body
+            .content_type
+            .as_deref()
+            .map(|c| sanitize_content_type(Some(c.as_bytes()))),
+        filename: body
+            .filename
+            .as_deref()
+            .map(check_filename)
+            .transpose()
+            .map_err(at)?,
+    };
+    let receipt = engine
+        .commit_upload(&caller.experiment, &caller.principal, &sid, request)
+        .await
+        .map_err(|e| at(e.into()))?;
+    let location = format!(
+        "/cas/v1/experiments/{}/artifacts/{}",
+        caller.experiment, receipt.id
+    );
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .content_type("application/json")
+        .body(artifact_json(&receipt.id, &receipt.record).to_string()))
+}
+
+/// `GET …/uploads/{S}[?after=&limit=]` → session with what it received.
+pub async fn status(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
+    let params =
+        query::parse(req.query_string()).map_err(|e| at(ApiError::bad_request(e.to_string())))?;
+    let (mut after, mut limit) = (None, MAX_STATUS_IDS);
+    for (k, v) in params {
+        match k.as_str() {
+            "after" if !v.is_empty() => after = Some(parse_digest(&v).map_err(at)?),
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_STATUS_IDS).contains(n))
+                    .ok_or_else(|| {
+                        at(ApiError::bad_request(format!(
+                            "limit must be an integer from 1 to {MAX_STATUS_IDS}"
+                        )))
+                    })?;
+            }
+            _ => {}
+        }
+    }
+    let s = engine(&state)
+        .upload_status(&caller.experiment, &caller.principal, &sid, after, limit)
+        .await
+        .map_err(|e| at(e.into()))?;
+    let mut v = session_json(&s.view);
+    v["received_chunks"] = json!(s.received_chunks);
+    v["received_bytes"] = json!(s.received_bytes);
+    v["received"] = json!(s.received.iter().map(Digest::to_hex).collect::<Vec<_>>());
+    v["received_next"] = json!(s.next.map(|d| d.to_hex()));
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// `DELETE …/uploads/{S}` → 204; the session's pins are released.
+pub async fn abandon(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
+    engine(&state)
+        .abandon_upload(&caller.experiment, &caller.principal, &sid)
+        .await
+        .map_err(|e| at(e.into()))?;
+    Ok(HttpResponse::NoContent().finish())
+}

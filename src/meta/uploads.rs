@@ -1,0 +1,327 @@
+//! The column families behind the native API's missing-chunk negotiation:
+//! the per-experiment inverse chunk index (`chunk-refs-v1`), upload session
+//! records (`uploads-v1`) and the chunks each session received
+//! (`upload-chunks-v1`, which are also the pins GC must honour).
+//!
+//! Invariant 4 rests on `chunk-refs-v1` being scoped by experiment: a chunk is
+//! only ever looked up together with the experiment and then the artifact
+//! that holds it, whose ACL the engine checks. A ref whose artifact record is
+//! absent (never committed, or deleted) means nothing. Writes of refs are not
+//! synced: the synced artifact commit that follows them covers them (WAL
+//! order), and a lost ref only makes a chunk look missing, never present.
+
+use rocksdb::{Direction, IteratorMode, WriteOptions};
+
+use super::records::{UploadChunk, UploadRecord};
+use super::{Batch, CF_CHUNK_REFS, CF_UPLOAD_CHUNKS, CF_UPLOADS, Meta, MetaError, decode, encode};
+use crate::hash::Digest;
+
+/// Length of an upload session id.
+pub const SESSION_ID_LEN: usize = 16;
+
+/// Key of a chunk ref: `experiment \0 chunk-id artifact-id`.
+pub fn chunk_ref_key(experiment: &str, chunk: &Digest, artifact: &[u8; 16]) -> Vec<u8> {
+    let mut k = chunk_ref_prefix(experiment, chunk);
+    k.extend_from_slice(artifact);
+    k
+}
+
+fn chunk_ref_prefix(experiment: &str, chunk: &Digest) -> Vec<u8> {
+    let mut k = Vec::with_capacity(experiment.len() + 1 + 32 + 16);
+    k.extend_from_slice(experiment.as_bytes());
+    k.push(0);
+    k.extend_from_slice(chunk.as_bytes());
+    k
+}
+
+fn upload_chunk_key(session: &[u8; SESSION_ID_LEN], chunk: &Digest) -> [u8; 48] {
+    let mut k = [0u8; 48];
+    k[..16].copy_from_slice(session);
+    k[16..].copy_from_slice(chunk.as_bytes());
+    k
+}
+
+impl Meta {
+    /// Up to `limit` artifact ids of `experiment` that hold `chunk`, in id
+    /// (= creation) order. Some may name artifacts that no longer exist.
+    pub fn chunk_refs(
+        &self,
+        experiment: &str,
+        chunk: &Digest,
+        limit: usize,
+    ) -> Result<Vec<[u8; 16]>, MetaError> {
+        let prefix = chunk_ref_prefix(experiment, chunk);
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_CHUNK_REFS),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            if let Ok(id) = <[u8; 16]>::try_from(&k[prefix.len()..]) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `artifact` of `experiment` is recorded as holding `chunk`.
+    pub fn has_chunk_ref(
+        &self,
+        experiment: &str,
+        chunk: &Digest,
+        artifact: &[u8; 16],
+    ) -> Result<bool, MetaError> {
+        Ok(self
+            .db
+            .get_pinned_cf(
+                self.cf(CF_CHUNK_REFS),
+                chunk_ref_key(experiment, chunk, artifact),
+            )?
+            .is_some())
+    }
+
+    /// Records that `artifact` holds `chunks` (one unsynced batch; callers
+    /// pass one segment at a time so no batch grows with artifact size).
+    pub fn put_chunk_refs(
+        &self,
+        experiment: &str,
+        artifact: &[u8; 16],
+        chunks: &[Digest],
+    ) -> Result<(), MetaError> {
+        let mut b = self.batch();
+        for c in chunks {
+            b.inner.put_cf(
+                self.cf(CF_CHUNK_REFS),
+                chunk_ref_key(experiment, c, artifact),
+                [],
+            );
+        }
+        b.commit_unsynced()
+    }
+
+    /// Removes the refs of `artifact` to `chunks` (one unsynced batch).
+    pub fn delete_chunk_refs(
+        &self,
+        experiment: &str,
+        artifact: &[u8; 16],
+        chunks: &[Digest],
+    ) -> Result<(), MetaError> {
+        let mut b = self.batch();
+        for c in chunks {
+            b.inner.delete_cf(
+                self.cf(CF_CHUNK_REFS),
+                chunk_ref_key(experiment, c, artifact),
+            );
+        }
+        b.commit_unsynced()
+    }
+
+    /// An upload session record (live or tombstone).
+    pub fn upload(&self, id: &[u8; SESSION_ID_LEN]) -> Result<Option<UploadRecord>, MetaError> {
+        self.get(CF_UPLOADS, id)
+    }
+
+    /// Every upload session record, for the reaper (sessions are few).
+    pub fn uploads(&self) -> Result<Vec<([u8; SESSION_ID_LEN], UploadRecord)>, MetaError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_UPLOADS), IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let Ok(id) = <[u8; SESSION_ID_LEN]>::try_from(&k[..]) else {
+                continue;
+            };
+            out.push((id, decode(CF_UPLOADS, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Rows of `chunks` received by `session`, in order.
+    pub fn upload_chunks(
+        &self,
+        session: &[u8; SESSION_ID_LEN],
+        chunks: &[Digest],
+    ) -> Result<Vec<Option<UploadChunk>>, MetaError> {
+        let keys: Vec<[u8; 48]> = chunks
+            .iter()
+            .map(|c| upload_chunk_key(session, c))
+            .collect();
+        self.db
+            .batched_multi_get_cf(self.cf(CF_UPLOAD_CHUNKS), keys.iter(), false)
+            .into_iter()
+            .map(|r| match r? {
+                Some(v) => Ok(Some(decode(CF_UPLOAD_CHUNKS, &v)?)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Calls `f` for each chunk received by `session`, in chunk-id order,
+    /// starting strictly after `after`; stops when `f` returns false.
+    pub fn scan_upload_chunks(
+        &self,
+        session: &[u8; SESSION_ID_LEN],
+        after: Option<&Digest>,
+        mut f: impl FnMut(Digest, UploadChunk) -> bool,
+    ) -> Result<(), MetaError> {
+        let start: Vec<u8> = match after {
+            Some(a) => upload_chunk_key(session, a).to_vec(),
+            None => session.to_vec(),
+        };
+        let iter = self.db.iterator_cf(
+            self.cf(CF_UPLOAD_CHUNKS),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(session) {
+                break;
+            }
+            if after.is_some() && k[..] == start[..] {
+                continue;
+            }
+            let Some(id) = Digest::from_slice(&k[SESSION_ID_LEN..]) else {
+                continue;
+            };
+            if !f(id, decode(CF_UPLOAD_CHUNKS, &v)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a session record without a WAL sync (activity stamps: losing
+    /// one in a crash only makes the session look idle a little longer).
+    pub fn touch_upload(
+        &self,
+        id: &[u8; SESSION_ID_LEN],
+        rec: &UploadRecord,
+    ) -> Result<(), MetaError> {
+        let mut b = self.batch();
+        b.put_upload(id, rec);
+        b.commit_unsynced()
+    }
+}
+
+impl Batch<'_> {
+    /// Records an upload session (or its tombstone).
+    pub fn put_upload(&mut self, id: &[u8; SESSION_ID_LEN], rec: &UploadRecord) {
+        self.inner.put_cf(self.meta.cf(CF_UPLOADS), id, encode(rec));
+    }
+
+    /// Removes an upload session record.
+    pub fn delete_upload(&mut self, id: &[u8; SESSION_ID_LEN]) {
+        self.inner.delete_cf(self.meta.cf(CF_UPLOADS), id);
+    }
+
+    /// Records a chunk received by a session (a pin).
+    pub fn put_upload_chunk(
+        &mut self,
+        session: &[u8; SESSION_ID_LEN],
+        chunk: &Digest,
+        row: &UploadChunk,
+    ) {
+        self.inner.put_cf(
+            self.meta.cf(CF_UPLOAD_CHUNKS),
+            upload_chunk_key(session, chunk),
+            encode(row),
+        );
+    }
+
+    /// Removes every chunk row of a session (one range tombstone, whatever
+    /// the number of chunks), releasing its pins.
+    pub fn delete_upload_chunks(&mut self, session: &[u8; SESSION_ID_LEN]) {
+        let mut end = [0xffu8; 49];
+        end[..SESSION_ID_LEN].copy_from_slice(session);
+        self.inner
+            .delete_range_cf(self.meta.cf(CF_UPLOAD_CHUNKS), &session[..], &end[..]);
+    }
+
+    /// Commits without a WAL fsync. For writes that a later synced commit
+    /// covers, or whose loss is harmless.
+    pub fn commit_unsynced(self) -> Result<(), MetaError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(false);
+        self.meta.db.write_opt(self.inner, &wo)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunking::ChunkerParams;
+
+    #[test]
+    fn refs_and_session_rows_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(dir.path()).unwrap();
+        let (c1, c2) = (Digest::of(b"one"), Digest::of(b"two"));
+        let (a1, a2) = ([1u8; 16], [2u8; 16]);
+        meta.put_chunk_refs("exp_a", &a1, &[c1, c2]).unwrap();
+        meta.put_chunk_refs("exp_a", &a2, &[c1]).unwrap();
+        meta.put_chunk_refs("exp_b", &a2, &[c2]).unwrap();
+        assert_eq!(meta.chunk_refs("exp_a", &c1, 10).unwrap(), vec![a1, a2]);
+        assert_eq!(meta.chunk_refs("exp_a", &c1, 1).unwrap(), vec![a1]);
+        assert_eq!(meta.chunk_refs("exp_a", &c2, 10).unwrap(), vec![a1]);
+        // A prefix of another experiment's name never matches.
+        assert!(meta.chunk_refs("exp_", &c2, 10).unwrap().is_empty());
+        assert!(meta.has_chunk_ref("exp_b", &c2, &a2).unwrap());
+        meta.delete_chunk_refs("exp_a", &a1, &[c1, c2]).unwrap();
+        assert_eq!(meta.chunk_refs("exp_a", &c1, 10).unwrap(), vec![a2]);
+
+        let s1 = [7u8; 16];
+        let s2 = [8u8; 16];
+        let rec = UploadRecord {
+            experiment: "exp_a".into(),
+            created_by: "admin".into(),
+            created_at_ns: 1,
+            last_active_ns: 2,
+            chunker: ChunkerParams::default(),
+            content_type: "x/y".into(),
+            filename: None,
+            artifact_ttl_s: None,
+            ended: None,
+        };
+        let row = UploadChunk {
+            raw_len: 3,
+            stored_len: 3,
+            new_global: true,
+        };
+        let mut b = meta.batch();
+        b.put_upload(&s1, &rec);
+        b.put_upload_chunk(&s1, &c1, &row);
+        b.put_upload_chunk(&s1, &c2, &row);
+        b.put_upload_chunk(&s2, &c1, &row);
+        b.commit().unwrap();
+        assert_eq!(
+            meta.upload_chunks(&s1, &[c2, Digest::of(b"x")]).unwrap(),
+            vec![Some(row), None]
+        );
+        let mut seen = Vec::new();
+        meta.scan_upload_chunks(&s1, None, |id, _| {
+            seen.push(id);
+            true
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 2);
+        let mut after = Vec::new();
+        meta.scan_upload_chunks(&s1, Some(&seen[0]), |id, _| {
+            after.push(id);
+            true
+        })
+        .unwrap();
+        assert_eq!(after, vec![seen[1]]);
+        let mut b = meta.batch();
+        b.delete_upload_chunks(&s1);
+        b.commit().unwrap();
+        assert_eq!(meta.upload_chunks(&s1, &[c1]).unwrap(), vec![None]);
+        assert_eq!(meta.upload_chunks(&s2, &[c1]).unwrap(), vec![Some(row)]);
+        assert_eq!(meta.uploads().unwrap().len(), 1);
+    }
+}
