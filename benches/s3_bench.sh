@@ -22,7 +22,8 @@ TOKEN="bench-admin-token-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 EXP="exp_00000000000000000000000000"
 
 echo "starting SeaweedFS" >&2
-while IFS='=' read -r k v; do export "$k=$v"; done < <(scripts/seaweedfs.sh start "$WORK/s3" $$ 7200)
+S3_ENV="$(scripts/seaweedfs.sh start "$WORK/s3" $$ 7200)"
+while IFS='=' read -r k v; do [ -n "$k" ] && export "$k=$v"; done <<<"$S3_ENV"
 [ -n "${EDEN_CAS_TEST_S3_ENDPOINT:-}" ] || { echo "SeaweedFS did not start" >&2; exit 1; }
 
 start_server() { # backend

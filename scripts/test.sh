@@ -15,7 +15,9 @@ if [ "${EDEN_CAS_SKIP_S3:-}" != 1 ] && [ -z "${EDEN_CAS_TEST_S3_ENDPOINT:-}" ]; 
   S3_DIR="$(mktemp -d "${TMPDIR:-/tmp}/eden-cas-s3.XXXXXX")"
   # The watchdog stops the server when this process ($$, which becomes
   # `cargo test` below) exits, or after 2 hours.
-  while IFS='=' read -r k v; do export "$k=$v"; done < <(scripts/seaweedfs.sh start "$S3_DIR" $$ 7200)
-  [ -n "${EDEN_CAS_TEST_S3_ENDPOINT:-}" ] || { echo "test: SeaweedFS did not start" >&2; exit 1; }
+  S3_ENV="$(scripts/seaweedfs.sh start "$S3_DIR" $$ 7200)" ||
+    { echo "test: SeaweedFS did not start (set EDEN_CAS_SKIP_S3=1 to skip the S3 tests on purpose)" >&2; exit 1; }
+  while IFS='=' read -r k v; do [ -n "$k" ] && export "$k=$v"; done <<<"$S3_ENV"
+  [ -n "${EDEN_CAS_TEST_S3_ENDPOINT:-}" ] || { echo "test: SeaweedFS printed no endpoint" >&2; exit 1; }
 fi
 exec cargo test "$@"

@@ -433,7 +433,10 @@ mod tests {
         let c = blobs("", &Overrides::default()).unwrap();
         assert_eq!(c.backend.to_string(), "fs:///data/blobs");
         assert_eq!(c.part_bytes, 24 << 20);
-        assert_eq!(c.chunk_cache_bytes, 64 << 20);
+        assert_eq!(
+            c.chunk_cache_bytes, 0,
+            "no chunk cache on local disk by default"
+        );
 
         let file = "blob-store = \"s3://eden/prod\"\ns3-endpoint = \"http://127.0.0.1:8333\"\n\
                     blob-timeout = \"30s\"\nchunk-cache-bytes = \"8MiB\"\n";

@@ -103,15 +103,22 @@ pub const MIN_PART_BYTES: usize = 5 << 20;
 const UPLOADS_IN_FLIGHT: usize = 2;
 
 impl BlobConfig {
-    /// Default tunables for `backend`.
+    /// Default tunables for `backend`. The chunk cache is on by default
+    /// only for remote object stores: on local disk the OS page cache already
+    /// serves re-reads, and filling a second cache costs a copy of every chunk
+    /// read (it halved fs fetch throughput in `benches/http_bench.sh`).
     pub fn new(backend: Backend) -> Self {
+        let chunk_cache_bytes = match backend {
+            Backend::Fs { .. } | Backend::Memory => 0,
+            _ => 64 << 20,
+        };
         BlobConfig {
             backend,
             timeout: Duration::from_secs(60),
             retries: 4,
             max_concurrency: 64,
             part_bytes: part_bytes_for(64 << 20),
-            chunk_cache_bytes: 64 << 20,
+            chunk_cache_bytes,
         }
     }
 }
