@@ -69,6 +69,8 @@ impl Ctx {
         let mut cfg = BlobConfig::new(backend);
         cfg.part_bytes = 5 << 20;
         cfg.timeout = Duration::from_secs(30);
+        // On by default only for object stores; the suite checks it everywhere.
+        cfg.chunk_cache_bytes = 64 << 20;
         cfg
     }
 
