@@ -43,6 +43,13 @@ fn corrupt_small_artifact_is_an_error_status() {
     flip(&packs[0], 8 + 1000);
     let resp = fetch(&server, &exp, &admin, &uri);
     assert_problem(resp, 500, "about:blank");
+    // The log is read by a background thread: give it a moment to catch up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !server.stderr_tail().contains("fails its BLAKE3 check")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(
         server.stderr_tail().contains("fails its BLAKE3 check"),
         "no log line:\n{}",
