@@ -25,6 +25,39 @@ pub struct AppState {
     pub engine: Arc<Engine>,
 }
 
+/// Reads a whole (small) request body; more than `limit` bytes is an
+/// error of type `oversize` (v0 answers `bad-request`, v1 `payload-too-large`).
+pub(crate) async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    oversize: problem::ProblemType,
+) -> Result<Vec<u8>, problem::ApiError> {
+    use futures_util::StreamExt;
+    let mut out = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| problem::ApiError::bad_request("request body could not be read"))?;
+        if out.len() + chunk.len() > limit {
+            return Err(problem::ApiError::new(
+                oversize,
+                format!("request body exceeds {limit} bytes"),
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A JSON answer with `status`.
+pub(crate) fn json_response(
+    status: actix_web::http::StatusCode,
+    v: &serde_json::Value,
+) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::build(status)
+        .content_type("application/json")
+        .body(v.to_string())
+}
+
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);

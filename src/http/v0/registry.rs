@@ -1,14 +1,13 @@
 //! v0 worker registry, whoami and groups (EDEN 07 §6, §7).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::json as body;
 use super::{AppState, authorize, engine};
 use crate::auth::{Principal, Secret};
 use crate::engine::registry::{GroupView, WorkerView};
-use crate::http::problem::ApiError;
+use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
 
 /// Largest JSON body accepted on registry routes.
@@ -18,25 +17,13 @@ const MAX_LABELS: usize = 64;
 const MAX_LABEL_KEY_BYTES: usize = 256;
 const MAX_LABEL_VALUE_BYTES: usize = 4096;
 
-/// Reads a request body up to `MAX_JSON_BYTES`.
-async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::bad_request("request body could not be read"))?;
-        if out.len() + chunk.len() > MAX_JSON_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "JSON body exceeds {MAX_JSON_BYTES} bytes"
-            )));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
+/// Reads a request body up to `MAX_JSON_BYTES` (oversize is `bad-request`).
+async fn read_body(payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+    crate::http::read_body(payload, MAX_JSON_BYTES, ProblemType::BadRequest).await
 }
 
 fn json_ok(v: Value) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(v.to_string())
+    crate::http::json_response(actix_web::http::StatusCode::OK, &v)
 }
 
 fn worker_json(w: &WorkerView, token: Option<&Secret>) -> Value {

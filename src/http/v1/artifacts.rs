@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::dto::{artifact_json, check_filename, parse_ttl, sanitize_content_type};
-use super::{AppState, artifact_id, engine, json, parse_json, read_body};
+use super::{AppState, artifact_id, created, engine, json, parse_json, read_body};
 use crate::auth::Principal;
 use crate::engine::artifacts::now_unix_s;
 use crate::engine::ingest::parse_artifact_id;
@@ -108,14 +108,7 @@ pub async fn deposit(
         )
         .await
         .map_err(|e| at(e.into()))?;
-    let location = format!(
-        "/cas/v1/experiments/{}/artifacts/{}",
-        caller.experiment, receipt.id
-    );
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, location))
-        .content_type("application/json")
-        .body(artifact_json(&receipt.id, &receipt.record).to_string()))
+    Ok(created(&caller.experiment, &receipt))
 }
 
 /// `GET …/artifacts/{id}/meta` → `Artifact` (readers only).

@@ -16,7 +16,6 @@ mod uploads;
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 
 use super::AppState;
 use super::auth::{has_wellformed_bearer, unauthorized};
@@ -90,25 +89,22 @@ fn artifact_id(req: &HttpRequest) -> Result<[u8; 16], ApiError> {
 
 /// A 200/201 JSON answer.
 fn json(status: actix_web::http::StatusCode, v: &serde_json::Value) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("application/json")
-        .body(v.to_string())
+    super::json_response(status, v)
 }
 
 /// Reads a whole (small) body; more than `limit` bytes is 413.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::bad_request("request body could not be read"))?;
-        if out.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                ProblemType::PayloadTooLarge,
-                format!("request body exceeds {limit} bytes"),
-            ));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
+async fn read_body(payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    super::read_body(payload, limit, ProblemType::PayloadTooLarge).await
+}
+
+/// 201 with `Location` and the artifact: the answer of every v1 write that
+/// records an artifact.
+fn created(experiment: &str, receipt: &crate::engine::DepositReceipt) -> HttpResponse {
+    let location = format!("/cas/v1/experiments/{experiment}/artifacts/{}", receipt.id);
+    HttpResponse::Created()
+        .insert_header((actix_web::http::header::LOCATION, location))
+        .content_type("application/json")
+        .body(dto::artifact_json(&receipt.id, &receipt.record).to_string())
 }
 
 /// Parses a JSON body into `T` (unknown fields rejected by `T`); an empty

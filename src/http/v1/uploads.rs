@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::dto::{artifact_json, check_filename, parse_ttl, sanitize_content_type, timestamp_ns};
-use super::{AppState, engine, json, parse_json, read_body};
+use super::dto::{check_filename, parse_ttl, sanitize_content_type, timestamp_ns};
+use super::{AppState, created, engine, json, parse_json, read_body};
 use crate::engine::uploads::{
     CommitRequest, MAX_MISSING_QUERY, MAX_STATUS_IDS, SessionRequest, SessionView, parse_session_id,
 };
@@ -252,14 +252,7 @@ pub async fn commit(
         .commit_upload(&caller.experiment, &caller.principal, &sid, request)
         .await
         .map_err(|e| at(e.into()))?;
-    let location = format!(
-        "/cas/v1/experiments/{}/artifacts/{}",
-        caller.experiment, receipt.id
-    );
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, location))
-        .content_type("application/json")
-        .body(artifact_json(&receipt.id, &receipt.record).to_string()))
+    Ok(created(&caller.experiment, &receipt))
 }
 
 /// `GET …/uploads/{S}[?after=&limit=]` → session with what it received.
