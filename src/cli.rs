@@ -29,9 +29,63 @@ pub enum Command {
     /// Check the settings and probe the blob store as `serve` does at
     /// startup, without serving; exit code 0 when all is well.
     CheckConfig(ServeArgs),
+    /// Collect garbage: expired artifacts, unreferenced chunks, packs below
+    /// the live-bytes threshold (offline: stop the server first, or use
+    /// `POST /cas/v1/admin/gc` on a running one).
+    Gc(GcArgs),
+    /// Check the store's integrity; exit code 1 when a problem is found.
+    Fsck(FsckArgs),
+    /// Rebuild the chunk index (and manifests) from the pack footers and
+    /// manifest objects in the blob store (offline).
+    Reindex(ServeArgs),
+    /// Write a consistent RocksDB checkpoint to the blob store (offline, or
+    /// `POST /cas/v1/admin/backup` on a running server).
+    Backup(ServeArgs),
+    /// Restore the metadata directory from a backup in the blob store, then
+    /// reindex (offline; the metadata directory must not exist).
+    Restore(RestoreArgs),
     /// Client commands talking to a server (`docs/client.md`).
     #[command(flatten)]
     Client(ClientCommand),
+}
+
+/// `eden-cas gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Report what would be reclaimed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Store settings, as for `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// `eden-cas fsck`.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Also re-read every artifact and check its whole-content digests.
+    #[arg(long)]
+    pub deep: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Store settings, as for `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// `eden-cas restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Backup name (as `backup` printed it) [default: the newest backup].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Store settings, as for `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// Settings of `serve`; each also reads `EDEN_CAS_<NAME>` from the environment.

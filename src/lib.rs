@@ -13,6 +13,7 @@ pub mod config;
 pub mod engine;
 pub mod hash;
 pub mod http;
+pub mod maintenance;
 pub mod meta;
 pub mod pack;
 pub mod server;

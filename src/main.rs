@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use eden_cas::cli::{Cli, Command};
 use eden_cas::config::{Config, Overrides};
+use eden_cas::maintenance;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -29,6 +30,29 @@ fn main() -> ExitCode {
         .init();
     let result: anyhow::Result<()> = match cli.command {
         Command::Client(command) => return eden_cas::client::run(command),
+        Command::Gc(args) => {
+            return maintenance::run(
+                &args.serve,
+                maintenance::Task::Gc {
+                    dry_run: args.dry_run,
+                    json: args.json,
+                },
+            );
+        }
+        Command::Fsck(args) => {
+            return maintenance::run(
+                &args.serve,
+                maintenance::Task::Fsck {
+                    deep: args.deep,
+                    json: args.json,
+                },
+            );
+        }
+        Command::Reindex(args) => return maintenance::run(&args, maintenance::Task::Reindex),
+        Command::Backup(args) => return maintenance::run(&args, maintenance::Task::Backup),
+        Command::Restore(args) => {
+            return maintenance::run(&args.serve, maintenance::Task::Restore { from: args.from });
+        }
         Command::Serve(args) => Config::resolve(&Overrides::from(&args))
             .map_err(anyhow::Error::from)
             .and_then(|config| {

@@ -282,7 +282,7 @@ impl PackSink {
         let stats = &self.engine.stats;
         Stats::add(&stats.packs_written, 1);
         Stats::add(&stats.pack_bytes_written, total);
-        index_pack(&self.engine.meta, open.id, total, entries.clone()).await?;
+        index_pack(&self.engine, open.id, total, entries.clone()).await?;
         tracing::debug!(pack = %open.id, bytes = total, chunks = entries.len(), "pack sealed");
         Ok(entries)
     }
@@ -493,15 +493,17 @@ impl Ingest {
     }
 }
 
-/// Indexes a durable pack's chunks and records the pack, in one synced batch.
+/// Indexes a durable pack's chunks and records the pack, in one synced batch
+/// (under the index lock, so no conditional index change interleaves).
 async fn index_pack(
-    meta: &Meta,
+    engine: &Arc<Engine>,
     id: Ulid,
     bytes: u64,
     entries: Vec<PackEntry>,
 ) -> Result<(), EngineError> {
-    let meta = meta.clone();
+    let engine = Arc::clone(engine);
     blocking(move || {
+        let meta = &engine.meta;
         let pack = id.0;
         let mut b = meta.batch();
         let raw_bytes = entries.iter().map(|e| u64::from(e.raw_len)).sum();
@@ -530,6 +532,7 @@ async fn index_pack(
                 },
             );
         }
+        let _index = engine.index_lock.lock().unwrap_or_else(|e| e.into_inner());
         b.commit()?;
         Ok(())
     })

@@ -185,6 +185,11 @@ pub struct Engine {
     pub(crate) upload_lock: tokio::sync::Mutex<()>,
     /// One commit (or abandon) at a time per upload session.
     pub(crate) session_locks: std::sync::Mutex<HashMap<[u8; 16], Weak<tokio::sync::Mutex<()>>>>,
+    /// Serialises conditional changes of chunk index entries (GC removal and
+    /// relocation, scrub marking a chunk bad) with each other and with
+    /// indexing new packs, so each change applies only if the entry still
+    /// names the location it was decided for.
+    pub(crate) index_lock: std::sync::Mutex<()>,
     /// Idle time after which an upload session expires, in milliseconds.
     pub(crate) upload_idle_ms: AtomicU64,
     /// Counters.
@@ -223,6 +228,7 @@ impl Engine {
             artifact_lock: tokio::sync::Mutex::new(()),
             upload_lock: tokio::sync::Mutex::new(()),
             session_locks: std::sync::Mutex::new(HashMap::new()),
+            index_lock: std::sync::Mutex::new(()),
             upload_idle_ms: AtomicU64::new(DEFAULT_UPLOAD_IDLE_TIMEOUT.as_millis() as u64),
             stats: Stats::default(),
         }))
