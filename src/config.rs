@@ -60,6 +60,15 @@ pub struct FileConfig {
     pub shutdown_timeout: Option<String>,
     /// Upload sessions idle this long expire (humantime, e.g. `24h`).
     pub upload_idle_timeout: Option<String>,
+    /// Garbage collection runs this often inside `serve` (humantime; `0s`
+    /// disables).
+    pub gc_interval: Option<String>,
+    /// Packs whose live bytes fall below this fraction are compacted.
+    pub gc_compact_below: Option<f64>,
+    /// Lifetime of artifacts deposited without an expiry (humantime).
+    pub default_artifact_ttl: Option<String>,
+    /// Lifetime per experiment of artifacts deposited without an expiry.
+    pub experiment_ttl: Option<std::collections::BTreeMap<String, String>>,
     /// Blob store: a path, `fs://…`, `s3://bucket/prefix`, `gs://…`,
     /// `azblob://container/prefix` or `memory://`.
     pub blob_store: Option<String>,
@@ -179,6 +188,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Upload sessions idle this long expire and release their pins.
     pub upload_idle_timeout: Duration,
+    /// Period of garbage collection inside `serve` (`None`: disabled).
+    pub gc_interval: Option<Duration>,
+    /// Live-bytes fraction under which GC compacts a pack.
+    pub gc_compact_below: f64,
     /// Engine tunables.
     pub engine: EngineConfig,
     /// Blob store backend and tunables.
@@ -216,6 +229,46 @@ impl Config {
             }
         };
         let defaults = EngineConfig::default();
+        let duration = |setting: &'static str, v: &str| {
+            humantime::parse_duration(v).map_err(|e| ConfigError::Invalid {
+                setting,
+                detail: e.to_string(),
+            })
+        };
+        let mut retention = crate::engine::Retention {
+            default_ttl: file
+                .default_artifact_ttl
+                .as_deref()
+                .map(|v| duration("default-artifact-ttl", v))
+                .transpose()?,
+            ..Default::default()
+        };
+        for (exp, v) in file.experiment_ttl.iter().flatten() {
+            retention
+                .per_experiment
+                .insert(exp.clone(), duration("experiment-ttl", v)?);
+        }
+        if retention.default_ttl.is_some_and(|d| d.is_zero())
+            || retention.per_experiment.values().any(Duration::is_zero)
+        {
+            return Err(ConfigError::Invalid {
+                setting: "default-artifact-ttl",
+                detail: "an artifact lifetime must be positive".into(),
+            });
+        }
+        let gc_interval = match &file.gc_interval {
+            Some(v) => Some(duration("gc-interval", v)?).filter(|d| !d.is_zero()),
+            None => Some(Duration::from_secs(6 * 3600)),
+        };
+        let gc_compact_below = file
+            .gc_compact_below
+            .unwrap_or(crate::engine::gc::DEFAULT_COMPACT_BELOW);
+        if !(0.0..=1.0).contains(&gc_compact_below) {
+            return Err(ConfigError::Invalid {
+                setting: "gc-compact-below",
+                detail: "must be a fraction between 0 and 1".into(),
+            });
+        }
         let engine = EngineConfig {
             chunker: ChunkerParams::default(),
             max_artifact_bytes: size(
@@ -234,6 +287,7 @@ impl Config {
                 .compression_level
                 .or(file.compression_level)
                 .unwrap_or(defaults.compression_level),
+            retention,
         };
         if !(1 << 20..=4 << 30).contains(&engine.pack_target_bytes) {
             return Err(ConfigError::Invalid {
@@ -290,6 +344,8 @@ impl Config {
             http_workers,
             shutdown_timeout,
             upload_idle_timeout,
+            gc_interval,
+            gc_compact_below,
             engine,
             blobs,
         })

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, Overrides};
+use crate::engine::gc::{GcOptions, GcReport};
 
 /// One maintenance command.
 #[derive(Debug, Clone)]
@@ -69,6 +70,91 @@ pub fn run(args: &ServeArgs, task: Task) -> ExitCode {
     }
 }
 
-async fn dispatch(_config: &Config, task: Task) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("{task:?} is not implemented yet")
+async fn dispatch(config: &Config, task: Task) -> anyhow::Result<ExitCode> {
+    match task {
+        Task::Gc { dry_run, json } => gc(config, dry_run, json).await,
+        other => anyhow::bail!("{other:?} is not implemented yet"),
+    }
+}
+
+/// `eden-cas gc`: one full run; the report on stdout.
+async fn gc(config: &Config, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let engine = crate::server::open_engine(config)?;
+    let opts = GcOptions {
+        dry_run,
+        compact_below: config.gc_compact_below,
+    };
+    let report = engine.gc(opts).await?;
+    flush(&engine).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", gc_text(&report));
+        if let Some(kib) = peak_rss_kib() {
+            println!("peak RSS      {:.1} MiB", kib as f64 / 1024.0);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Flushes RocksDB before the process exits.
+async fn flush(engine: &std::sync::Arc<crate::engine::Engine>) {
+    let meta = engine.meta().clone();
+    match tokio::task::spawn_blocking(move || meta.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "metadata flush failed"),
+        Err(e) => tracing::warn!(error = %e, "metadata flush task failed"),
+    }
+}
+
+/// This process's peak resident set size (Linux `VmHWM`), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Human-readable GC report.
+fn gc_text(r: &GcReport) -> String {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let verb = if r.dry_run {
+        "would reclaim"
+    } else {
+        "reclaimed"
+    };
+    format!(
+        "garbage collection{}\n\
+         artifacts     {} live, {} expired{}\n\
+         chunks        {} live of {} indexed; {} entries removed, {} moved, {} kept (pinned during the run)\n\
+         packs         {} ({:.1} MiB, {:.1} MiB live): {} without live chunks, {} to compact, {} orphans\n\
+         packs         {} deleted, {} written ({:.1} MiB)\n\
+         metadata      {} segments, {} manifests removed\n\
+         {verb:<13} {:.1} MiB in {:.2} s\n",
+        if r.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        },
+        r.artifacts_live,
+        r.artifacts_expired,
+        if r.dry_run { "" } else { " (removed)" },
+        r.chunks_live,
+        r.chunks_indexed,
+        r.chunks_removed,
+        r.chunks_moved,
+        r.chunks_kept_pinned,
+        r.packs,
+        mib(r.pack_bytes),
+        mib(r.live_bytes),
+        r.packs_dead,
+        r.packs_to_compact,
+        r.orphan_packs,
+        r.packs_deleted,
+        r.packs_written,
+        mib(r.bytes_written),
+        r.segments_deleted,
+        r.manifests_deleted,
+        mib(r.bytes_reclaimed),
+        r.elapsed_ms as f64 / 1000.0,
+    )
 }

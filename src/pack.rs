@@ -178,6 +178,29 @@ impl PackBuilder {
         entry
     }
 
+    /// Appends a chunk's stored bytes as they are (compaction copies chunks
+    /// between packs without recompressing them). The caller has verified
+    /// them against `id`.
+    pub fn add_stored(
+        &mut self,
+        id: Digest,
+        stored: &[u8],
+        raw_len: u32,
+        codec: Codec,
+    ) -> PackEntry {
+        let entry = PackEntry {
+            id,
+            offset: self.len,
+            stored_len: stored.len() as u32,
+            raw_len,
+            codec,
+        };
+        self.pending.extend_from_slice(stored);
+        self.len += stored.len() as u64;
+        self.entries.push(entry);
+        entry
+    }
+
     /// Total bytes of the pack so far (header and chunks).
     pub fn len(&self) -> u64 {
         self.len

@@ -211,8 +211,13 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     engine.set_upload_idle_timeout(config.upload_idle_timeout);
     // Expired upload sessions release their pins even if nobody touches them.
     let _reaper = engine.spawn_session_reaper(std::time::Duration::from_secs(600));
+    let _gc = config.gc_interval.map(|every| {
+        tracing::info!(every = %humantime::format_duration(every), compact_below = config.gc_compact_below, "garbage collection scheduled");
+        engine.spawn_gc(every, config.gc_compact_below)
+    });
     let state = AppState {
         engine: engine.clone(),
+        gc_compact_below: config.gc_compact_below,
     };
     let bind_err = |source| ServerError::Bind {
         addr: config.listen.clone(),

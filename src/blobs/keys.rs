@@ -38,6 +38,18 @@ pub fn parse_pack(key: &str) -> Option<Ulid> {
     Ulid::from_string(name).ok()
 }
 
+/// The manifest id inside a manifest key, if it is one.
+pub fn parse_manifest(key: &str) -> Option<Digest> {
+    let name = key
+        .strip_prefix(MANIFESTS)?
+        .split('/')
+        .nth(1)?
+        .strip_suffix(".manifest")?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(name, &mut out).ok()?;
+    Digest::from_slice(&out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,6 +60,9 @@ mod tests {
         let k = pack(id);
         assert!(k.starts_with(PACKS));
         assert_eq!(parse_pack(&k), Some(id));
+        let m = Digest::of(b"manifest");
+        assert_eq!(parse_manifest(&manifest(&m)), Some(m));
+        assert_eq!(parse_manifest("manifests/ab/zz.manifest"), None);
         assert_eq!(parse_pack("packs/zz/nope.pack"), None);
     }
 }

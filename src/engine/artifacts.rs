@@ -188,10 +188,18 @@ impl Engine {
         req: DepositRequest,
         ending: Option<SessionEnding>,
     ) -> Result<DepositReceipt, EngineError> {
+        // The preparing operation's pins stay until the record is durable.
+        let _pins = prepared.pins.clone();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let id = mint_artifact_id(now.as_millis() as u64);
+        let expires_at = req.expires_at.or_else(|| {
+            self.cfg.retention.ttl_for(&req.experiment).map(|ttl| {
+                let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+                (now.as_secs() as i64).saturating_add(secs)
+            })
+        });
         let depositor = Principal::parse(&req.created_by)
             .ok_or_else(|| EngineError::Internal("invalid depositor".into()))?;
         let visible = self
@@ -207,7 +215,7 @@ impl Engine {
             blake3: prepared.manifest.blake3,
             sha256: prepared.manifest.sha256,
             grants: Vec::new(),
-            expires_at: req.expires_at,
+            expires_at,
             dedup: prepared.figures,
             digest_verified: true,
             visible_dedup: Some(visible),
@@ -462,6 +470,29 @@ impl Engine {
         Ok(rec)
     }
 
+    /// Removes the chunk refs of an artifact whose record is gone, one
+    /// segment at a time. Best effort: leftover refs dangle harmlessly (a
+    /// ref without its artifact record grants nothing).
+    pub(crate) async fn remove_refs(&self, experiment: &str, id: &[u8; 16], manifest: Digest) {
+        let (meta, exp, aid) = (self.meta.clone(), experiment.to_string(), *id);
+        let cleanup = blocking(move || {
+            let Some(manifest) = meta.manifest(&manifest)? else {
+                return Ok(());
+            };
+            for seg in manifest.segments {
+                if let Some(segment) = meta.segment(&seg.id)? {
+                    let ids: Vec<Digest> = segment.entries.iter().map(|e| e.id).collect();
+                    meta.delete_chunk_refs(&exp, &aid, &ids)?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = cleanup {
+            tracing::warn!(experiment, error = %e, "chunk refs of a removed artifact not removed");
+        }
+    }
+
     /// Deletes an artifact (depositor or admin): the record goes first, in
     /// one synced batch, so the id answers 404 at once on both surfaces;
     /// then its chunk refs, one segment at a time. Storage is GC's business.
@@ -483,24 +514,7 @@ impl Engine {
             .await?;
             rec
         };
-        let (meta, exp, aid) = (self.meta.clone(), experiment.to_string(), *id);
-        let cleanup = blocking(move || {
-            let Some(manifest) = meta.manifest(&rec.manifest)? else {
-                return Ok(());
-            };
-            for seg in manifest.segments {
-                if let Some(segment) = meta.segment(&seg.id)? {
-                    let ids: Vec<Digest> = segment.entries.iter().map(|e| e.id).collect();
-                    meta.delete_chunk_refs(&exp, &aid, &ids)?;
-                }
-            }
-            Ok(())
-        })
-        .await;
-        // The artifact is gone; leftover refs dangle harmlessly.
-        if let Err(e) = cleanup {
-            tracing::warn!(experiment, error = %e, "chunk refs of a deleted artifact not removed");
-        }
+        self.remove_refs(experiment, id, rec.manifest).await;
         tracing::info!(experiment, artifact = %super::ingest::format_artifact_id(id), by = %caller, "artifact deleted");
         Ok(())
     }

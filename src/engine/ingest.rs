@@ -28,6 +28,7 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use ulid::Ulid;
 
+use super::pins::OpPins;
 use super::{Engine, EngineError, Stats, blocking};
 use crate::blobs::{BlobError, BlobWriter, keys};
 use crate::chunking::{FASTCDC_2020, StreamChunker};
@@ -70,6 +71,9 @@ pub struct PreparedContent {
     pub manifest: Manifest,
     /// Dedup figures.
     pub figures: DedupFigures,
+    /// Pins of the operation that prepared it, held until the commit that
+    /// makes its references durable (invariant 7).
+    pub(crate) pins: Option<Arc<OpPins>>,
 }
 
 /// What a committed deposit answers.
@@ -183,15 +187,29 @@ impl CpuState {
 /// Cuts an ordered stream of manifest entries into content-addressed
 /// segments of [`SEGMENT_ENTRIES`], storing each as it fills, so a manifest
 /// never sits whole in memory. Shared by ingest and upload commits.
-#[derive(Default)]
+///
+/// It also pins what it references (see `pins.rs`): each entry's chunk
+/// before the caller looks the chunk up, and each segment by id before it
+/// is stored, after which the segment's loose chunk pins are released.
 pub(crate) struct SegmentBuilder {
     segment: Segment,
     segments: Vec<SegmentRef>,
+    pins: Arc<OpPins>,
 }
 
 impl SegmentBuilder {
-    /// Appends an entry; stores the segment when it is full.
+    /// An empty builder pinning through `pins`.
+    pub(crate) fn new(pins: Arc<OpPins>) -> Self {
+        SegmentBuilder {
+            segment: Segment::default(),
+            segments: Vec::new(),
+            pins,
+        }
+    }
+
+    /// Appends an entry (pinning its chunk); stores the segment when it is full.
     pub(crate) fn push(&mut self, meta: &Meta, entry: ManifestEntry) -> Result<(), EngineError> {
+        self.pins.chunks(&[entry.id]);
         self.segment.entries.push(entry);
         if self.segment.entries.len() >= SEGMENT_ENTRIES {
             self.seal(meta)?;
@@ -206,7 +224,9 @@ impl SegmentBuilder {
         }
         let encoded = encode(&self.segment);
         let id = Digest::of(&encoded);
+        self.pins.sealed(id);
         meta.put_segment(&id, &encoded)?;
+        self.pins.release_loose();
         self.segments.push(SegmentRef {
             id,
             chunks: self.segment.entries.len() as u32,
@@ -232,6 +252,16 @@ struct OpenPack {
     writer: BlobWriter,
 }
 
+/// A pack that is durable but not yet indexed.
+pub(crate) struct SealedPack {
+    /// Pack id.
+    pub id: Ulid,
+    /// Object size.
+    pub bytes: u64,
+    /// Its chunks.
+    pub entries: Vec<PackEntry>,
+}
+
 /// The durable half of pack writing (steps 1–2 of the module docs): streams
 /// a [`PackBuilder`]'s bytes to a fresh create-only key, makes the pack
 /// durable, and only then indexes its chunks. Shared by ingest and upload
@@ -254,7 +284,16 @@ impl PackSink {
     pub(crate) async fn write_part(&mut self, part: Bytes) -> Result<(), EngineError> {
         if self.open_pack.is_none() {
             let id = Ulid::new();
-            let writer = self.engine.blobs.create(&keys::pack(id)).await?;
+            // Registered before the object exists, so GC never takes a pack
+            // in progress for a crash leftover.
+            self.engine.pins.pack_opened(id.0);
+            let writer = match self.engine.blobs.create(&keys::pack(id)).await {
+                Ok(w) => w,
+                Err(e) => {
+                    self.engine.pins.pack_closed(id.0);
+                    return Err(e.into());
+                }
+            };
             self.open_pack = Some(OpenPack { id, writer });
         }
         if let Some(p) = self.open_pack.as_mut() {
@@ -269,28 +308,66 @@ impl PackSink {
         &mut self,
         builder: PackBuilder,
     ) -> Result<Vec<PackEntry>, EngineError> {
-        if builder.is_empty() {
+        let Some(sealed) = self.close(builder).await? else {
             return Ok(Vec::new());
+        };
+        let indexed = index_pack(
+            &self.engine,
+            sealed.id,
+            sealed.bytes,
+            sealed.entries.clone(),
+        )
+        .await;
+        self.engine.pins.pack_closed(sealed.id.0);
+        indexed?;
+        tracing::debug!(pack = %sealed.id, bytes = sealed.bytes, chunks = sealed.entries.len(), "pack sealed");
+        Ok(sealed.entries)
+    }
+
+    /// Writes the footer and makes the pack durable, without indexing it
+    /// (`None` for an empty builder). The pack stays registered as open
+    /// until the caller indexes it and calls `Pins::pack_closed`.
+    pub(crate) async fn close(
+        &mut self,
+        builder: PackBuilder,
+    ) -> Result<Option<SealedPack>, EngineError> {
+        if builder.is_empty() {
+            return Ok(None);
         }
         let (tail, entries) = builder.finish();
         self.write_part(tail).await?;
         let Some(open) = self.open_pack.take() else {
             return Err(EngineError::Internal("pack writer missing".into()));
         };
-        let total = open.writer.written();
-        open.writer.close().await?;
+        let bytes = open.writer.written();
+        if let Err(e) = open.writer.close().await {
+            self.engine.pins.pack_closed(open.id.0);
+            return Err(e.into());
+        }
         let stats = &self.engine.stats;
         Stats::add(&stats.packs_written, 1);
-        Stats::add(&stats.pack_bytes_written, total);
-        index_pack(&self.engine, open.id, total, entries.clone()).await?;
-        tracing::debug!(pack = %open.id, bytes = total, chunks = entries.len(), "pack sealed");
-        Ok(entries)
+        Stats::add(&stats.pack_bytes_written, bytes);
+        Ok(Some(SealedPack {
+            id: open.id,
+            bytes,
+            entries,
+        }))
     }
 
     /// Gives up the open pack, if any (it has no trailer and is never indexed).
     pub(crate) async fn abort(&mut self) {
         if let Some(p) = self.open_pack.take() {
             p.writer.abort().await;
+            self.engine.pins.pack_closed(p.id.0);
+        }
+    }
+}
+
+impl Drop for PackSink {
+    fn drop(&mut self) {
+        // A sink dropped mid-pack (client gone): the partial object is garbage.
+        if let Some(p) = &self.open_pack {
+            self.engine.pins.pack_closed(p.id.0);
         }
     }
 }
@@ -299,6 +376,7 @@ impl PackSink {
 /// [`finish`](Self::finish). Dropping it abandons the deposit safely.
 pub struct Ingest {
     engine: Arc<Engine>,
+    pins: Arc<OpPins>,
     state: Option<Box<CpuState>>,
     job: Option<tokio::task::JoinHandle<CpuOutcome>>,
     batch: Vec<Bytes>,
@@ -312,8 +390,10 @@ impl Engine {
     pub fn begin_ingest(self: &Arc<Self>) -> Result<Ingest, EngineError> {
         let chunker = StreamChunker::new(self.cfg.chunker)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let pins = Arc::new(self.pins.begin());
         Ok(Ingest {
             engine: Arc::clone(self),
+            pins: Arc::clone(&pins),
             state: Some(Box::new(CpuState {
                 meta: self.meta.clone(),
                 chunker,
@@ -322,7 +402,7 @@ impl Engine {
                 policy: CompressionPolicy::new(self.cfg.compression_level),
                 pack: PackBuilder::new(),
                 unindexed: HashSet::new(),
-                segments: SegmentBuilder::default(),
+                segments: SegmentBuilder::new(pins),
                 figures: DedupFigures::default(),
             })),
             job: None,
@@ -478,11 +558,13 @@ impl Ingest {
             segments: state.segments.finish(&state.meta)?,
         };
         let manifest_id = Digest::of(&encode(&manifest));
+        self.pins.sealed(manifest_id);
         write_manifest_object(&self.engine, &manifest_id, &manifest).await?;
         Ok(PreparedContent {
             manifest_id,
             manifest,
             figures: state.figures,
+            pins: Some(Arc::clone(&self.pins)),
         })
     }
 

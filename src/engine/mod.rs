@@ -6,7 +6,9 @@
 //! values or an [`EngineError`], and `http/` decides what status that is.
 
 pub mod artifacts;
+pub mod gc;
 pub mod ingest;
+mod pins;
 pub mod read;
 mod readback;
 pub mod registry;
@@ -37,6 +39,29 @@ pub struct EngineConfig {
     pub compression_level: i32,
     /// Largest artifact accepted, inclusive.
     pub max_artifact_bytes: u64,
+    /// Default lifetimes of artifacts deposited without an expiry.
+    pub retention: Retention,
+}
+
+/// Default artifact lifetimes: per experiment, else store-wide, else none.
+/// Applied at deposit when the depositor gave no expiry; an artifact past
+/// its expiry is no longer served and GC removes it.
+#[derive(Clone, Debug, Default)]
+pub struct Retention {
+    /// Lifetime of artifacts of experiments not listed below.
+    pub default_ttl: Option<Duration>,
+    /// Lifetime per experiment id.
+    pub per_experiment: HashMap<String, Duration>,
+}
+
+impl Retention {
+    /// The default lifetime for an artifact of `experiment`.
+    pub fn ttl_for(&self, experiment: &str) -> Option<Duration> {
+        self.per_experiment
+            .get(experiment)
+            .copied()
+            .or(self.default_ttl)
+    }
 }
 
 impl Default for EngineConfig {
@@ -46,6 +71,7 @@ impl Default for EngineConfig {
             pack_target_bytes: 64 << 20,
             compression_level: 1,
             max_artifact_bytes: 100 << 20,
+            retention: Retention::default(),
         }
     }
 }
@@ -159,6 +185,22 @@ pub struct Stats {
     pub chunk_cache_hits: AtomicU64,
     /// Chunks read from the blob store because the cache lacked them.
     pub chunk_cache_misses: AtomicU64,
+    /// Garbage collections completed.
+    pub gc_runs: AtomicU64,
+    /// Pack bytes reclaimed by garbage collection (deleted minus rewritten).
+    pub gc_bytes_reclaimed: AtomicU64,
+    /// Packs deleted by garbage collection.
+    pub gc_packs_deleted: AtomicU64,
+    /// Chunk index entries removed by garbage collection.
+    pub gc_chunks_removed: AtomicU64,
+    /// Expired artifacts removed.
+    pub artifacts_expired: AtomicU64,
+    /// Duration of the last garbage collection, in milliseconds (gauge).
+    pub gc_last_duration_ms: AtomicU64,
+    /// Bytes reclaimed by the last garbage collection (gauge).
+    pub gc_last_reclaimed_bytes: AtomicU64,
+    /// Reads that found a pack gone (compacted) and re-resolved its chunks.
+    pub read_relocations: AtomicU64,
 }
 
 impl Stats {
@@ -190,6 +232,10 @@ pub struct Engine {
     /// indexing new packs, so each change applies only if the entry still
     /// names the location it was decided for.
     pub(crate) index_lock: std::sync::Mutex<()>,
+    /// What in-flight operations reference (GC's protection, `pins.rs`).
+    pub(crate) pins: Arc<pins::Pins>,
+    /// One garbage collection at a time.
+    pub(crate) gc_lock: Arc<tokio::sync::Mutex<()>>,
     /// Idle time after which an upload session expires, in milliseconds.
     pub(crate) upload_idle_ms: AtomicU64,
     /// Counters.
@@ -229,6 +275,8 @@ impl Engine {
             upload_lock: tokio::sync::Mutex::new(()),
             session_locks: std::sync::Mutex::new(HashMap::new()),
             index_lock: std::sync::Mutex::new(()),
+            pins: Arc::new(pins::Pins::default()),
+            gc_lock: Arc::new(tokio::sync::Mutex::new(())),
             upload_idle_ms: AtomicU64::new(DEFAULT_UPLOAD_IDLE_TIMEOUT.as_millis() as u64),
             stats: Stats::default(),
         }))

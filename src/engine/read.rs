@@ -184,6 +184,44 @@ fn plan_segment(
     Ok(batches)
 }
 
+/// Reads chunks whose planned pack is gone (GC compacted it after the read
+/// looked the chunks up): each is looked up again and read, verified, from
+/// where the index names it now. Still the old pack, or no entry at all,
+/// means the data is really gone: an integrity error.
+pub(crate) async fn read_relocated(
+    engine: &Arc<Engine>,
+    gone: u128,
+    ids: Vec<Digest>,
+) -> Result<Vec<Bytes>, EngineError> {
+    let missing =
+        || EngineError::Integrity(format!("pack {} missing", keys::pack(ulid::Ulid(gone))));
+    let meta = engine.meta.clone();
+    let lookup = ids.clone();
+    let locs = blocking(move || Ok(meta.chunks(&lookup)?)).await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for (id, loc) in ids.into_iter().zip(locs) {
+        let loc = loc.filter(|l| l.pack != gone).ok_or_else(missing)?;
+        let key = keys::pack(ulid::Ulid(loc.pack));
+        let stored = match engine
+            .blobs
+            .read_range(&key, loc.offset, u64::from(loc.stored_len))
+            .await
+        {
+            Ok(b) => b,
+            Err(BlobError::NotFound(_)) => return Err(missing()),
+            Err(e) => return Err(e.into()),
+        };
+        let raw = blocking(move || {
+            decode_chunk(&id, loc.codec, loc.raw_len, stored)
+                .map_err(|err| EngineError::Integrity(format!("{err} (pack {key})")))
+        })
+        .await?;
+        out.push(raw);
+    }
+    Stats::add(&engine.stats.read_relocations, 1);
+    Ok(out)
+}
+
 /// Reads one batch with a single ranged read and verifies every chunk.
 ///
 /// Chunks found in the verified-chunk cache are served from it; the ranged
@@ -216,7 +254,15 @@ async fn fetch_batch(engine: &Arc<Engine>, b: Batch) -> Result<Vec<Bytes>, Engin
             match engine.blobs.read_range(&key, start, end - start).await {
                 Ok(bytes) => (start, bytes),
                 Err(BlobError::NotFound(_)) => {
-                    return Err(EngineError::Integrity(format!("pack {key} missing")));
+                    // Compacted away since the plan: read from the new place.
+                    let ids = b.chunks.iter().map(|(e, ..)| e.id).collect();
+                    let raws = read_relocated(engine, b.pack, ids).await?;
+                    return Ok(b
+                        .chunks
+                        .into_iter()
+                        .zip(raws)
+                        .map(|((_, _, lo, hi), raw)| raw.slice(lo..hi))
+                        .collect());
                 }
                 Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Err(EngineError::Integrity(format!("pack {key} truncated")));

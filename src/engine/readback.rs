@@ -139,7 +139,9 @@ async fn fetch(engine: &Arc<Engine>, b: Batch) -> Result<Vec<Bytes>, EngineError
     let bytes = match engine.blobs.read_range(&key, b.offset, b.len).await {
         Ok(bytes) => bytes,
         Err(BlobError::NotFound(_)) => {
-            return Err(EngineError::Integrity(format!("pack {key} missing")));
+            // Compacted away since the plan: read from the new place.
+            let ids = b.chunks.iter().map(|(e, _)| e.id).collect();
+            return super::read::read_relocated(engine, b.pack, ids).await;
         }
         Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             return Err(EngineError::Integrity(format!("pack {key} truncated")));

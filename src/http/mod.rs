@@ -23,6 +23,8 @@ use crate::engine::Engine;
 pub struct AppState {
     /// The engine.
     pub engine: Arc<Engine>,
+    /// `gc-compact-below` for GC runs asked for over the admin API.
+    pub gc_compact_below: f64,
 }
 
 /// Reads a whole (small) request body; more than `limit` bytes is an

@@ -88,6 +88,42 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Chunks read from the blob store because the cache lacked them.",
         s.chunk_cache_misses.load(Ordering::Relaxed),
     );
+    counter(
+        "eden_cas_gc_runs_total",
+        "Garbage collections completed.",
+        s.gc_runs.load(Ordering::Relaxed),
+    );
+    counter(
+        "eden_cas_gc_reclaimed_bytes_total",
+        "Pack bytes reclaimed by garbage collection (deleted minus rewritten).",
+        s.gc_bytes_reclaimed.load(Ordering::Relaxed),
+    );
+    counter(
+        "eden_cas_gc_packs_deleted_total",
+        "Pack objects deleted by garbage collection.",
+        s.gc_packs_deleted.load(Ordering::Relaxed),
+    );
+    counter(
+        "eden_cas_gc_chunks_removed_total",
+        "Chunk index entries removed by garbage collection.",
+        s.gc_chunks_removed.load(Ordering::Relaxed),
+    );
+    counter(
+        "eden_cas_artifacts_expired_total",
+        "Expired artifacts removed.",
+        s.artifacts_expired.load(Ordering::Relaxed),
+    );
+    counter(
+        "eden_cas_read_relocations_total",
+        "Reads that found a pack compacted away and re-resolved its chunks.",
+        s.read_relocations.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP eden_cas_gc_last_duration_seconds Duration of the last garbage collection.\n# TYPE eden_cas_gc_last_duration_seconds gauge\neden_cas_gc_last_duration_seconds {:.3}\n# HELP eden_cas_gc_last_reclaimed_bytes Bytes reclaimed by the last garbage collection.\n# TYPE eden_cas_gc_last_reclaimed_bytes gauge\neden_cas_gc_last_reclaimed_bytes {}",
+        s.gc_last_duration_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        s.gc_last_reclaimed_bytes.load(Ordering::Relaxed)
+    );
     let blobs = state.engine.blobs();
     let r = blobs.requests();
     let _ = writeln!(

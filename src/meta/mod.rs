@@ -208,6 +208,73 @@ impl Meta {
         Ok(out)
     }
 
+    /// Calls `f` for every chunk index entry, in chunk-id order; stops
+    /// when `f` returns false. The iterator reads one consistent view.
+    pub fn scan_chunks(
+        &self,
+        mut f: impl FnMut(Digest, ChunkLocation) -> bool,
+    ) -> Result<(), MetaError> {
+        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
+            let (k, v) = item?;
+            let Some(id) = Digest::from_slice(&k) else {
+                return Err(MetaError::Corrupt {
+                    cf: CF_CHUNKS,
+                    detail: "bad key".into(),
+                });
+            };
+            if !f(id, decode(CF_CHUNKS, &v)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every key of a digest-keyed column family
+    /// (`segments-v1`, `manifests-v1`).
+    pub fn scan_digest_keys(
+        &self,
+        cf: &'static str,
+        mut f: impl FnMut(Digest),
+    ) -> Result<(), MetaError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(cf));
+        iter.seek_to_first();
+        while let Some(k) = iter.key() {
+            if let Some(id) = Digest::from_slice(k) {
+                f(id);
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(())
+    }
+
+    /// Calls `f` for every artifact of every experiment (experiment,
+    /// artifact id, record); stops when `f` returns false.
+    pub fn scan_artifacts(
+        &self,
+        mut f: impl FnMut(&str, [u8; 16], ArtifactRecord) -> bool,
+    ) -> Result<(), MetaError> {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_ARTIFACTS), IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let Some(split) = k.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            let (Ok(exp), Ok(id)) = (
+                std::str::from_utf8(&k[..split]),
+                <[u8; 16]>::try_from(&k[split + 1..]),
+            ) else {
+                continue;
+            };
+            if !f(exp, id, decode(CF_ARTIFACTS, &v)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     // ---- manifests ----
 
     /// A manifest.
@@ -360,6 +427,29 @@ impl Batch<'_> {
     pub fn put_pack(&mut self, id: u128, rec: &PackRecord) {
         self.inner
             .put_cf(self.meta.cf(CF_PACKS), id.to_be_bytes(), encode(rec));
+    }
+
+    /// Removes a chunk index entry.
+    pub fn delete_chunk(&mut self, id: &Digest) {
+        self.inner.delete_cf(self.meta.cf(CF_CHUNKS), id.as_bytes());
+    }
+
+    /// Removes a pack record.
+    pub fn delete_pack(&mut self, id: u128) {
+        self.inner
+            .delete_cf(self.meta.cf(CF_PACKS), id.to_be_bytes());
+    }
+
+    /// Removes a manifest row.
+    pub fn delete_manifest(&mut self, id: &Digest) {
+        self.inner
+            .delete_cf(self.meta.cf(CF_MANIFESTS), id.as_bytes());
+    }
+
+    /// Removes a segment.
+    pub fn delete_segment(&mut self, id: &Digest) {
+        self.inner
+            .delete_cf(self.meta.cf(CF_SEGMENTS), id.as_bytes());
     }
 
     /// Records a manifest.

@@ -195,6 +195,20 @@ impl Meta {
         Ok(())
     }
 
+    /// Calls `f` with the chunk of every session row (every upload pin).
+    pub fn scan_all_upload_chunks(&self, mut f: impl FnMut(Digest)) -> Result<(), MetaError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_UPLOAD_CHUNKS));
+        iter.seek_to_first();
+        while let Some(k) = iter.key() {
+            if let Some(id) = k.get(SESSION_ID_LEN..).and_then(Digest::from_slice) {
+                f(id);
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(())
+    }
+
     /// Stores a session record without a WAL sync (activity stamps: losing
     /// one in a crash only makes the session look idle a little longer).
     pub fn touch_upload(

@@ -19,6 +19,7 @@ use super::{FRAME_HEADER_LEN, MAX_FRAMES_PER_BATCH, now_ns};
 use crate::auth::Principal;
 use crate::engine::artifacts::Presence;
 use crate::engine::ingest::PackSink;
+use crate::engine::pins::OpPins;
 use crate::engine::{Engine, EngineError, blocking};
 use crate::hash::Digest;
 use crate::meta::Meta;
@@ -69,6 +70,7 @@ impl Engine {
                 meta: self.meta.clone(),
                 session: *id,
                 presence,
+                pins: self.pins.begin(),
                 policy: CompressionPolicy::new(self.cfg.compression_level),
                 pack: PackBuilder::new(),
                 seen: HashSet::new(),
@@ -87,6 +89,8 @@ struct BatchCpu {
     meta: Meta,
     session: [u8; 16],
     presence: Presence,
+    /// Pins of the accepted chunks until their session rows are committed.
+    pins: OpPins,
     policy: CompressionPolicy,
     pack: PackBuilder,
     /// Chunks accepted by this batch (bounded by `MAX_FRAMES_PER_BATCH`).
@@ -115,6 +119,8 @@ impl BatchCpu {
             if !self.seen.insert(id) {
                 continue;
             }
+            // Pinned before the index lookup below (see `pins.rs`).
+            self.pins.chunks(&[id]);
             if self.meta.upload_chunks(&self.session, &[id])?[0].is_some() {
                 continue; // already pinned by this session
             }

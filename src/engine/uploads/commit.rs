@@ -20,6 +20,7 @@ use crate::engine::artifacts::{Presence, SessionEnding, now_unix_s};
 use crate::engine::ingest::{
     DepositReceipt, DepositRequest, PreparedContent, SegmentBuilder, write_manifest_object,
 };
+use crate::engine::pins::OpPins;
 use crate::engine::{Engine, EngineError, blocking};
 use crate::hash::Digest;
 use crate::meta::records::{DedupFigures, Manifest, ManifestEntry, SegmentRef};
@@ -50,8 +51,12 @@ impl Engine {
             .ok_or_else(|| EngineError::Internal("session has an invalid creator".into()))?;
         let (meta, sid, exp) = (self.meta.clone(), *id, rec.experiment.clone());
         let chunks = req.chunks;
+        // Held until the artifact commit: the listed chunks may be held only
+        // by other artifacts, which could be deleted meanwhile.
+        let pins = Arc::new(self.pins.begin());
+        let op = Arc::clone(&pins);
         let (segments, size, count, global) =
-            blocking(move || check_and_segment(&meta, &sid, &exp, owner, &chunks)).await?;
+            blocking(move || check_and_segment(&meta, &sid, &exp, owner, &chunks, op)).await?;
         let digests = self.digest_segments(&segments).await?;
         if digests.bytes != size {
             return Err(EngineError::Integrity(format!(
@@ -75,6 +80,7 @@ impl Engine {
             segments,
         };
         let manifest_id = Digest::of(&encode(&manifest));
+        pins.sealed(manifest_id);
         write_manifest_object(self, &manifest_id, &manifest).await?;
         let expires_at = rec
             .artifact_ttl_s
@@ -87,6 +93,7 @@ impl Engine {
                 chunks: count,
                 ..global
             },
+            pins: Some(pins),
         };
         let deposit = DepositRequest {
             experiment: rec.experiment.clone(),
@@ -109,13 +116,17 @@ fn check_and_segment(
     experiment: &str,
     owner: Principal,
     chunks: &[ManifestEntry],
+    pins: Arc<OpPins>,
 ) -> Result<(Vec<SegmentRef>, u64, u64, DedupFigures), EngineError> {
     let mut presence = Presence::load(meta, experiment, owner)?;
-    let mut builder = SegmentBuilder::default();
+    let mut builder = SegmentBuilder::new(Arc::clone(&pins));
     let (mut size, mut missing, mut first_missing) = (0u64, 0u64, Vec::new());
     let mut bad_len: Option<String> = None;
     for group in chunks.chunks(COMMIT_STEP) {
         let ids: Vec<Digest> = group.iter().map(|e| e.id).collect();
+        // Pinned before they are looked up (see `pins.rs`); the builder's
+        // segment of this group releases them.
+        pins.chunks(&ids);
         let rows = meta.upload_chunks(session, &ids)?;
         let locs = meta.chunks(&ids)?;
         for ((e, row), loc) in group.iter().zip(rows).zip(locs) {

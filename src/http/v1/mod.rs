@@ -8,6 +8,7 @@
 //! engine does the work. Unknown routes or methods answer 404 problem+json,
 //! after a 401 for a missing or malformed bearer.
 
+mod admin;
 mod artifacts;
 mod dto;
 mod fetch;
@@ -71,6 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/uploads/{sid}/commit").route(web::post().to(uploads::commit)))
             .default_service(web::to(not_found)),
     )
+    .service(resource("/cas/v1/admin/gc").route(web::post().to(admin::gc)))
     .service(web::scope(PREFIX).default_service(web::to(not_found)));
 }
 

@@ -1,0 +1,965 @@
+//! Garbage collection and retention: expired artifacts are removed, chunks
+//! no live artifact, upload session or in-flight operation references are
+//! dropped from the index, packs left without live chunks are deleted, and
+//! packs whose live bytes fall below a threshold are compacted (their live
+//! chunks copied, verified, into new packs) and then deleted.
+//!
+//! A run is a sequence of phases ([`GcRun::step`]), each safe to interleave
+//! with deposits, fetches, deletes and upload sessions, and each leaving a
+//! state the next run finishes if the process dies in it:
+//!
+//! 1. **mark** — open the pin window (`pins.rs`), then collect the live set:
+//!    chunks (as 64-bit fingerprints: a collision only keeps garbage),
+//!    segments and manifests of unexpired artifacts, upload-session rows,
+//!    and every in-flight operation's pins;
+//! 2. **plan** — one pass over the chunk index gives each pack's live bytes;
+//!    packs with none are doomed, packs below the threshold are compacted;
+//!    pack objects the index does not know (crash leftovers) are orphans;
+//! 3. **expire** — expired artifact records are removed (they were never
+//!    marked, so their chunks are already garbage);
+//! 4. **compact** — live chunks of the packs to compact are read, verified
+//!    (BLAKE3) and written to new packs, which become durable before their
+//!    index entries move, each move conditional on the entry still naming
+//!    the old place (under the index lock). A crash leaves either an
+//!    unindexed new pack (an orphan) or an old pack with no live chunk (doomed
+//!    next time);
+//! 5. **sweep** — for each doomed pack, under the pin registry's lock and the
+//!    index lock, its dead entries are removed unless pinned since the mark,
+//!    and, if none was kept, its record goes in the same synced batch; the
+//!    object is deleted after. A read that planned against a deleted pack
+//!    re-resolves its chunks (`read.rs`);
+//! 6. **orphans** — unindexed pack objects not being written are deleted;
+//! 7. **metadata** — segments, manifest rows and manifest objects no live
+//!    artifact or operation references are removed.
+//!
+//! Memory: the live set (8 bytes per live chunk plus hash-set overhead,
+//! about 16 MB per million chunks), one entry per pack, the ids of live
+//! segments and manifests, and one pack's footer at a time.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use ulid::Ulid;
+
+use super::artifacts::now_unix_s;
+use super::ingest::PackSink;
+use super::{Engine, EngineError, Stats, blocking};
+use crate::blobs::{BlobError, keys};
+use crate::hash::Digest;
+use crate::meta::records::{ChunkLocation, PackRecord};
+use crate::meta::{CF_MANIFESTS, CF_SEGMENTS, Meta};
+use crate::pack::{
+    ENTRY_LEN, HEADER_MAGIC, PackBuilder, PackEntry, TRAILER_LEN, decode_chunk, decode_footer,
+    decode_trailer,
+};
+
+/// Default live-bytes ratio under which a pack is compacted.
+pub const DEFAULT_COMPACT_BELOW: f64 = 0.8;
+/// Chunks read from a pack being compacted with one ranged read, at most.
+const READ_SPAN: u64 = 8 << 20;
+/// Index entries removed per locked batch.
+const SWEEP_BATCH: usize = 2048;
+/// Environment variable naming a crash point (crash tests only).
+const CRASH_ENV: &str = "EDEN_CAS_CRASH_AT";
+
+/// How a run behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct GcOptions {
+    /// Plan and report only; change nothing.
+    pub dry_run: bool,
+    /// Packs whose live bytes are below this fraction of their chunk bytes
+    /// are compacted (0 disables compaction, 1 compacts any pack with a dead
+    /// byte).
+    pub compact_below: f64,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            dry_run: false,
+            compact_below: DEFAULT_COMPACT_BELOW,
+        }
+    }
+}
+
+/// What a run found and did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GcReport {
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// Unexpired artifacts.
+    pub artifacts_live: u64,
+    /// Expired artifacts (removed unless `dry_run`).
+    pub artifacts_expired: u64,
+    /// Distinct live chunks.
+    pub chunks_live: u64,
+    /// Chunk index entries at the plan.
+    pub chunks_indexed: u64,
+    /// Index entries removed.
+    pub chunks_removed: u64,
+    /// Live chunks copied into new packs.
+    pub chunks_moved: u64,
+    /// Dead entries kept because an operation referenced them during the run.
+    pub chunks_kept_pinned: u64,
+    /// Pack records at the plan.
+    pub packs: u64,
+    /// Bytes of those packs.
+    pub pack_bytes: u64,
+    /// Live chunk bytes (stored) in them.
+    pub live_bytes: u64,
+    /// Packs with no live chunk (deleted unless `dry_run`).
+    pub packs_dead: u64,
+    /// Packs below the threshold (compacted unless `dry_run`).
+    pub packs_to_compact: u64,
+    /// Pack objects the index does not know (crash leftovers).
+    pub orphan_packs: u64,
+    /// Packs (and orphans) deleted.
+    pub packs_deleted: u64,
+    /// Packs written by compaction.
+    pub packs_written: u64,
+    /// Bytes of deleted pack objects.
+    pub bytes_deleted: u64,
+    /// Bytes written by compaction.
+    pub bytes_written: u64,
+    /// `bytes_deleted - bytes_written` (for a dry run: the estimate).
+    pub bytes_reclaimed: u64,
+    /// Segments removed.
+    pub segments_deleted: u64,
+    /// Manifests (rows and objects) removed.
+    pub manifests_deleted: u64,
+    /// Wall time of the run, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Mark,
+    Plan,
+    Expire,
+    Compact,
+    Sweep,
+    Orphans,
+    Metadata,
+    Done,
+}
+
+/// Live bytes of one pack, from the index pass.
+#[derive(Clone, Copy, Debug, Default)]
+struct PackUse {
+    live_bytes: u64,
+    live_chunks: u64,
+}
+
+/// A run in progress; holds the engine's GC lock. Dropping it closes the pin
+/// window; whatever it did so far is consistent (see the module docs).
+pub struct GcRun {
+    engine: Arc<Engine>,
+    opts: GcOptions,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    started: Instant,
+    phase: Phase,
+    report: GcReport,
+    live: HashSet<u64>,
+    live_ids: HashSet<Digest>,
+    expired: Vec<(String, [u8; 16])>,
+    records: HashMap<u128, PackRecord>,
+    doomed: Vec<u128>,
+    compact: Vec<u128>,
+    orphans: Vec<(u128, String, u64)>,
+}
+
+impl Drop for GcRun {
+    fn drop(&mut self) {
+        self.engine.pins.close_window();
+    }
+}
+
+/// The 64-bit fingerprint of a chunk id in the live set.
+fn fp(id: &Digest) -> u64 {
+    let b = id.as_bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// Aborts the process at a named point when `EDEN_CAS_CRASH_AT` names it:
+/// the crash tests' stand-in for `kill -9` at an exact step.
+fn crash_point(name: &str) {
+    if std::env::var(CRASH_ENV).is_ok_and(|v| v == name) {
+        eprintln!("eden-cas: crash point {name} reached, aborting");
+        std::process::abort();
+    }
+}
+
+impl Engine {
+    /// Starts a GC run, waiting for any other run to finish.
+    pub async fn gc_begin(self: &Arc<Self>, opts: GcOptions) -> GcRun {
+        let guard = Arc::clone(&self.gc_lock).lock_owned().await;
+        GcRun {
+            engine: Arc::clone(self),
+            opts,
+            _guard: guard,
+            started: Instant::now(),
+            phase: Phase::Mark,
+            report: GcReport {
+                dry_run: opts.dry_run,
+                ..GcReport::default()
+            },
+            live: HashSet::new(),
+            live_ids: HashSet::new(),
+            expired: Vec::new(),
+            records: HashMap::new(),
+            doomed: Vec::new(),
+            compact: Vec::new(),
+            orphans: Vec::new(),
+        }
+    }
+
+    /// Runs a whole GC and reports it (log line and metrics too).
+    pub async fn gc(self: &Arc<Self>, opts: GcOptions) -> Result<GcReport, EngineError> {
+        let mut run = self.gc_begin(opts).await;
+        while run.step().await? {}
+        Ok(run.finish())
+    }
+
+    /// Runs [`Engine::gc`] every `every` until the engine is dropped.
+    pub fn spawn_gc(
+        self: &Arc<Self>,
+        every: Duration,
+        compact_below: f64,
+    ) -> tokio::task::JoinHandle<()> {
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(engine) = engine.upgrade() else {
+                    break;
+                };
+                let opts = GcOptions {
+                    dry_run: false,
+                    compact_below,
+                };
+                if let Err(e) = engine.gc(opts).await {
+                    tracing::error!(error = %e, "scheduled garbage collection failed");
+                }
+            }
+        })
+    }
+}
+
+impl GcRun {
+    /// Runs the next phase; false once the run is complete.
+    pub async fn step(&mut self) -> Result<bool, EngineError> {
+        match self.phase {
+            Phase::Mark => {
+                self.mark().await?;
+                self.phase = Phase::Plan;
+            }
+            Phase::Plan => {
+                self.plan().await?;
+                self.phase = if self.opts.dry_run {
+                    Phase::Done
+                } else {
+                    Phase::Expire
+                };
+            }
+            Phase::Expire => {
+                self.expire().await?;
+                self.phase = Phase::Compact;
+            }
+            Phase::Compact => {
+                self.compact().await?;
+                self.phase = Phase::Sweep;
+            }
+            Phase::Sweep => {
+                self.sweep().await?;
+                self.phase = Phase::Orphans;
+            }
+            Phase::Orphans => {
+                self.delete_orphans().await?;
+                self.phase = Phase::Metadata;
+            }
+            Phase::Metadata => {
+                self.sweep_metadata().await?;
+                self.phase = Phase::Done;
+            }
+            Phase::Done => return Ok(false),
+        }
+        Ok(self.phase != Phase::Done)
+    }
+
+    /// Ends the run: closes the window, logs, counts; returns the report.
+    pub fn finish(mut self) -> GcReport {
+        self.engine.pins.close_window();
+        let r = &mut self.report;
+        r.elapsed_ms = self.started.elapsed().as_millis() as u64;
+        if !r.dry_run {
+            r.bytes_reclaimed = r.bytes_deleted.saturating_sub(r.bytes_written);
+            let s = &self.engine.stats;
+            Stats::add(&s.gc_runs, 1);
+            Stats::add(&s.gc_bytes_reclaimed, r.bytes_reclaimed);
+            Stats::add(&s.gc_packs_deleted, r.packs_deleted);
+            Stats::add(&s.gc_chunks_removed, r.chunks_removed);
+            Stats::add(&s.artifacts_expired, r.artifacts_expired);
+            s.gc_last_duration_ms.store(r.elapsed_ms, Ordering::Relaxed);
+            s.gc_last_reclaimed_bytes
+                .store(r.bytes_reclaimed, Ordering::Relaxed);
+        }
+        tracing::info!(
+            dry_run = r.dry_run,
+            elapsed_ms = r.elapsed_ms,
+            bytes_reclaimed = r.bytes_reclaimed,
+            packs_deleted = r.packs_deleted,
+            packs_written = r.packs_written,
+            chunks_removed = r.chunks_removed,
+            chunks_moved = r.chunks_moved,
+            artifacts_expired = r.artifacts_expired,
+            live_chunks = r.chunks_live,
+            "garbage collection finished"
+        );
+        std::mem::take(&mut self.report)
+    }
+
+    /// Phase 1: open the pin window, then collect everything live.
+    async fn mark(&mut self) -> Result<(), EngineError> {
+        let snapshot = self.engine.pins.open_window();
+        let meta = self.engine.meta.clone();
+        let now = now_unix_s();
+        let (live, live_ids, expired, alive) = blocking(move || {
+            let mut m = Marker {
+                meta: &meta,
+                live: HashSet::new(),
+                ids: HashSet::new(),
+            };
+            m.live.extend(snapshot.chunks.iter().map(fp));
+            for id in &snapshot.sealed {
+                // A pinned id is a segment or a manifest; either may not be
+                // written yet (then its chunks are still loose pins).
+                m.keep_segment(id, false)?;
+                if let Some(manifest) = meta.manifest(id)? {
+                    for seg in &manifest.segments {
+                        m.keep_segment(&seg.id, false)?;
+                    }
+                }
+            }
+            // Kept whether written yet or not: a segment pinned before the
+            // window and written after it is live too.
+            m.ids.extend(snapshot.sealed.iter().copied());
+            meta.scan_all_upload_chunks(|c| {
+                m.live.insert(fp(&c));
+            })?;
+            let mut expired = Vec::new();
+            let mut manifests = HashSet::new();
+            let mut alive = 0u64;
+            meta.scan_artifacts(|exp, id, rec| {
+                if rec.expires_at.is_some_and(|t| t <= now) {
+                    expired.push((exp.to_string(), id));
+                } else {
+                    alive += 1;
+                    manifests.insert(rec.manifest);
+                }
+                true
+            })?;
+            for id in manifests {
+                if !m.ids.insert(id) {
+                    continue;
+                }
+                // A live artifact whose manifest is unreadable would make its
+                // chunks look dead: refuse to collect anything.
+                let manifest = meta.manifest(&id)?.ok_or_else(|| {
+                    EngineError::Integrity(format!(
+                        "manifest {id} of a live artifact is missing; run `eden-cas fsck` before GC"
+                    ))
+                })?;
+                for seg in &manifest.segments {
+                    m.keep_segment(&seg.id, true)?;
+                }
+            }
+            Ok((m.live, m.ids, expired, alive))
+        })
+        .await?;
+        self.report.chunks_live = live.len() as u64;
+        self.report.artifacts_live = alive;
+        self.report.artifacts_expired = expired.len() as u64;
+        self.live = live;
+        self.live_ids = live_ids;
+        self.expired = expired;
+        Ok(())
+    }
+
+    /// Phase 2: live bytes per pack, doomed and compactable packs, orphans.
+    async fn plan(&mut self) -> Result<(), EngineError> {
+        let meta = self.engine.meta.clone();
+        let live = std::mem::take(&mut self.live);
+        let (live, uses, indexed, records) = blocking(move || {
+            let mut uses: HashMap<u128, PackUse> = HashMap::new();
+            let mut indexed = 0u64;
+            meta.scan_chunks(|id, loc| {
+                indexed += 1;
+                if live.contains(&fp(&id)) {
+                    let u = uses.entry(loc.pack).or_default();
+                    u.live_bytes += u64::from(loc.stored_len);
+                    u.live_chunks += 1;
+                }
+                true
+            })?;
+            Ok((live, uses, indexed, meta.packs()?))
+        })
+        .await?;
+        self.live = live;
+        let r = &mut self.report;
+        r.chunks_indexed = indexed;
+        r.packs = records.len() as u64;
+        let mut estimate = 0u64;
+        for (id, rec) in records {
+            let u = uses.get(&id).copied().unwrap_or_default();
+            r.pack_bytes += rec.bytes;
+            r.live_bytes += u.live_bytes;
+            let chunk_bytes = data_bytes(&rec);
+            if u.live_chunks == 0 {
+                self.doomed.push(id);
+                estimate += rec.bytes;
+            } else if (u.live_bytes as f64) < self.opts.compact_below * chunk_bytes as f64 {
+                self.compact.push(id);
+                estimate += rec.bytes.saturating_sub(u.live_bytes);
+            }
+            self.records.insert(id, rec);
+        }
+        r.packs_dead = self.doomed.len() as u64;
+        r.packs_to_compact = self.compact.len() as u64;
+        for (key, size) in self.engine.blobs.list(keys::PACKS).await? {
+            let Some(id) = keys::parse_pack(&key) else {
+                continue;
+            };
+            if !self.records.contains_key(&id.0) {
+                self.orphans.push((id.0, key, size));
+                estimate += size;
+            }
+        }
+        r.orphan_packs = self.orphans.len() as u64;
+        if self.opts.dry_run {
+            r.bytes_reclaimed = estimate;
+        }
+        Ok(())
+    }
+
+    /// Phase 3: remove expired artifact records (and their chunk refs).
+    async fn expire(&mut self) -> Result<(), EngineError> {
+        let now = now_unix_s();
+        for (exp, id) in std::mem::take(&mut self.expired) {
+            self.engine.remove_expired(&exp, &id, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Phase 4: copy the live chunks of sparse packs into new packs.
+    async fn compact(&mut self) -> Result<(), EngineError> {
+        let target = self.engine.cfg.pack_target_bytes;
+        let mut out = Compactor::new(&self.engine);
+        for pack in std::mem::take(&mut self.compact) {
+            let Some(rec) = self.records.get(&pack).cloned() else {
+                continue;
+            };
+            let moves = match self.live_entries(pack, &rec).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(pack = %Ulid(pack), error = %e, "pack not compacted");
+                    continue;
+                }
+            };
+            let bytes: u64 = moves.iter().map(|(e, _)| u64::from(e.stored_len)).sum();
+            if !out.is_empty() && out.builder.len() + bytes > target {
+                self.flush(&mut out).await?;
+            }
+            match out.copy(pack, moves).await {
+                Ok(()) => out.sources.push(pack),
+                Err(e) => {
+                    // A chunk that fails verification stays where it is (and
+                    // its pack with it); scrub and fsck report it.
+                    tracing::warn!(pack = %Ulid(pack), error = %e, "pack not compacted");
+                }
+            }
+        }
+        self.flush(&mut out).await?;
+        Ok(())
+    }
+
+    /// Makes the compaction output durable, moves the index entries to it
+    /// and dooms the packs it emptied.
+    async fn flush(&mut self, out: &mut Compactor) -> Result<(), EngineError> {
+        let builder = std::mem::take(&mut out.builder);
+        let moves = std::mem::take(&mut out.moves);
+        let sources = std::mem::take(&mut out.sources);
+        let Some(sealed) = out.sink.close(builder).await? else {
+            self.doomed.extend(sources);
+            return Ok(());
+        };
+        let engine = Arc::clone(&self.engine);
+        let (id, bytes, entries) = (sealed.id, sealed.bytes, sealed.entries);
+        let written = bytes;
+        let moved = blocking(move || {
+            let meta = &engine.meta;
+            let mut b = meta.batch();
+            let _index = engine.index_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let ids: Vec<Digest> = moves.iter().map(|(id, _)| *id).collect();
+            let current = meta.chunks(&ids)?;
+            let mut moved = 0u64;
+            for (((cid, old), now), new) in moves.iter().zip(current).zip(&entries) {
+                // Only if the entry still names the copy that was read.
+                if now.is_some_and(|n| same_place(&n, old)) {
+                    b.put_chunk(cid, &location(id.0, new));
+                    moved += 1;
+                }
+            }
+            b.put_pack(
+                id.0,
+                &PackRecord {
+                    bytes,
+                    chunks: entries.len() as u32,
+                    raw_bytes: entries.iter().map(|e| u64::from(e.raw_len)).sum(),
+                    created_at: now_unix_s(),
+                },
+            );
+            b.commit()?;
+            Ok(moved)
+        })
+        .await;
+        self.engine.pins.pack_closed(id.0);
+        let moved = moved?;
+        crash_point("gc-compacted");
+        self.report.chunks_moved += moved;
+        self.report.packs_written += 1;
+        self.report.bytes_written += written;
+        tracing::debug!(pack = %id, bytes = written, moved, sources = sources.len(), "compacted pack written");
+        self.doomed.extend(sources);
+        Ok(())
+    }
+
+    /// The entries of `pack` the index still points at and the mark found
+    /// live, with their current locations.
+    async fn live_entries(
+        &self,
+        pack: u128,
+        rec: &PackRecord,
+    ) -> Result<Vec<(PackEntry, ChunkLocation)>, EngineError> {
+        let entries = read_footer(&self.engine, pack, rec).await?;
+        let meta = self.engine.meta.clone();
+        let ids: Vec<Digest> = entries.iter().map(|e| e.id).collect();
+        let locs = blocking(move || Ok(meta.chunks(&ids)?)).await?;
+        Ok(entries
+            .into_iter()
+            .zip(locs)
+            .filter_map(|(e, loc)| {
+                let loc = loc?;
+                (loc.pack == pack && loc.offset == e.offset && self.live.contains(&fp(&e.id)))
+                    .then_some((e, loc))
+            })
+            .collect())
+    }
+
+    /// Phase 5: drop the dead entries of doomed packs, then the packs.
+    async fn sweep(&mut self) -> Result<(), EngineError> {
+        let mut doomed = std::mem::take(&mut self.doomed);
+        doomed.sort_unstable();
+        doomed.dedup();
+        for pack in doomed {
+            let Some(rec) = self.records.get(&pack).cloned() else {
+                continue;
+            };
+            let entries = match read_footer(&self.engine, pack, &rec).await {
+                Ok(e) => Some(e),
+                Err(EngineError::Integrity(why)) => {
+                    tracing::warn!(pack = %Ulid(pack), %why, "pack footer unreadable; finding its entries in the index");
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            let ids: Vec<Digest> = match entries {
+                Some(e) => e.into_iter().map(|e| e.id).collect(),
+                None => self.indexed_in(pack).await?,
+            };
+            let (removed, kept) = self.remove_entries(pack, ids).await?;
+            self.report.chunks_removed += removed;
+            self.report.chunks_kept_pinned += kept;
+            if kept > 0 {
+                continue;
+            }
+            crash_point("gc-swept");
+            delete_object(&self.engine, &keys::pack(Ulid(pack))).await?;
+            self.report.packs_deleted += 1;
+            self.report.bytes_deleted += rec.bytes;
+        }
+        Ok(())
+    }
+
+    /// Chunk ids whose index entry names `pack` (fallback when its footer
+    /// cannot be read).
+    async fn indexed_in(&self, pack: u128) -> Result<Vec<Digest>, EngineError> {
+        let meta = self.engine.meta.clone();
+        blocking(move || {
+            let mut ids = Vec::new();
+            meta.scan_chunks(|id, loc| {
+                if loc.pack == pack {
+                    ids.push(id);
+                }
+                true
+            })?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    /// Removes the entries among `ids` that still name `pack`, are not live
+    /// and were not pinned since the mark; removes the pack record too when
+    /// none had to be kept. Returns (removed, kept).
+    async fn remove_entries(
+        &self,
+        pack: u128,
+        ids: Vec<Digest>,
+    ) -> Result<(u64, u64), EngineError> {
+        let engine = Arc::clone(&self.engine);
+        let live = self.live_check(&ids);
+        blocking(move || {
+            let (mut removed, mut kept) = (0u64, 0u64);
+            let groups: Vec<&[Digest]> = ids.chunks(SWEEP_BATCH).collect();
+            let last = groups.len().saturating_sub(1);
+            for (n, group) in groups.into_iter().enumerate() {
+                let view = engine.pins.view();
+                let _index = engine.index_lock.lock().unwrap_or_else(|e| e.into_inner());
+                let meta = &engine.meta;
+                let current = meta.chunks(group)?;
+                let mut b = meta.batch();
+                for (id, loc) in group.iter().zip(current) {
+                    if loc.is_none_or(|l| l.pack != pack) {
+                        continue;
+                    }
+                    if live.contains(id) || view.pinned_since_window(id) {
+                        kept += 1;
+                    } else {
+                        b.delete_chunk(id);
+                        removed += 1;
+                    }
+                }
+                if n == last && kept == 0 {
+                    b.delete_pack(pack);
+                }
+                b.commit()?;
+            }
+            if ids.is_empty() {
+                let mut b = engine.meta.batch();
+                b.delete_pack(pack);
+                b.commit()?;
+            }
+            Ok((removed, kept))
+        })
+        .await
+    }
+
+    /// The ids among `ids` that are in the live set.
+    fn live_check(&self, ids: &[Digest]) -> HashSet<Digest> {
+        ids.iter()
+            .filter(|id| self.live.contains(&fp(id)))
+            .copied()
+            .collect()
+    }
+
+    /// Phase 6: delete pack objects the index does not know.
+    async fn delete_orphans(&mut self) -> Result<(), EngineError> {
+        for (id, key, size) in std::mem::take(&mut self.orphans) {
+            let meta = self.engine.meta.clone();
+            let engine = Arc::clone(&self.engine);
+            let orphan = blocking(move || {
+                let view = engine.pins.view();
+                Ok(!view.pack_open(id) && meta.pack(id)?.is_none())
+            })
+            .await?;
+            if orphan {
+                delete_object(&self.engine, &key).await?;
+                self.report.packs_deleted += 1;
+                self.report.bytes_deleted += size;
+                tracing::debug!(%key, size, "orphan pack deleted");
+            }
+        }
+        Ok(())
+    }
+
+    /// Phase 7: segments, manifest rows and manifest objects nothing live
+    /// references.
+    async fn sweep_metadata(&mut self) -> Result<(), EngineError> {
+        let live_ids = std::mem::take(&mut self.live_ids);
+        let mut objects = HashSet::new();
+        for (key, _) in self.engine.blobs.list(keys::MANIFESTS).await? {
+            if let Some(id) = keys::parse_manifest(&key) {
+                objects.insert(id);
+            }
+        }
+        let engine = Arc::clone(&self.engine);
+        let (segments, manifests, live_ids) = blocking(move || {
+            let meta = &engine.meta;
+            let mut dead_segments = Vec::new();
+            meta.scan_digest_keys(CF_SEGMENTS, |id| {
+                if !live_ids.contains(&id) {
+                    dead_segments.push(id);
+                }
+            })?;
+            let mut dead_manifests = Vec::new();
+            meta.scan_digest_keys(CF_MANIFESTS, |id| {
+                if !live_ids.contains(&id) {
+                    dead_manifests.push(id);
+                }
+            })?;
+            for id in &objects {
+                if !live_ids.contains(id) && meta.manifest(id)?.is_none() {
+                    dead_manifests.push(*id);
+                }
+            }
+            let segments = remove_unpinned(&engine, &dead_segments, |b, id| b.delete_segment(id))?;
+            let manifests =
+                remove_unpinned(&engine, &dead_manifests, |b, id| b.delete_manifest(id))?;
+            Ok((segments, manifests, live_ids))
+        })
+        .await?;
+        self.live_ids = live_ids;
+        self.report.segments_deleted = segments.len() as u64;
+        self.report.manifests_deleted = manifests.len() as u64;
+        for id in manifests {
+            delete_object(&self.engine, &keys::manifest(&id)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes `ids` not pinned since the mark (under the registry lock, in
+/// bounded batches); returns those removed.
+fn remove_unpinned(
+    engine: &Engine,
+    ids: &[Digest],
+    delete: impl Fn(&mut crate::meta::Batch<'_>, &Digest),
+) -> Result<Vec<Digest>, EngineError> {
+    let mut removed = Vec::new();
+    for group in ids.chunks(SWEEP_BATCH) {
+        let view = engine.pins.view();
+        let mut b = engine.meta.batch();
+        for id in group {
+            if !view.pinned_since_window(id) {
+                delete(&mut b, id);
+                removed.push(*id);
+            }
+        }
+        b.commit()?;
+    }
+    Ok(removed)
+}
+
+/// Collects live segments and their chunks.
+struct Marker<'a> {
+    meta: &'a Meta,
+    live: HashSet<u64>,
+    ids: HashSet<Digest>,
+}
+
+impl Marker<'_> {
+    /// Marks a segment and its chunks; a missing segment is an error when
+    /// `required` (a live manifest names it), else ignored.
+    fn keep_segment(&mut self, id: &Digest, required: bool) -> Result<(), EngineError> {
+        if self.ids.contains(id) {
+            return Ok(());
+        }
+        match self.meta.segment(id)? {
+            Some(seg) => {
+                self.ids.insert(*id);
+                self.live.extend(seg.entries.iter().map(|e| fp(&e.id)));
+                Ok(())
+            }
+            None if required => Err(EngineError::Integrity(format!(
+                "segment {id} of a live manifest is missing; run `eden-cas fsck` before GC"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Bytes of a pack's chunk area (without header, footer and trailer).
+fn data_bytes(rec: &PackRecord) -> u64 {
+    let overhead =
+        HEADER_MAGIC.len() as u64 + u64::from(rec.chunks) * ENTRY_LEN as u64 + TRAILER_LEN as u64;
+    rec.bytes.saturating_sub(overhead)
+}
+
+fn same_place(a: &ChunkLocation, b: &ChunkLocation) -> bool {
+    a.pack == b.pack && a.offset == b.offset
+}
+
+fn location(pack: u128, e: &PackEntry) -> ChunkLocation {
+    ChunkLocation {
+        pack,
+        offset: e.offset,
+        stored_len: e.stored_len,
+        raw_len: e.raw_len,
+        codec: e.codec,
+    }
+}
+
+/// Deletes an object; one already gone is fine.
+async fn delete_object(engine: &Engine, key: &str) -> Result<(), EngineError> {
+    match engine.blobs.delete(key).await {
+        Ok(()) | Err(BlobError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads and checks a pack's footer with one ranged read (its size is known
+/// from the pack record).
+pub(crate) async fn read_footer(
+    engine: &Engine,
+    pack: u128,
+    rec: &PackRecord,
+) -> Result<Vec<PackEntry>, EngineError> {
+    let key = keys::pack(Ulid(pack));
+    let tail = u64::from(rec.chunks) * ENTRY_LEN as u64 + TRAILER_LEN as u64;
+    if tail > rec.bytes {
+        return Err(EngineError::Integrity(format!(
+            "pack {key}: record names more chunks than fit"
+        )));
+    }
+    let bytes = match engine.blobs.read_range(&key, rec.bytes - tail, tail).await {
+        Ok(b) => b,
+        Err(BlobError::NotFound(_)) => {
+            return Err(EngineError::Integrity(format!("pack {key} missing")));
+        }
+        Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(EngineError::Integrity(format!("pack {key} truncated")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let split = bytes.len() - TRAILER_LEN;
+    let trailer = decode_trailer(&bytes[split..])
+        .map_err(|e| EngineError::Integrity(format!("pack {key}: {e}")))?;
+    decode_footer(&bytes[..split], &trailer)
+        .map_err(|e| EngineError::Integrity(format!("pack {key}: {e}")))
+}
+
+/// The compaction output being filled.
+struct Compactor {
+    engine: Arc<Engine>,
+    sink: PackSink,
+    builder: PackBuilder,
+    /// (chunk, location it was copied from), in output order.
+    moves: Vec<(Digest, ChunkLocation)>,
+    /// Packs whose live chunks are all in the output.
+    sources: Vec<u128>,
+}
+
+impl Compactor {
+    fn new(engine: &Arc<Engine>) -> Self {
+        Compactor {
+            engine: Arc::clone(engine),
+            sink: PackSink::new(Arc::clone(engine)),
+            builder: PackBuilder::new(),
+            moves: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.builder.is_empty()
+    }
+
+    /// Reads the chunks to move from `pack` with coalesced ranged reads,
+    /// verifies each, and appends its stored bytes to the output. Fails
+    /// (adding nothing) if any chunk does not verify.
+    async fn copy(
+        &mut self,
+        pack: u128,
+        mut moves: Vec<(PackEntry, ChunkLocation)>,
+    ) -> Result<(), EngineError> {
+        moves.sort_by_key(|(e, _)| e.offset);
+        let key = keys::pack(Ulid(pack));
+        let mut verified: Vec<(PackEntry, ChunkLocation, Bytes)> = Vec::with_capacity(moves.len());
+        let mut i = 0;
+        while i < moves.len() {
+            // One ranged read for the chunks that fit in READ_SPAN (at least one).
+            let start = moves[i].0.offset;
+            let mut end = start + u64::from(moves[i].0.stored_len);
+            let mut j = i + 1;
+            while j < moves.len() {
+                let e_end = moves[j].0.offset + u64::from(moves[j].0.stored_len);
+                if e_end - start > READ_SPAN {
+                    break;
+                }
+                end = e_end;
+                j += 1;
+            }
+            let span = self
+                .engine
+                .blobs
+                .read_range(&key, start, end - start)
+                .await?;
+            let group: Vec<(PackEntry, ChunkLocation)> = moves[i..j].to_vec();
+            let checked = blocking(move || {
+                group
+                    .into_iter()
+                    .map(|(e, loc)| {
+                        let rel = (e.offset - start) as usize;
+                        let stored = span.slice(rel..rel + e.stored_len as usize);
+                        decode_chunk(&e.id, e.codec, e.raw_len, stored.clone()).map_err(|err| {
+                            EngineError::Integrity(format!("{err} (pack {})", Ulid(pack)))
+                        })?;
+                        Ok((e, loc, stored))
+                    })
+                    .collect::<Result<Vec<_>, EngineError>>()
+            })
+            .await?;
+            verified.extend(checked);
+            i = j;
+        }
+        for (e, loc, stored) in verified {
+            self.builder.add_stored(e.id, &stored, e.raw_len, e.codec);
+            self.moves.push((e.id, loc));
+            if self.builder.pending_len() >= 8 << 20 {
+                let part = self.builder.take_pending();
+                self.sink.write_part(part).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Removes an artifact record if it is (still) expired at `now_s`, then
+    /// its chunk refs. Returns whether it was removed.
+    pub(crate) async fn remove_expired(
+        &self,
+        experiment: &str,
+        id: &[u8; 16],
+        now_s: i64,
+    ) -> Result<bool, EngineError> {
+        let rec = {
+            let _guard = self.artifact_lock.lock().await;
+            let (meta, exp, aid) = (self.meta.clone(), experiment.to_string(), *id);
+            blocking(move || {
+                let Some(rec) = meta.artifact(&exp, &aid)? else {
+                    return Ok(None);
+                };
+                if rec.expires_at.is_none_or(|t| t > now_s) {
+                    return Ok(None);
+                }
+                let mut b = meta.batch();
+                b.delete_artifact(&exp, &aid);
+                b.commit()?;
+                Ok(Some(rec))
+            })
+            .await?
+        };
+        let Some(rec) = rec else {
+            return Ok(false);
+        };
+        self.remove_refs(experiment, id, rec.manifest).await;
+        tracing::info!(experiment, artifact = %super::ingest::format_artifact_id(id), "expired artifact removed");
+        Ok(true)
+    }
+}
