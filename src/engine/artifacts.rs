@@ -447,6 +447,29 @@ impl Engine {
             .await
     }
 
+    /// Sets (or clears, with `None`) when an artifact expires, in Unix
+    /// seconds; a time in the past expires it at once (it stops being
+    /// served; GC removes it). Depositor or admin only.
+    pub async fn set_expiry(
+        &self,
+        experiment: &str,
+        caller: &Principal,
+        id: &[u8; 16],
+        expires_at: Option<i64>,
+    ) -> Result<ArtifactRecord, EngineError> {
+        let _guard = self.artifact_lock.lock().await;
+        let mut rec = self.managed(experiment, caller, id).await?;
+        rec.expires_at = expires_at;
+        let (meta, exp, id, r) = (self.meta.clone(), experiment.to_string(), *id, rec.clone());
+        blocking(move || {
+            let mut b = meta.batch();
+            b.put_artifact(&exp, &id, &r);
+            Ok(b.commit()?)
+        })
+        .await?;
+        Ok(rec)
+    }
+
     async fn change_grants(
         &self,
         experiment: &str,

@@ -1,0 +1,184 @@
+//! Shared fixtures for engine-level integration tests (GC, lifecycle):
+//! an engine over real RocksDB and a real fs blob store in a temp dir, plus
+//! deposit, fetch and storage-inspection helpers.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use eden_cas::auth::Principal;
+use eden_cas::auth::token::Secret;
+use eden_cas::blobs::{BlobStore, keys};
+use eden_cas::chunking::ChunkerParams;
+use eden_cas::engine::ingest::parse_artifact_id;
+use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
+use eden_cas::hash::Digest;
+use eden_cas::meta::Meta;
+use eden_cas::pack::{TRAILER_LEN, decode_trailer};
+use futures_util::StreamExt;
+
+/// The experiment every fixture deposits into.
+pub const EXP: &str = "exp_00000000000000000000000001";
+
+/// Small chunks (1/4/16 KiB), so small test data spans many chunks.
+pub fn small_chunker() -> ChunkerParams {
+    ChunkerParams {
+        min_bytes: 1024,
+        avg_bytes: 4096,
+        max_bytes: 16384,
+        normalization: 1,
+    }
+}
+
+/// An engine in a temp dir, with its runtime.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub engine: Arc<Engine>,
+}
+
+impl Fixture {
+    /// Small chunks, 256 KiB packs, no compression (stored = raw bytes).
+    pub fn new() -> Fixture {
+        Fixture::with(EngineConfig {
+            chunker: small_chunker(),
+            pack_target_bytes: 256 << 10,
+            compression_level: 0,
+            ..EngineConfig::default()
+        })
+    }
+
+    /// An engine with `cfg` over fresh stores.
+    pub fn with(cfg: EngineConfig) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = open(&dir.path().to_path_buf(), cfg);
+        Fixture { dir, engine }
+    }
+
+    /// The blob store's root directory.
+    pub fn blob_root(&self) -> PathBuf {
+        self.dir.path().join("blobs")
+    }
+}
+
+/// Opens the engine of a data dir (`meta/`, `blobs/`).
+pub fn open(dir: &PathBuf, cfg: EngineConfig) -> Arc<Engine> {
+    let meta = Meta::open(&dir.join("meta")).expect("open meta");
+    let blobs = BlobStore::fs(&dir.join("blobs")).expect("open blobs");
+    Engine::new(meta, blobs, cfg, Secret::new("test-admin-token-0123")).expect("engine")
+}
+
+/// A deposit request by the admin into [`EXP`].
+pub fn req() -> DepositRequest {
+    DepositRequest {
+        experiment: EXP.into(),
+        created_by: "admin".into(),
+        content_type: "application/octet-stream".into(),
+        filename: None,
+        expires_at: None,
+    }
+}
+
+/// Pseudo-random bytes from a seed (xorshift).
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 29) as u8
+        })
+        .collect()
+}
+
+/// Deposits `data` as the admin; returns the artifact id.
+pub async fn deposit(engine: &Arc<Engine>, data: &[u8]) -> [u8; 16] {
+    let receipt = engine
+        .deposit_bytes(req(), Bytes::copy_from_slice(data))
+        .await
+        .expect("deposit");
+    parse_artifact_id(&receipt.id).expect("artifact id")
+}
+
+/// Fetches a whole artifact as the admin: `None` if it is not served
+/// (absent or expired), `Err` if the read failed.
+pub async fn fetch(engine: &Arc<Engine>, id: &[u8; 16]) -> Result<Option<Vec<u8>>, EngineError> {
+    let Some(rec) = engine.artifact(EXP, id).await? else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(rec.size as usize);
+    let mut s = engine.read_range(&rec, 0, rec.size);
+    while let Some(part) = s.next().await {
+        out.extend_from_slice(&part?);
+    }
+    Ok(Some(out))
+}
+
+/// Deletes an artifact as the admin.
+pub async fn delete(engine: &Arc<Engine>, id: &[u8; 16]) {
+    engine
+        .delete_artifact(EXP, &Principal::Admin, id)
+        .await
+        .expect("delete");
+}
+
+/// What the blob store holds: pack objects, their total size, and the
+/// chunk bytes in them (size minus header, footer and trailer).
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub packs: usize,
+    pub bytes: u64,
+    pub chunk_bytes: u64,
+    pub manifests: usize,
+}
+
+/// Inspects the blob store.
+pub async fn stored(engine: &Arc<Engine>) -> Stored {
+    let blobs = engine.blobs();
+    let mut s = Stored::default();
+    for (key, size) in blobs.list(keys::PACKS).await.expect("list packs") {
+        s.packs += 1;
+        s.bytes += size;
+        let tail = blobs
+            .read_range(&key, size - TRAILER_LEN as u64, TRAILER_LEN as u64)
+            .await
+            .expect("read trailer");
+        let t = decode_trailer(&tail).expect("complete pack");
+        s.chunk_bytes += size - 8 - t.footer_len - TRAILER_LEN as u64;
+    }
+    s.manifests = blobs
+        .list(keys::MANIFESTS)
+        .await
+        .expect("list manifests")
+        .len();
+    s
+}
+
+/// Every indexed chunk id with its stored length.
+pub fn indexed(engine: &Arc<Engine>) -> Vec<(Digest, u32)> {
+    let mut out = Vec::new();
+    engine
+        .meta()
+        .scan_chunks(|id, loc| {
+            out.push((id, loc.stored_len));
+            true
+        })
+        .expect("scan chunks");
+    out
+}
+
+/// Chunk ids of content as the engine cuts it with `params`.
+pub fn chunk_ids(data: &[u8], params: ChunkerParams) -> HashSet<Digest> {
+    let mut ids = HashSet::new();
+    let mut c = eden_cas::chunking::StreamChunker::new(params).expect("chunker");
+    c.push(data, &mut |chunk: &[u8]| {
+        ids.insert(Digest::of(chunk));
+    });
+    c.finish(&mut |chunk: &[u8]| {
+        ids.insert(Digest::of(chunk));
+    });
+    ids
+}
