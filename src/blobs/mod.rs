@@ -1,8 +1,8 @@
 //! The blob store: an opendal `Operator` over one backend (fs, memory, s3,
 //! gcs, azblob — see [`backend`]) with timeout, retry, concurrency and
 //! tracing layers, the key layout of packs and manifests ([`keys`]), the
-//! startup probe ([`probe`]), per-kind request counters and a cache of
-//! verified chunks ([`cache`]).
+//! startup probe ([`probe`]), per-kind request counters, a cache of
+//! verified chunks ([`cache`]) and, for tests, fault injection ([`faults`]).
 //!
 //! Keeps invariant 5 (no overwrite): every object is written create-only
 //! (`If-None-Match: *` on object stores, `O_EXCL`-style on fs), and a
@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod cache;
+pub mod faults;
 pub mod keys;
 pub mod probe;
 
@@ -29,6 +30,7 @@ use opendal::{ErrorKind, Operator};
 
 pub use backend::{Backend, BlobSettings, SettingError};
 pub use cache::ChunkCache;
+pub use faults::{Fault, FaultLayer, FaultPlan, FaultSpec};
 
 /// Errors of the blob layer. "Object absent" is the only not-found.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,10 @@ pub struct BlobConfig {
     /// Size bound of the verified-chunk cache; 0 disables it
     /// (`chunk-cache-bytes`).
     pub chunk_cache_bytes: u64,
+    /// Tests only: a fault plan applied under every other layer (see
+    /// [`faults`]). No setting, variable or flag reaches it; `None` by
+    /// default.
+    pub faults: Option<Arc<FaultPlan>>,
 }
 
 /// Smallest multipart part S3 accepts (all parts but the last).
@@ -119,6 +125,7 @@ impl BlobConfig {
             max_concurrency: 64,
             part_bytes: part_bytes_for(64 << 20),
             chunk_cache_bytes,
+            faults: None,
         }
     }
 }
@@ -249,6 +256,14 @@ impl std::fmt::Debug for BlobStore {
 
 fn layered(op: Operator, cfg: &BlobConfig, counters: &Arc<BlobCounters>) -> Operator {
     let retry_counters = Arc::clone(counters);
+    // Injected faults sit directly on the backend, under everything else, so
+    // they travel the path of a real backend failure (timeout, retry, error
+    // mapping): a permanent one fails the operation at once, a transient one
+    // is retried.
+    let op = match &cfg.faults {
+        Some(plan) => op.layer(FaultLayer::new(Arc::clone(plan))),
+        None => op,
+    };
     // Order matters: the timeout sits under the retry, so each attempt has
     // its own deadline and a timed-out attempt is retried (opendal's advice).
     op.layer(
