@@ -313,8 +313,6 @@ async fn no_partial_manifest_object_after(spec: FaultSpec) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: on fs a failed manifest write leaves a partial object at its \
-            key, and write_manifest_object takes AlreadyExists for success"]
 async fn a_manifest_write_failing_midway_leaves_no_partial_object() {
     bounded(no_partial_manifest_object_after(
         FaultSpec::new(Fault::WriteError, keys::MANIFESTS).skip(1),
@@ -323,8 +321,6 @@ async fn a_manifest_write_failing_midway_leaves_no_partial_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: on fs a failed manifest close leaves a truncated object at \
-            its key, and write_manifest_object takes AlreadyExists for success"]
 async fn a_manifest_close_failing_leaves_no_partial_object() {
     bounded(no_partial_manifest_object_after(FaultSpec::new(
         Fault::CloseError,

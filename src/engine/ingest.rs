@@ -623,21 +623,54 @@ async fn index_pack(
 
 /// Writes the manifest to the blob store (`MANIFEST_MAGIC`, CBOR length u32
 /// LE, CBOR manifest, then 36-byte entries: id + raw length u32 LE), one
-/// segment in memory at a time. Content-addressed: an existing object is
-/// the same manifest.
+/// segment in memory at a time. Content-addressed: an existing object of
+/// the expected size is this very manifest. One of another size is the
+/// leftover of a write that failed or crashed midway (on fs an interrupted
+/// write leaves its partial file at the key): it is replaced.
 pub(crate) async fn write_manifest_object(
     engine: &Arc<Engine>,
     id: &Digest,
     manifest: &Manifest,
 ) -> Result<(), EngineError> {
     let key = keys::manifest(id);
-    let write = async {
-        let mut writer = engine.blobs.create(&key).await?;
-        let head = encode(manifest);
-        let mut first = Vec::with_capacity(12 + head.len());
-        first.extend_from_slice(MANIFEST_MAGIC);
-        first.extend_from_slice(&(head.len() as u32).to_le_bytes());
-        first.extend_from_slice(&head);
+    let head = encode(manifest);
+    let expected = (MANIFEST_MAGIC.len() + 4 + head.len()) as u64 + 36 * manifest.chunks;
+    for attempt in 0..2 {
+        match write_manifest_bytes(engine, &key, &head, manifest).await {
+            Err(EngineError::Blob(BlobError::AlreadyExists(_))) => {}
+            other => return other,
+        }
+        match engine.blobs.size(&key).await {
+            Ok(n) if n == expected => return Ok(()),
+            Ok(n) if attempt == 0 => {
+                tracing::warn!(%key, size = n, expected, "replacing a partial manifest object");
+                engine.blobs.delete(&key).await?;
+            }
+            Ok(n) => {
+                return Err(EngineError::Integrity(format!(
+                    "manifest object {key} is {n} bytes, expected {expected}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(EngineError::Internal(format!(
+        "manifest object {key} could not be written"
+    )))
+}
+
+async fn write_manifest_bytes(
+    engine: &Arc<Engine>,
+    key: &str,
+    head: &[u8],
+    manifest: &Manifest,
+) -> Result<(), EngineError> {
+    let mut writer = engine.blobs.create(key).await?;
+    let mut first = Vec::with_capacity(12 + head.len());
+    first.extend_from_slice(MANIFEST_MAGIC);
+    first.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    first.extend_from_slice(head);
+    let written = async {
         writer.write(Bytes::from(first)).await?;
         for seg in &manifest.segments {
             let meta = engine.meta.clone();
@@ -654,13 +687,15 @@ pub(crate) async fn write_manifest_object(
             }
             writer.write(Bytes::from(buf)).await?;
         }
-        writer.close().await?;
         Ok::<(), EngineError>(())
-    };
-    match write.await {
-        // Content-addressed: an existing object is this very manifest.
-        Err(EngineError::Blob(BlobError::AlreadyExists(_))) => Ok(()),
-        other => other,
+    }
+    .await;
+    match written {
+        Ok(()) => Ok(writer.close().await?),
+        Err(e) => {
+            writer.abort().await;
+            Err(e)
+        }
     }
 }
 
