@@ -28,7 +28,7 @@ fn cfg() -> EngineConfig {
 /// artifacts with their content.
 fn build(dir: &Path) -> Vec<([u8; 16], Vec<u8>)> {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let engine = open(&dir.to_path_buf(), cfg());
+    let engine = open(dir, cfg());
     let live = rt.block_on(async {
         let mut base = noise(300 << 10, 1);
         let mut all = Vec::new();
@@ -72,7 +72,7 @@ fn gc_cmd(dir: &Path) -> Command {
 /// pack holds a dead byte (a full GC ran last).
 fn verify(dir: &Path, live: &[([u8; 16], Vec<u8>)], exact: bool) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let engine = open(&dir.to_path_buf(), cfg());
+    let engine = open(dir, cfg());
     rt.block_on(async {
         for (id, data) in live {
             let got = fetch(&engine, id).await.expect("live artifact reads");

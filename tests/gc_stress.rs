@@ -22,10 +22,12 @@ use engine_support::*;
 const RUN_FOR: Duration = Duration::from_secs(6);
 const POOL: usize = 24;
 
+/// (id, content, may be deleted)
+type Live = Vec<([u8; 16], Vec<u8>, bool)>;
+
 struct Shared {
     pool: Vec<Vec<u8>>,
-    /// (id, content, may be deleted)
-    live: Mutex<Vec<([u8; 16], Vec<u8>, bool)>>,
+    live: Mutex<Live>,
     stop: AtomicBool,
     deposits: AtomicU64,
     deletes: AtomicU64,

@@ -53,7 +53,7 @@ impl Fixture {
     /// An engine with `cfg` over fresh stores.
     pub fn with(cfg: EngineConfig) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
-        let engine = open(&dir.path().to_path_buf(), cfg);
+        let engine = open(dir.path(), cfg);
         Fixture { dir, engine }
     }
 
@@ -64,7 +64,7 @@ impl Fixture {
 }
 
 /// Opens the engine of a data dir (`meta/`, `blobs/`).
-pub fn open(dir: &PathBuf, cfg: EngineConfig) -> Arc<Engine> {
+pub fn open(dir: &std::path::Path, cfg: EngineConfig) -> Arc<Engine> {
     let meta = Meta::open(&dir.join("meta")).expect("open meta");
     let blobs = BlobStore::fs(&dir.join("blobs")).expect("open blobs");
     Engine::new(meta, blobs, cfg, Secret::new("test-admin-token-0123")).expect("engine")
