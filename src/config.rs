@@ -479,6 +479,48 @@ mod tests {
         assert!(err.contains("lisen"), "{err}");
     }
 
+    #[test]
+    fn lifecycle_settings_resolve_and_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        std::fs::write(&path, "").unwrap();
+        let c = Config::resolve(&o).unwrap();
+        assert_eq!(c.gc_interval, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(c.gc_compact_below, 0.8);
+        assert_eq!(c.engine.retention.ttl_for("exp_a"), None);
+        std::fs::write(
+            &path,
+            "gc-interval = \"0s\"\ngc-compact-below = 0.5\ndefault-artifact-ttl = \"30d\"\n\
+             [experiment-ttl]\nexp_a = \"1h\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(&o).unwrap();
+        assert_eq!(c.gc_interval, None, "0s disables");
+        assert_eq!(c.gc_compact_below, 0.5);
+        let r = &c.engine.retention;
+        assert_eq!(r.ttl_for("exp_a"), Some(Duration::from_secs(3600)));
+        assert_eq!(r.ttl_for("exp_b"), Some(Duration::from_secs(30 * 86400)));
+        for bad in [
+            "gc-compact-below = 1.5\n",
+            "gc-interval = \"soon\"\n",
+            "default-artifact-ttl = \"0s\"\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(Config::resolve(&o).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_config_file_parses() {
+        let file: FileConfig = toml::from_str(include_str!("../deploy/eden-cas.toml")).unwrap();
+        assert_eq!(file.gc_compact_below, Some(0.8));
+        assert_eq!(file.gc_interval.as_deref(), Some("6h"));
+    }
+
     fn blobs(file: &str, o: &Overrides) -> Result<BlobConfig, ConfigError> {
         let file: FileConfig = toml::from_str(file).unwrap();
         resolve_blobs(o, &file, Path::new("/data"), 64 << 20, &|_| None)
