@@ -1,9 +1,10 @@
 //! Builds a store for the GC benchmark (`benches/gc_bench.sh`): a series of
 //! checkpoints, each rewriting a share of the previous one, deposited with
 //! small chunks (avg 4 KiB) so a few hundred MB make a store of 100k+
-//! chunks; then every other checkpoint is deleted.
+//! chunks; then half of the series is deleted: the oldest half (`oldest`,
+//! what retention does) or every other checkpoint (`alternate`).
 //!
-//! `cargo run --release --example gc_fixture -- DIR [CHECKPOINTS] [MIB] [CHANGED%]`
+//! `cargo run --release --example gc_fixture -- DIR [CHECKPOINTS] [MIB] [CHANGED%] [oldest|alternate]`
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -38,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     let n: u64 = args.get(2).map_or(Ok(12), |s| s.parse())?;
     let mib: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
     let pct: usize = args.get(4).map_or(Ok(10), |s| s.parse())?;
+    let alternate = args.get(5).is_some_and(|m| m == "alternate");
     std::fs::create_dir_all(&dir)?;
     let meta = Meta::open(&dir.join("meta"))?;
     let blobs = BlobStore::fs(&dir.join("blobs"))?;
@@ -90,7 +92,12 @@ fn main() -> anyhow::Result<()> {
             ids.push(parse_artifact_id(&r.id).ok_or_else(|| anyhow::anyhow!("bad id"))?);
         }
         let built = start.elapsed();
-        for id in ids.iter().step_by(2) {
+        let doomed: Vec<&[u8; 16]> = if alternate {
+            ids.iter().step_by(2).collect()
+        } else {
+            ids.iter().take(ids.len() / 2).collect()
+        };
+        for id in &doomed {
             engine.delete_artifact(EXP, &Principal::Admin, id).await?;
         }
         let meta = engine.meta().clone();
@@ -103,11 +110,16 @@ fn main() -> anyhow::Result<()> {
         let packs: u64 = meta.packs()?.iter().map(|(_, p)| p.bytes).sum();
         println!(
             "fixture: {n} checkpoints of {mib} MiB, {pct}% rewritten each; {chunks} chunks indexed \
-             ({:.1} MiB), {:.1} MiB of packs; built in {:.1} s; deleted {} checkpoints",
+             ({:.1} MiB), {:.1} MiB of packs; built in {:.1} s; deleted {} checkpoints ({})",
             bytes as f64 / 1048576.0,
             packs as f64 / 1048576.0,
             built.as_secs_f64(),
-            ids.len().div_ceil(2)
+            doomed.len(),
+            if alternate {
+                "every other one"
+            } else {
+                "the oldest half"
+            }
         );
         meta.flush()?;
         anyhow::Ok(())

@@ -41,7 +41,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde::Serialize;
 use ulid::Ulid;
 
@@ -869,9 +868,11 @@ impl Compactor {
         self.builder.is_empty()
     }
 
-    /// Reads the chunks to move from `pack` with coalesced ranged reads,
-    /// verifies each, and appends its stored bytes to the output. Fails
-    /// (adding nothing) if any chunk does not verify.
+    /// Reads the chunks to move from `pack` with coalesced ranged reads of
+    /// at most [`READ_SPAN`], verifies each, and appends its stored bytes to
+    /// the output, one span at a time (memory: a span and a part). On a chunk
+    /// that does not verify it stops with an error: the chunks copied so far
+    /// still move, but the pack is not emptied, so it stays.
     async fn copy(
         &mut self,
         pack: u128,
@@ -879,7 +880,6 @@ impl Compactor {
     ) -> Result<(), EngineError> {
         moves.sort_by_key(|(e, _)| e.offset);
         let key = keys::pack(Ulid(pack));
-        let mut verified: Vec<(PackEntry, ChunkLocation, Bytes)> = Vec::with_capacity(moves.len());
         let mut i = 0;
         while i < moves.len() {
             // One ranged read for the chunks that fit in READ_SPAN (at least one).
@@ -900,30 +900,32 @@ impl Compactor {
                 .read_range(&key, start, end - start)
                 .await?;
             let group: Vec<(PackEntry, ChunkLocation)> = moves[i..j].to_vec();
-            let checked = blocking(move || {
-                group
-                    .into_iter()
-                    .map(|(e, loc)| {
-                        let rel = (e.offset - start) as usize;
-                        let stored = span.slice(rel..rel + e.stored_len as usize);
-                        decode_chunk(&e.id, e.codec, e.raw_len, stored.clone()).map_err(|err| {
-                            EngineError::Integrity(format!("{err} (pack {})", Ulid(pack)))
-                        })?;
-                        Ok((e, loc, stored))
-                    })
-                    .collect::<Result<Vec<_>, EngineError>>()
+            let (verified, failure) = blocking(move || {
+                let mut ok = Vec::with_capacity(group.len());
+                for (e, loc) in group {
+                    let rel = (e.offset - start) as usize;
+                    let stored = span.slice(rel..rel + e.stored_len as usize);
+                    if let Err(err) = decode_chunk(&e.id, e.codec, e.raw_len, stored.clone()) {
+                        let why = format!("{err} (pack {})", Ulid(pack));
+                        return Ok((ok, Some(EngineError::Integrity(why))));
+                    }
+                    ok.push((e, loc, stored));
+                }
+                Ok((ok, None))
             })
             .await?;
-            verified.extend(checked);
-            i = j;
-        }
-        for (e, loc, stored) in verified {
-            self.builder.add_stored(e.id, &stored, e.raw_len, e.codec);
-            self.moves.push((e.id, loc));
-            if self.builder.pending_len() >= 8 << 20 {
+            for (e, loc, stored) in verified {
+                self.builder.add_stored(e.id, &stored, e.raw_len, e.codec);
+                self.moves.push((e.id, loc));
+            }
+            if self.builder.pending_len() >= READ_SPAN as usize {
                 let part = self.builder.take_pending();
                 self.sink.write_part(part).await?;
             }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            i = j;
         }
         Ok(())
     }
