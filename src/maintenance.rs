@@ -4,14 +4,22 @@
 //! lock refuses a second opener with a clear message. A running server
 //! offers `gc`, `fsck` and `backup` under `/cas/v1/admin/`.
 //!
+//! `reindex`, `backup` and `restore` are thin: the work is in
+//! `engine/recovery.rs` and `engine/backup.rs` (see
+//! `docs/operations/recovery.md`).
+//!
 //! Exit codes: 0 all well, 1 a problem was found (fsck) or the command
 //! failed.
 
 use std::process::ExitCode;
 
+use crate::blobs::BlobStore;
 use crate::cli::ServeArgs;
 use crate::config::{Config, Overrides};
+use crate::engine::backup::{self, dir_has_entries};
 use crate::engine::gc::{GcOptions, GcReport};
+use crate::engine::recovery;
+use crate::server;
 
 /// One maintenance command.
 #[derive(Debug, Clone)]
@@ -73,13 +81,117 @@ pub fn run(args: &ServeArgs, task: Task) -> ExitCode {
 async fn dispatch(config: &Config, task: Task) -> anyhow::Result<ExitCode> {
     match task {
         Task::Gc { dry_run, json } => gc(config, dry_run, json).await,
-        other => anyhow::bail!("{other:?} is not implemented yet"),
+        Task::Fsck { .. } => anyhow::bail!("{task:?} is not implemented yet"),
+        Task::Reindex => reindex(config).await,
+        Task::Backup => backup(config).await,
+        Task::Restore { from } => restore(config, from).await,
+    }
+}
+
+/// Probes the blob store as `serve` does, so a bad setting stops the
+/// command with the line that names the fix.
+async fn probe_blobs(config: &Config) -> anyhow::Result<()> {
+    crate::blobs::probe::check(&config.blobs).await?;
+    Ok(())
+}
+
+/// `eden-cas reindex`: rebuild the chunk index and manifests from the blob
+/// store; print the report.
+async fn reindex(config: &Config) -> anyhow::Result<ExitCode> {
+    probe_blobs(config).await?;
+    let engine = server::open_engine_for_recovery(config)?;
+    let report = recovery::reindex(engine.meta(), engine.blobs()).await?;
+    print!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `eden-cas backup`: write a metadata backup to the blob store.
+async fn backup(config: &Config) -> anyhow::Result<ExitCode> {
+    probe_blobs(config).await?;
+    let engine = server::open_engine(config)?;
+    let report = engine.backup().await?;
+    println!(
+        "backup {} written: {} files, {} bytes, under backups/{}/ in {}",
+        report.name,
+        report.files,
+        report.bytes,
+        report.name,
+        engine.blobs().describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `eden-cas restore`: put a backup in place of a missing metadata
+/// directory, then reindex so packs written after the backup are indexed.
+async fn restore(config: &Config, from: Option<String>) -> anyhow::Result<ExitCode> {
+    let meta_dir = config.data_dir.join("meta");
+    if dir_has_entries(&meta_dir) {
+        anyhow::bail!(
+            "{} exists and is not empty: restore never writes over metadata. Stop the server, \
+             move the directory aside (e.g. `mv {0} {0}.old`) and run restore again",
+            meta_dir.display()
+        );
+    }
+    probe_blobs(config).await?;
+    let blobs = BlobStore::open(&config.blobs)?;
+    let listing = backup::list_backups(&blobs).await?;
+    let name = match from {
+        Some(name) if listing.complete.contains(&name) => name,
+        Some(name) if listing.incomplete.contains(&name) => anyhow::bail!(
+            "backup {name} is incomplete (no {}: it was interrupted); complete backups: {}",
+            backup::BACKUP_INDEX,
+            names(&listing.complete)
+        ),
+        Some(name) => anyhow::bail!(
+            "no backup named {name} under backups/ in {}; complete backups: {}",
+            blobs.describe(),
+            names(&listing.complete)
+        ),
+        None => match listing.complete.last() {
+            Some(name) => name.clone(),
+            None => anyhow::bail!(
+                "no complete backup under backups/ in {}: nothing to restore from \
+                 (`eden-cas reindex` rebuilds what the blob store alone holds)",
+                blobs.describe()
+            ),
+        },
+    };
+    std::fs::create_dir_all(&config.data_dir)?;
+    let restored = backup::restore_backup(&blobs, &meta_dir, &name).await?;
+    println!(
+        "restored backup {} (taken {}): {} files, {} bytes into {}",
+        restored.name,
+        restored.created_at,
+        restored.files,
+        restored.bytes,
+        meta_dir.display()
+    );
+    drop(blobs);
+    let engine = server::open_engine_for_recovery(config)?;
+    let report = recovery::reindex(engine.meta(), engine.blobs()).await?;
+    print!("{report}");
+    if !report.unclaimed_manifests.is_empty() {
+        println!(
+            "{} unclaimed manifests: content committed after the backup (or deleted and not \
+             yet collected); their bytes are intact, see docs/operations/recovery.md",
+            report.unclaimed_manifests.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn names(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
     }
 }
 
 /// `eden-cas gc`: one full run; the report on stdout.
 async fn gc(config: &Config, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let engine = crate::server::open_engine(config)?;
+    probe_blobs(config).await?;
+    let engine = server::open_engine(config)?;
     let opts = GcOptions {
         dry_run,
         compact_below: config.gc_compact_below,

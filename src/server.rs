@@ -20,7 +20,7 @@ use crate::auth::token::{Secret, mint_token};
 use crate::blobs::probe::{self, ProbeError, ProbeReport};
 use crate::blobs::{Backend, BlobStore};
 use crate::config::Config;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, recovery};
 use crate::http::{self, AppState};
 use crate::meta::Meta;
 
@@ -113,7 +113,32 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// Opens the stores and builds the engine for `config`.
+///
+/// When the metadata directory is new (or a reindex was interrupted, see
+/// [`recovery::REINDEX_PENDING`]), the chunk index and manifests are first
+/// rebuilt from the blob store, so a lost RocksDB directory never makes
+/// committed bytes look absent (and never lets GC see an empty index over
+/// a full store). If the blob store held data, a warning says that artifact
+/// records, grants, the registry and tokens need `eden-cas restore`. On a
+/// brand-new store this costs two list calls.
 pub fn open_engine(config: &Config) -> Result<std::sync::Arc<Engine>, ServerError> {
+    let (engine, fresh) = open_stores(config)?;
+    let pending = recovery::reindex_pending(engine.meta())?;
+    if pending {
+        auto_reindex(config, &engine, fresh)?;
+    }
+    Ok(engine)
+}
+
+/// Opens the stores and builds the engine without the automatic reindex:
+/// for `eden-cas reindex` and `eden-cas restore`, which run it themselves.
+pub fn open_engine_for_recovery(config: &Config) -> Result<std::sync::Arc<Engine>, ServerError> {
+    Ok(open_stores(config)?.0)
+}
+
+/// Opens the stores; says whether the metadata was new (never used by an
+/// engine), in which case it is marked as owing a reindex.
+fn open_stores(config: &Config) -> Result<(std::sync::Arc<Engine>, bool), ServerError> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
         path: dir.clone(),
@@ -121,10 +146,18 @@ pub fn open_engine(config: &Config) -> Result<std::sync::Arc<Engine>, ServerErro
     })?;
     let token = admin_token(dir)?;
     let meta_dir = dir.join("meta");
-    let meta = Meta::open(&meta_dir).map_err(|source| ServerError::Meta {
-        path: meta_dir,
+    let meta_err = |source| ServerError::Meta {
+        path: meta_dir.clone(),
         source,
-    })?;
+    };
+    let meta = Meta::open(&meta_dir).map_err(meta_err)?;
+    // New (or created but never used, e.g. after a crash right here).
+    let fresh = recovery::is_new_metadata(&meta)?;
+    if fresh {
+        // Before anything else: a crash from here on still owes the reindex.
+        meta.set_system(recovery::REINDEX_PENDING, b"1")
+            .map_err(meta_err)?;
+    }
     let blobs = BlobStore::open(&config.blobs)?;
     tracing::info!(
         data_dir = %dir.display(),
@@ -133,7 +166,73 @@ pub fn open_engine(config: &Config) -> Result<std::sync::Arc<Engine>, ServerErro
         chunk_cache_bytes = config.blobs.chunk_cache_bytes,
         "stores opened"
     );
-    Ok(Engine::new(meta, blobs, config.engine.clone(), token)?)
+    Ok((
+        Engine::new(meta, blobs, config.engine.clone(), token)?,
+        fresh,
+    ))
+}
+
+/// Runs the owed reindex before the engine is used.
+///
+/// `open_engine` is synchronous and may be called on a runtime thread, so
+/// the reindex runs on a thread of its own with a runtime of its own, over a
+/// blob store handle of its own (connections made on that short-lived
+/// runtime must not end up pooled in the engine's client).
+fn auto_reindex(
+    config: &Config,
+    engine: &std::sync::Arc<Engine>,
+    fresh: bool,
+) -> Result<(), ServerError> {
+    let meta = engine.meta().clone();
+    if matches!(config.blobs.backend, Backend::Memory) {
+        // Nothing survives a process on memory://: nothing to recover.
+        return meta
+            .delete_system(recovery::REINDEX_PENDING)
+            .map_err(|source| ServerError::Meta {
+                path: meta.path().to_path_buf(),
+                source,
+            });
+    }
+    if !fresh {
+        tracing::warn!(
+            "a reindex is owed (an earlier reindex or a restore did not finish): running it \
+             before serving"
+        );
+    }
+    let blob_cfg = config.blobs.clone();
+    let internal = |m: String| ServerError::Engine(EngineError::Internal(m));
+    let report = std::thread::scope(|s| {
+        s.spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| internal(format!("reindex runtime: {e}")))?;
+            rt.block_on(async {
+                let blobs = BlobStore::open(&blob_cfg)?;
+                Ok::<_, ServerError>(recovery::reindex(&meta, &blobs).await?)
+            })
+        })
+        .join()
+    })
+    .map_err(|_| internal("the reindex thread panicked".into()))??;
+    if fresh && report.found_data() {
+        tracing::warn!(
+            packs = report.packs_indexed,
+            chunks = report.chunks_indexed,
+            manifests = report.manifests_scanned,
+            unclaimed_manifests = report.unclaimed_manifests.len(),
+            partial_packs = report.partial_packs.len(),
+            "the metadata directory was new but the blob store already holds data: the chunk \
+             index and manifests were rebuilt from it, so every committed artifact's bytes are \
+             intact. Artifact records (ids, ACL grants, expiry, provenance), workers, groups, \
+             tokens and upload sessions are NOT in the blob store: stop the server, move \
+             <data-dir>/meta aside and run `eden-cas restore` to bring them back from the newest \
+             backup (docs/operations/recovery.md)"
+        );
+    } else if !fresh {
+        tracing::info!(chunks = report.chunks_indexed, "reindex finished");
+    }
+    Ok(())
 }
 
 /// Creates the data directory and probes the blob store.

@@ -4,6 +4,7 @@
 //! ```text
 //! packs/<xx>/<pack-ulid>.pack
 //! manifests/<xx>/<manifest-blake3-hex>.manifest
+//! backups/<yyyymmddThhmmssZ>/<file>   (metadata backups; BACKUP.json last)
 //! _eden_cas_probe/<ulid>      (startup probe; deleted right after)
 //! ```
 
@@ -15,6 +16,8 @@ use crate::hash::Digest;
 pub const PACKS: &str = "packs/";
 /// Prefix of all manifests.
 pub const MANIFESTS: &str = "manifests/";
+/// Prefix of all metadata backups.
+pub const BACKUPS: &str = "backups/";
 
 /// Key of a pack.
 pub fn pack(id: Ulid) -> String {
@@ -40,14 +43,18 @@ pub fn parse_pack(key: &str) -> Option<Ulid> {
 
 /// The manifest id inside a manifest key, if it is one.
 pub fn parse_manifest(key: &str) -> Option<Digest> {
-    let name = key
-        .strip_prefix(MANIFESTS)?
-        .split('/')
-        .nth(1)?
-        .strip_suffix(".manifest")?;
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(name, &mut out).ok()?;
-    Digest::from_slice(&out)
+    let mut parts = key.strip_prefix(MANIFESTS)?.split('/');
+    let shard = parts.next()?;
+    let hex = parts.next()?.strip_suffix(".manifest")?;
+    if parts.next().is_some() || !hex.starts_with(shard) {
+        return None;
+    }
+    hex.parse().ok()
+}
+
+/// Key of a file of a metadata backup.
+pub fn backup_file(backup: &str, file: &str) -> String {
+    format!("{BACKUPS}{backup}/{file}")
 }
 
 #[cfg(test)]
@@ -64,5 +71,18 @@ mod tests {
         assert_eq!(parse_manifest(&manifest(&m)), Some(m));
         assert_eq!(parse_manifest("manifests/ab/zz.manifest"), None);
         assert_eq!(parse_pack("packs/zz/nope.pack"), None);
+    }
+
+    #[test]
+    fn manifest_keys_round_trip() {
+        let id = Digest::of(b"manifest");
+        assert_eq!(parse_manifest(&manifest(&id)), Some(id));
+        assert_eq!(parse_manifest("manifests/zz/nope.manifest"), None);
+        let h = id.to_hex();
+        let wrong = if h.starts_with("00") { "11" } else { "00" };
+        assert_eq!(
+            parse_manifest(&format!("manifests/{wrong}/{h}.manifest")),
+            None
+        );
     }
 }

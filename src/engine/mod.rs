@@ -2,15 +2,18 @@
 //!
 //! It owns ingest (stream → chunks → dedup → packs → commit), verified reads,
 //! artifact management (listing, grants, delete), resumable upload sessions,
-//! and the worker/group registry. It knows nothing of HTTP: callers get
+//! the worker/group registry, and metadata recovery (`recovery.rs`: reindex
+//! from the blob store; `backup.rs`: backups and restore). It knows nothing of HTTP: callers get
 //! values or an [`EngineError`], and `http/` decides what status that is.
 
 pub mod artifacts;
+pub mod backup;
 pub mod gc;
 pub mod ingest;
 mod pins;
 pub mod read;
 mod readback;
+pub mod recovery;
 pub mod registry;
 pub mod uploads;
 

@@ -85,3 +85,28 @@ pub async fn authorize(req: &HttpRequest, engine: &Arc<Engine>) -> Result<Caller
         principal,
     })
 }
+
+/// Authenticates a deployment-wide admin route (`/cas/v1/admin/…`, no
+/// experiment): only the deployment admin bearer passes. Missing, malformed
+/// or wrong → 401; a well-formed worker bearer → 403 without any lookup
+/// (workers exist only inside an experiment, and these routes have none).
+pub async fn authorize_deployment_admin(
+    req: &HttpRequest,
+    engine: &Arc<Engine>,
+) -> Result<(), ApiError> {
+    let header = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| unauthorized())?),
+    };
+    let creds = parse_authorization(header).map_err(|_| unauthorized())?;
+    if !creds.principal.is_admin() {
+        return Err(ApiError::forbidden(
+            "admin endpoints take the deployment admin bearer only",
+        ));
+    }
+    engine
+        .authenticate("", &creds)
+        .await
+        .map_err(|_| unauthorized())?;
+    Ok(())
+}

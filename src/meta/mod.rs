@@ -6,6 +6,7 @@
 //! engine runs them off the async executor.
 
 pub mod records;
+pub mod recovery;
 pub mod uploads;
 
 use std::path::Path;

@@ -1,36 +1,21 @@
 //! `/cas/v1/admin/…`: store-wide operations for the deployment admin bearer
-//! only (no experiment in the path; a worker bearer answers 403).
+//! only (no experiment in the path; a worker bearer answers 403):
 //!
-//! - `POST /cas/v1/admin/gc[?dry_run=true]` → the GC report.
+//! - `POST /cas/v1/admin/gc[?dry_run=true]` → the GC report;
+//! - `POST /cas/v1/admin/backup` → `{"name", "files", "bytes"}` once a
+//!   metadata backup is complete in the blob store (`Engine::backup`); the
+//!   request lasts as long as the upload; backups run one at a time.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{AppState, engine, json};
-use crate::auth::{Principal, parse_authorization};
+use serde_json::json;
+
 use crate::engine::gc::GcOptions;
-use crate::http::auth::unauthorized;
+use crate::http::auth::authorize_deployment_admin;
 use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
-
-/// 401 unless the bearer is the deployment admin's; 403 for a worker.
-async fn require_admin(req: &HttpRequest, state: &web::Data<AppState>) -> Result<(), ApiError> {
-    let header = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| unauthorized())?),
-    };
-    let creds = parse_authorization(header).map_err(|_| unauthorized())?;
-    if !matches!(creds.principal, Principal::Admin) {
-        return Err(ApiError::forbidden(
-            "store-wide operations need the deployment admin bearer",
-        ));
-    }
-    engine(state)
-        .authenticate("", &creds)
-        .await
-        .map_err(|_| unauthorized())?;
-    Ok(())
-}
 
 /// A boolean query flag: absent is false; `true`/`1` and `false`/`0`.
 fn flag(req: &HttpRequest, name: &str) -> Result<bool, ApiError> {
@@ -49,7 +34,9 @@ fn flag(req: &HttpRequest, name: &str) -> Result<bool, ApiError> {
 /// in progress) → 200 with the report.
 pub async fn gc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    require_admin(&req, &state).await.map_err(at)?;
+    authorize_deployment_admin(&req, engine(&state))
+        .await
+        .map_err(at)?;
     let dry_run = flag(&req, "dry_run").map_err(at)?;
     let opts = GcOptions {
         dry_run,
@@ -67,4 +54,19 @@ pub async fn gc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
         ))
     })?;
     Ok(json(StatusCode::OK, &body))
+}
+
+/// `POST /cas/v1/admin/backup` → 200 `{"name","files","bytes"}`.
+pub async fn backup(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let engine = engine(&state);
+    authorize_deployment_admin(&req, engine).await.map_err(at)?;
+    let report = engine.backup().await.map_err(|e| at(e.into()))?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"name": report.name, "files": report.files, "bytes": report.bytes}),
+    ))
 }

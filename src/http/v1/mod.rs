@@ -1,6 +1,7 @@
 //! The native surface, `/cas/v1/experiments/{E}/…` (spec: `docs/api.md`):
 //! raw deposits, fetch by id with ranges and conditional requests, metadata,
-//! listing, grants, delete and resumable upload sessions.
+//! listing, grants, delete and resumable upload sessions; and the
+//! deployment admin routes under `/cas/v1/admin/` (backup).
 //!
 //! Same authentication, experiment check and ACL as `/v0/` (`http/auth.rs`,
 //! `Engine::check_read`), so an artifact deposited through one surface is
@@ -73,6 +74,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(not_found)),
     )
     .service(resource("/cas/v1/admin/gc").route(web::post().to(admin::gc)))
+    .service(resource("/cas/v1/admin/backup").route(web::post().to(admin::backup)))
     .service(web::scope(PREFIX).default_service(web::to(not_found)));
 }
 

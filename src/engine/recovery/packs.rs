@@ -1,0 +1,343 @@
+//! Reindex, part 1: the chunk index (`chunks-v1`) and pack records
+//! (`packs-v1`) from pack footers; see the parent module for the rule.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{ObjectProblem, ReindexReport};
+use crate::blobs::{BlobError, BlobStore, keys};
+use crate::engine::{EngineError, blocking};
+use crate::hash::Digest;
+use crate::meta::Meta;
+use crate::meta::records::{ChunkLocation, PackRecord};
+use crate::pack::{HEADER_MAGIC, PackEntry, TRAILER_LEN, decode_footer, decode_trailer};
+
+/// Bytes read from the end of a pack in one request: trailer plus a footer
+/// of up to ~1300 entries (a 64 MiB pack of 64 KiB chunks has ~1000).
+const PACK_TAIL_BYTES: u64 = 64 << 10;
+/// Footers of other packs kept while checking existing index entries.
+const FOOTER_CACHE: usize = 4;
+/// Deletions per batch when dropping stale index entries.
+const DROP_BATCH: usize = 10_000;
+
+/// A pack object as listed.
+struct ListedPack {
+    id: u128,
+    key: String,
+    size: u64,
+}
+
+fn find_listed(listed: &[ListedPack], id: u128) -> Option<&ListedPack> {
+    listed
+        .binary_search_by_key(&id, |p| p.id)
+        .ok()
+        .map(|i| &listed[i])
+}
+
+/// What the end of a pack object says.
+enum FooterRead {
+    /// A complete pack and its entries.
+    Valid(Vec<PackEntry>),
+    /// No valid trailer: an interrupted write.
+    Partial,
+    /// A trailer, but the footer does not check out.
+    Corrupt(String),
+    /// The object disappeared after it was listed.
+    Gone,
+}
+
+/// Reads and checks a pack's trailer and footer (usually one ranged read).
+async fn read_footer(blobs: &BlobStore, key: &str, size: u64) -> Result<FooterRead, EngineError> {
+    let header = HEADER_MAGIC.len() as u64;
+    let trailer_len = TRAILER_LEN as u64;
+    if size < header + trailer_len {
+        return Ok(FooterRead::Partial);
+    }
+    let tail_len = size.min(PACK_TAIL_BYTES);
+    let tail = match blobs.read_range(key, size - tail_len, tail_len).await {
+        Ok(t) => t,
+        Err(BlobError::NotFound(_)) => return Ok(FooterRead::Gone),
+        Err(e) => return Err(e.into()),
+    };
+    let Ok(trailer) = decode_trailer(&tail[tail.len() - TRAILER_LEN..]) else {
+        return Ok(FooterRead::Partial);
+    };
+    let body_end = size - trailer_len;
+    if trailer.footer_len > body_end - header {
+        return Ok(FooterRead::Corrupt("footer longer than the pack".into()));
+    }
+    let footer_start = body_end - trailer.footer_len;
+    let footer: Bytes = if trailer.footer_len + trailer_len <= tail_len {
+        let from = (tail_len - trailer_len - trailer.footer_len) as usize;
+        tail.slice(from..tail.len() - TRAILER_LEN)
+    } else {
+        match blobs
+            .read_range(key, footer_start, trailer.footer_len)
+            .await
+        {
+            Ok(f) => f,
+            Err(BlobError::NotFound(_)) => return Ok(FooterRead::Gone),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let Ok(entries) = decode_footer(&footer, &trailer) else {
+        return Ok(FooterRead::Corrupt(
+            "footer does not match the BLAKE3 in its trailer".into(),
+        ));
+    };
+    if let Some(e) = entries.iter().find(|e| {
+        e.offset < header || e.offset.saturating_add(u64::from(e.stored_len)) > footer_start
+    }) {
+        return Ok(FooterRead::Corrupt(format!(
+            "footer entry for chunk {} lies outside the chunk area",
+            e.id.to_hex()
+        )));
+    }
+    Ok(FooterRead::Valid(entries))
+}
+
+type FooterMap = HashMap<Digest, PackEntry>;
+
+fn footer_map(entries: &[PackEntry]) -> FooterMap {
+    let mut map = HashMap::with_capacity(entries.len());
+    for e in entries {
+        map.entry(e.id).or_insert(*e);
+    }
+    map
+}
+
+/// The last few footers read, `None` for a pack that is not complete.
+#[derive(Default)]
+struct FooterCache {
+    recent: VecDeque<(u128, Option<Arc<FooterMap>>)>,
+}
+
+impl FooterCache {
+    fn insert(&mut self, id: u128, footer: Option<Arc<FooterMap>>) {
+        if self.recent.len() >= FOOTER_CACHE {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((id, footer));
+    }
+
+    async fn load(
+        &mut self,
+        blobs: &BlobStore,
+        listed: &[ListedPack],
+        id: u128,
+    ) -> Result<Option<Arc<FooterMap>>, EngineError> {
+        if let Some((_, f)) = self.recent.iter().find(|(p, _)| *p == id) {
+            return Ok(f.clone());
+        }
+        let footer = match find_listed(listed, id) {
+            None => None,
+            Some(p) => match read_footer(blobs, &p.key, p.size).await? {
+                FooterRead::Valid(entries) => Some(Arc::new(footer_map(&entries))),
+                FooterRead::Partial | FooterRead::Corrupt(_) | FooterRead::Gone => None,
+            },
+        };
+        self.insert(id, footer.clone());
+        Ok(footer)
+    }
+}
+
+/// The index entry a footer entry of `pack` stands for.
+fn location(pack: u128, e: &PackEntry) -> ChunkLocation {
+    ChunkLocation {
+        pack,
+        offset: e.offset,
+        stored_len: e.stored_len,
+        raw_len: e.raw_len,
+        codec: e.codec,
+    }
+}
+
+/// Unix seconds of a pack id's ULID timestamp.
+fn ulid_secs(id: u128) -> i64 {
+    (ulid::Ulid(id).timestamp_ms() / 1000) as i64
+}
+
+/// Indexes every complete pack, newest first. Returns the sorted ids of the
+/// packs whose index entries stay valid (complete ones, and corrupt ones
+/// left for fsck).
+pub(super) async fn reindex_packs(
+    meta: &Meta,
+    blobs: &BlobStore,
+    report: &mut ReindexReport,
+) -> Result<Vec<u128>, EngineError> {
+    let mut listed = Vec::new();
+    for (key, size) in blobs.list(keys::PACKS).await? {
+        match keys::parse_pack(&key) {
+            Some(id) => listed.push(ListedPack {
+                id: id.0,
+                key,
+                size,
+            }),
+            None => report.foreign_objects.push(key),
+        }
+    }
+    listed.sort_by_key(|p| p.id);
+    listed.dedup_by_key(|p| p.id);
+    report.packs_scanned = listed.len() as u64;
+    let mut kept = Vec::new();
+    let mut cache = FooterCache::default();
+    // Newest first: the first complete pack to offer a chunk is the newest
+    // holding it, which is what an unusable existing entry is replaced by.
+    for pack in listed.iter().rev() {
+        match read_footer(blobs, &pack.key, pack.size).await? {
+            FooterRead::Valid(entries) => {
+                let map = Arc::new(footer_map(&entries));
+                index_pack(meta, blobs, &listed, &mut cache, pack, entries, report).await?;
+                cache.insert(pack.id, Some(map));
+                kept.push(pack.id);
+                report.packs_indexed += 1;
+            }
+            FooterRead::Partial => {
+                tracing::info!(key = %pack.key, "partial pack (no valid trailer): not indexed");
+                cache.insert(pack.id, None);
+                report.partial_packs.push(pack.key.clone());
+            }
+            FooterRead::Corrupt(reason) => {
+                tracing::warn!(key = %pack.key, %reason, "corrupt pack footer: not indexed");
+                cache.insert(pack.id, None);
+                kept.push(pack.id);
+                report.corrupt_packs.push(ObjectProblem {
+                    key: pack.key.clone(),
+                    reason,
+                });
+            }
+            FooterRead::Gone => {
+                tracing::info!(key = %pack.key, "pack vanished while reindexing");
+                cache.insert(pack.id, None);
+            }
+        }
+    }
+    kept.sort_unstable();
+    Ok(kept)
+}
+
+/// Indexes one complete pack in one batch (see [`reindex`] for the rule).
+async fn index_pack(
+    meta: &Meta,
+    blobs: &BlobStore,
+    listed: &[ListedPack],
+    cache: &mut FooterCache,
+    pack: &ListedPack,
+    entries: Vec<PackEntry>,
+    report: &mut ReindexReport,
+) -> Result<(), EngineError> {
+    let ids: Vec<Digest> = entries.iter().map(|e| e.id).collect();
+    let m = meta.clone();
+    let current = blocking(move || Ok(m.chunks(&ids)?)).await?;
+    // An entry naming another pack that still exists stays only if that
+    // pack's footer agrees with it: check those, one footer at a time.
+    let mut checks: BTreeMap<u128, Vec<(Digest, ChunkLocation)>> = BTreeMap::new();
+    for (e, cur) in entries.iter().zip(&current) {
+        if let Some(x) = cur
+            && x.pack != pack.id
+            && find_listed(listed, x.pack).is_some()
+        {
+            checks.entry(x.pack).or_default().push((e.id, *x));
+        }
+    }
+    let mut agrees: HashSet<Digest> = HashSet::new();
+    for (other, list) in checks {
+        let footer = cache.load(blobs, listed, other).await?;
+        for (chunk, x) in list {
+            if footer
+                .as_ref()
+                .and_then(|f| f.get(&chunk))
+                .is_some_and(|fe| location(other, fe) == x)
+            {
+                agrees.insert(chunk);
+            }
+        }
+    }
+    let (m, id, size) = (meta.clone(), pack.id, pack.size);
+    let written = blocking(move || {
+        let mut b = m.batch();
+        let mut seen = HashSet::with_capacity(entries.len());
+        let mut written = 0u64;
+        for (e, cur) in entries.iter().zip(current) {
+            if !seen.insert(e.id) {
+                continue;
+            }
+            let want = location(id, e);
+            // When `ChunkLocation` gains a scrubber's `bad` flag: an entry
+            // marked bad never equals `want` nor agrees with another footer
+            // (so a fresh copy in any complete pack replaces it), but with
+            // no other copy it must stay as it is, not be rewritten as good
+            // from this footer.
+            let keep = match cur {
+                None => false,
+                Some(x) if x == want => true,
+                // Names this pack but disagrees with its footer: the footer
+                // is the truth.
+                Some(x) if x.pack == id => false,
+                Some(_) => agrees.contains(&e.id),
+            };
+            if !keep {
+                b.put_chunk(&e.id, &want);
+                written += 1;
+            }
+        }
+        let existing = m.pack(id)?;
+        let rec = PackRecord {
+            bytes: size,
+            chunks: entries.len() as u32,
+            raw_bytes: entries.iter().map(|e| u64::from(e.raw_len)).sum(),
+            created_at: existing
+                .as_ref()
+                .map_or_else(|| ulid_secs(id), |r| r.created_at),
+        };
+        if existing.as_ref() != Some(&rec) {
+            b.put_pack(id, &rec);
+        }
+        b.commit_unsynced()?;
+        Ok(written)
+    })
+    .await?;
+    report.entries_written += written;
+    Ok(())
+}
+
+/// Drops chunk entries and pack records that name packs not in `kept`;
+/// counts the entries left.
+pub(super) async fn drop_stale(
+    meta: &Meta,
+    kept: Vec<u128>,
+    report: &mut ReindexReport,
+) -> Result<(), EngineError> {
+    let m = meta.clone();
+    let (left, dropped, packs_dropped) = blocking(move || {
+        let (mut left, mut dropped, mut packs_dropped) = (0u64, 0u64, 0u64);
+        let mut b = m.batch();
+        for item in m.chunk_entries() {
+            let (id, loc) = item?;
+            if kept.binary_search(&loc.pack).is_ok() {
+                left += 1;
+                continue;
+            }
+            b.delete_chunk_entry(&id);
+            dropped += 1;
+            if b.len() >= DROP_BATCH {
+                std::mem::replace(&mut b, m.batch()).commit_unsynced()?;
+            }
+        }
+        for (id, _) in m.packs()? {
+            if kept.binary_search(&id).is_err() {
+                b.delete_pack_record(id);
+                packs_dropped += 1;
+            }
+        }
+        b.commit_unsynced()?;
+        Ok((left, dropped, packs_dropped))
+    })
+    .await?;
+    report.chunks_indexed = left;
+    report.entries_dropped = dropped;
+    report.pack_records_dropped = packs_dropped;
+    Ok(())
+}

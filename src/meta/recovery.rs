@@ -1,0 +1,130 @@
+//! Whole-table scans, removals and checkpoints used by metadata recovery
+//! (`engine/recovery.rs`: reindex; `engine/backup.rs`: backup and restore)
+//! and by tests that compare tables.
+//!
+//! Scans stream from RocksDB iterators (each one reads a consistent view of
+//! the table as of its creation); nothing here holds a table in memory.
+
+use std::path::Path;
+
+use rocksdb::IteratorMode;
+use rocksdb::checkpoint::Checkpoint;
+
+use super::records::{ArtifactRecord, ChunkLocation, Manifest};
+use super::{
+    Batch, CF_ARTIFACTS, CF_CHUNKS, CF_MANIFESTS, CF_PACKS, CF_SEGMENTS, CF_SYSTEM, Meta,
+    MetaError, decode,
+};
+use crate::hash::Digest;
+
+fn bad_key(cf: &'static str) -> MetaError {
+    MetaError::Corrupt {
+        cf,
+        detail: "bad key".into(),
+    }
+}
+
+impl Meta {
+    /// The directory the database lives in.
+    pub fn path(&self) -> &Path {
+        self.db.path()
+    }
+
+    /// Every chunk index entry, in chunk id order.
+    pub fn chunk_entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(Digest, ChunkLocation), MetaError>> + '_ {
+        self.db
+            .iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start)
+            .map(|item| {
+                let (k, v) = item?;
+                let id = Digest::from_slice(&k).ok_or_else(|| bad_key(CF_CHUNKS))?;
+                Ok((id, decode(CF_CHUNKS, &v)?))
+            })
+    }
+
+    /// Every manifest, in id order.
+    pub fn manifest_entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(Digest, Manifest), MetaError>> + '_ {
+        self.db
+            .iterator_cf(self.cf(CF_MANIFESTS), IteratorMode::Start)
+            .map(|item| {
+                let (k, v) = item?;
+                let id = Digest::from_slice(&k).ok_or_else(|| bad_key(CF_MANIFESTS))?;
+                Ok((id, decode(CF_MANIFESTS, &v)?))
+            })
+    }
+
+    /// Every artifact record of every experiment: (experiment, id, record),
+    /// in key order.
+    pub fn all_artifacts(
+        &self,
+    ) -> impl Iterator<Item = Result<(String, [u8; 16], ArtifactRecord), MetaError>> + '_ {
+        self.db
+            .iterator_cf(self.cf(CF_ARTIFACTS), IteratorMode::Start)
+            .map(|item| {
+                let (k, v) = item?;
+                let sep = k
+                    .iter()
+                    .position(|b| *b == 0)
+                    .ok_or_else(|| bad_key(CF_ARTIFACTS))?;
+                let id = <[u8; 16]>::try_from(&k[sep + 1..]).map_err(|_| bad_key(CF_ARTIFACTS))?;
+                let experiment = String::from_utf8_lossy(&k[..sep]).into_owned();
+                Ok((experiment, id, decode(CF_ARTIFACTS, &v)?))
+            })
+    }
+
+    /// Whether a segment is stored (no decoding).
+    pub fn has_segment(&self, id: &Digest) -> Result<bool, MetaError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_SEGMENTS), id.as_bytes())?
+            .is_some())
+    }
+
+    /// Removes a store-wide setting, durably.
+    pub fn delete_system(&self, key: &str) -> Result<(), MetaError> {
+        let mut b = self.batch();
+        b.inner.delete_cf(self.cf(CF_SYSTEM), key.as_bytes());
+        b.commit()
+    }
+
+    /// Writes a consistent point-in-time copy of the whole database into
+    /// `dir`, which must not exist (RocksDB checkpoint: memtables are
+    /// flushed, SST files hard-linked when `dir` is on the same file system,
+    /// copied otherwise). Safe while the database is in use.
+    pub fn checkpoint(&self, dir: &Path) -> Result<(), MetaError> {
+        Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        Ok(())
+    }
+}
+
+impl Batch<'_> {
+    /// Removes a chunk index entry.
+    pub fn delete_chunk_entry(&mut self, id: &Digest) {
+        self.inner.delete_cf(self.meta.cf(CF_CHUNKS), id.as_bytes());
+    }
+
+    /// Removes a pack record.
+    pub fn delete_pack_record(&mut self, id: u128) {
+        self.inner
+            .delete_cf(self.meta.cf(CF_PACKS), id.to_be_bytes());
+    }
+
+    /// Stores a content-addressed segment (already encoded).
+    pub fn put_segment(&mut self, id: &Digest, encoded: &[u8]) {
+        self.inner
+            .put_cf(self.meta.cf(CF_SEGMENTS), id.as_bytes(), encoded);
+    }
+
+    /// Number of changes in the batch.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether the batch holds no change.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
