@@ -89,6 +89,8 @@ pub struct FileConfig {
     pub blob_part_bytes: Option<SizeValue>,
     /// Size bound of the verified-chunk cache (0 disables).
     pub chunk_cache_bytes: Option<SizeValue>,
+    /// Pack bytes the background scrubber verifies per hour (0 disables).
+    pub scrub_bytes_per_hour: Option<SizeValue>,
 }
 
 /// A size in TOML: an integer or a string with a unit.
@@ -164,6 +166,8 @@ pub struct Overrides {
     pub blob_part_bytes: Option<String>,
     /// `--chunk-cache-bytes` / `EDEN_CAS_CHUNK_CACHE_BYTES`.
     pub chunk_cache_bytes: Option<String>,
+    /// `--scrub-bytes-per-hour` / `EDEN_CAS_SCRUB_BYTES_PER_HOUR`.
+    pub scrub_bytes_per_hour: Option<String>,
 }
 
 /// The resolved configuration of `serve`.
@@ -179,6 +183,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Upload sessions idle this long expire and release their pins.
     pub upload_idle_timeout: Duration,
+    /// Pack bytes the background scrubber verifies per hour (0: off).
+    pub scrub_bytes_per_hour: u64,
     /// Engine tunables.
     pub engine: EngineConfig,
     /// Blob store backend and tunables.
@@ -261,6 +267,12 @@ impl Config {
             })?,
             None => Duration::from_secs(24 * 3600),
         };
+        let scrub_bytes_per_hour = size(
+            &o.scrub_bytes_per_hour,
+            &file.scrub_bytes_per_hour,
+            "scrub-bytes-per-hour",
+            crate::engine::DEFAULT_SCRUB_BYTES_PER_HOUR,
+        )?;
         let http_workers = o.http_workers.or(file.http_workers).unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -290,6 +302,7 @@ impl Config {
             http_workers,
             shutdown_timeout,
             upload_idle_timeout,
+            scrub_bytes_per_hour,
             engine,
             blobs,
         })
@@ -421,6 +434,25 @@ mod tests {
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
         let err = Config::resolve(&o).unwrap_err().to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn scrub_budget_merges_and_defaults() {
+        let c = Config::resolve(&Overrides::default()).unwrap();
+        assert_eq!(c.scrub_bytes_per_hour, 10 << 30);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "scrub-bytes-per-hour = \"1GiB\"\n").unwrap();
+        let mut o = Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        };
+        assert_eq!(Config::resolve(&o).unwrap().scrub_bytes_per_hour, 1 << 30);
+        o.scrub_bytes_per_hour = Some("0".into());
+        assert_eq!(Config::resolve(&o).unwrap().scrub_bytes_per_hour, 0);
+        o.scrub_bytes_per_hour = Some("lots".into());
+        let err = Config::resolve(&o).unwrap_err().to_string();
+        assert!(err.starts_with("setting `scrub-bytes-per-hour`"), "{err}");
     }
 
     fn blobs(file: &str, o: &Overrides) -> Result<BlobConfig, ConfigError> {

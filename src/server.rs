@@ -211,6 +211,8 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     engine.set_upload_idle_timeout(config.upload_idle_timeout);
     // Expired upload sessions release their pins even if nobody touches them.
     let _reaper = engine.spawn_session_reaper(std::time::Duration::from_secs(600));
+    // Packs are re-verified within the hourly byte budget (0: off).
+    let _scrubber = engine.spawn_scrubber(config.scrub_bytes_per_hour);
     let state = AppState {
         engine: engine.clone(),
     };

@@ -2,14 +2,18 @@
 //!
 //! It owns ingest (stream → chunks → dedup → packs → commit), verified reads,
 //! artifact management (listing, grants, delete), resumable upload sessions,
-//! and the worker/group registry. It knows nothing of HTTP: callers get
+//! the worker/group registry, and integrity checking (`fsck`, the scrubber
+//! and self-healing of chunks marked bad). It knows nothing of HTTP: callers get
 //! values or an [`EngineError`], and `http/` decides what status that is.
 
 pub mod artifacts;
+pub mod fsck;
 pub mod ingest;
+mod packcheck;
 pub mod read;
 mod readback;
 pub mod registry;
+pub mod scrub;
 pub mod uploads;
 
 use std::collections::HashMap;
@@ -22,8 +26,10 @@ use crate::blobs::{BlobError, BlobStore};
 use crate::chunking::ChunkerParams;
 use crate::meta::{Meta, MetaError};
 
+pub use fsck::FsckReport;
 pub use ingest::{DepositReceipt, DepositRequest, Ingest, PreparedContent};
 pub use read::ChunkStream;
+pub use scrub::{DEFAULT_SCRUB_BYTES_PER_HOUR, ScrubReport};
 pub use uploads::DEFAULT_UPLOAD_IDLE_TIMEOUT;
 
 /// Tunables of the engine.
@@ -159,6 +165,12 @@ pub struct Stats {
     pub chunk_cache_hits: AtomicU64,
     /// Chunks read from the blob store because the cache lacked them.
     pub chunk_cache_misses: AtomicU64,
+    /// Pack bytes read by the scrubber.
+    pub scrub_bytes: AtomicU64,
+    /// Packs verified by the scrubber.
+    pub scrub_packs: AtomicU64,
+    /// Chunks the scrubber found corrupt (and marked bad).
+    pub scrub_corrupt_chunks: AtomicU64,
 }
 
 impl Stats {

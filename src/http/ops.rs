@@ -88,6 +88,21 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Chunks read from the blob store because the cache lacked them.",
         s.chunk_cache_misses.load(Ordering::Relaxed),
     );
+    counter(
+        "eden_cas_scrub_bytes_total",
+        "Pack bytes read and verified by the background scrubber.",
+        s.scrub_bytes.load(Ordering::Relaxed),
+    );
+    counter(
+        "eden_cas_scrub_packs_total",
+        "Packs verified by the background scrubber.",
+        s.scrub_packs.load(Ordering::Relaxed),
+    );
+    counter(
+        "eden_cas_scrub_corrupt_chunks_total",
+        "Chunks the scrubber found corrupt and marked bad.",
+        s.scrub_corrupt_chunks.load(Ordering::Relaxed),
+    );
     let blobs = state.engine.blobs();
     let r = blobs.requests();
     let _ = writeln!(

@@ -6,6 +6,7 @@
 //! engine runs them off the async executor.
 
 pub mod records;
+pub mod scan;
 pub mod uploads;
 
 use std::path::Path;
@@ -47,8 +48,10 @@ pub const CF_UPLOADS: &str = "uploads-v1";
 /// `session-id(16) ‖ chunk-id(32)` → [`records::UploadChunk`]: chunks received
 /// by a session, and the pins GC must honour.
 pub const CF_UPLOAD_CHUNKS: &str = "upload-chunks-v1";
+/// Pack id → unix seconds when the scrubber last verified the pack whole.
+pub const CF_PACK_SCRUB: &str = "pack-scrub-v1";
 
-const ALL_CFS: [&str; 11] = [
+const ALL_CFS: [&str; 12] = [
     CF_CHUNKS,
     CF_PACKS,
     CF_SEGMENTS,
@@ -60,6 +63,7 @@ const ALL_CFS: [&str; 11] = [
     CF_CHUNK_REFS,
     CF_UPLOADS,
     CF_UPLOAD_CHUNKS,
+    CF_PACK_SCRUB,
 ];
 
 /// Errors of the metadata layer.

@@ -11,6 +11,7 @@
 mod artifacts;
 mod dto;
 mod fetch;
+mod fsck;
 mod uploads;
 
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/uploads/{sid}/commit").route(web::post().to(uploads::commit)))
             .default_service(web::to(not_found)),
     )
+    .service(resource("/cas/v1/admin/fsck").route(web::post().to(fsck::fsck)))
     .service(web::scope(PREFIX).default_service(web::to(not_found)));
 }
 
