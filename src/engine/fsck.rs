@@ -214,7 +214,13 @@ impl Engine {
                 }
                 let first = memo.insert(a.record.manifest);
                 let findings = self.check_artifact(&a, first, report).await?;
-                if findings.is_empty() || !self.still_exists(&a).await? {
+                if findings.is_empty() {
+                    continue;
+                }
+                if !self.still_exists(&a).await? {
+                    // Deleted meanwhile: another holder of the content
+                    // must still get its own check.
+                    memo.remove(&a.record.manifest);
                     continue;
                 }
                 let who = AffectedArtifact::of(&a, expired);
