@@ -112,6 +112,9 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: number of CPUs].
     #[arg(long, env = "EDEN_CAS_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
+    /// Pack bytes the background scrubber re-verifies per hour; 0 disables [default: 10GiB].
+    #[arg(long, env = "EDEN_CAS_SCRUB_BYTES_PER_HOUR")]
+    pub scrub_bytes_per_hour: Option<String>,
     /// Blob store settings.
     #[command(flatten)]
     pub blob: BlobArgs,
@@ -192,6 +195,7 @@ impl From<&ServeArgs> for Overrides {
             blob_concurrency: a.blob.blob_concurrency,
             blob_part_bytes: a.blob.blob_part_bytes.clone(),
             chunk_cache_bytes: a.blob.chunk_cache_bytes.clone(),
+            scrub_bytes_per_hour: a.scrub_bytes_per_hour.clone(),
         }
     }
 }

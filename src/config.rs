@@ -98,6 +98,8 @@ pub struct FileConfig {
     pub blob_part_bytes: Option<SizeValue>,
     /// Size bound of the verified-chunk cache (0 disables).
     pub chunk_cache_bytes: Option<SizeValue>,
+    /// Pack bytes the background scrubber verifies per hour (0 disables).
+    pub scrub_bytes_per_hour: Option<SizeValue>,
 }
 
 /// A size in TOML: an integer or a string with a unit.
@@ -173,6 +175,8 @@ pub struct Overrides {
     pub blob_part_bytes: Option<String>,
     /// `--chunk-cache-bytes` / `EDEN_CAS_CHUNK_CACHE_BYTES`.
     pub chunk_cache_bytes: Option<String>,
+    /// `--scrub-bytes-per-hour` / `EDEN_CAS_SCRUB_BYTES_PER_HOUR`.
+    pub scrub_bytes_per_hour: Option<String>,
 }
 
 /// The resolved configuration of `serve`.
@@ -192,6 +196,8 @@ pub struct Config {
     pub gc_interval: Option<Duration>,
     /// Live-bytes fraction under which GC compacts a pack.
     pub gc_compact_below: f64,
+    /// Pack bytes the background scrubber verifies per hour (0: off).
+    pub scrub_bytes_per_hour: u64,
     /// Engine tunables.
     pub engine: EngineConfig,
     /// Blob store backend and tunables.
@@ -315,6 +321,12 @@ impl Config {
             })?,
             None => Duration::from_secs(24 * 3600),
         };
+        let scrub_bytes_per_hour = size(
+            &o.scrub_bytes_per_hour,
+            &file.scrub_bytes_per_hour,
+            "scrub-bytes-per-hour",
+            crate::engine::DEFAULT_SCRUB_BYTES_PER_HOUR,
+        )?;
         let http_workers = o.http_workers.or(file.http_workers).unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -346,6 +358,7 @@ impl Config {
             upload_idle_timeout,
             gc_interval,
             gc_compact_below,
+            scrub_bytes_per_hour,
             engine,
             blobs,
         })
@@ -519,6 +532,25 @@ mod tests {
         let file: FileConfig = toml::from_str(include_str!("../deploy/eden-cas.toml")).unwrap();
         assert_eq!(file.gc_compact_below, Some(0.8));
         assert_eq!(file.gc_interval.as_deref(), Some("6h"));
+    }
+
+    #[test]
+    fn scrub_budget_merges_and_defaults() {
+        let c = Config::resolve(&Overrides::default()).unwrap();
+        assert_eq!(c.scrub_bytes_per_hour, 10 << 30);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "scrub-bytes-per-hour = \"1GiB\"\n").unwrap();
+        let mut o = Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        };
+        assert_eq!(Config::resolve(&o).unwrap().scrub_bytes_per_hour, 1 << 30);
+        o.scrub_bytes_per_hour = Some("0".into());
+        assert_eq!(Config::resolve(&o).unwrap().scrub_bytes_per_hour, 0);
+        o.scrub_bytes_per_hour = Some("lots".into());
+        let err = Config::resolve(&o).unwrap_err().to_string();
+        assert!(err.starts_with("setting `scrub-bytes-per-hour`"), "{err}");
     }
 
     fn blobs(file: &str, o: &Overrides) -> Result<BlobConfig, ConfigError> {

@@ -81,7 +81,7 @@ pub fn run(args: &ServeArgs, task: Task) -> ExitCode {
 async fn dispatch(config: &Config, task: Task) -> anyhow::Result<ExitCode> {
     match task {
         Task::Gc { dry_run, json } => gc(config, dry_run, json).await,
-        Task::Fsck { .. } => anyhow::bail!("{task:?} is not implemented yet"),
+        Task::Fsck { deep, json } => fsck(config, deep, json).await,
         Task::Reindex => reindex(config).await,
         Task::Backup => backup(config).await,
         Task::Restore { from } => restore(config, from).await,
@@ -269,4 +269,42 @@ fn gc_text(r: &GcReport) -> String {
         mib(r.bytes_reclaimed),
         r.elapsed_ms as f64 / 1000.0,
     )
+}
+
+/// Writes a report on stdout; a reader that went away (`| head`) is not an
+/// error.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// `eden-cas fsck`: the report on stdout (text, or JSON with `--json`);
+/// exit code 1 when a problem was found. Read-only: the blob store is not
+/// probed (the probe writes) and nothing is repaired.
+async fn fsck(config: &Config, deep: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let meta_dir = config.data_dir.join("meta");
+    if !meta_dir.is_dir() {
+        anyhow::bail!(
+            "no store at {} (its metadata directory {} does not exist)",
+            config.data_dir.display(),
+            meta_dir.display()
+        );
+    }
+    let engine = crate::server::open_engine(config)?;
+    let report = engine.fsck(deep).await?;
+    let text = if json {
+        format!("{}\n", serde_json::to_string_pretty(&report)?)
+    } else {
+        report.to_string()
+    };
+    write_stdout(&text)?;
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -314,6 +314,8 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         tracing::info!(every = %humantime::format_duration(every), compact_below = config.gc_compact_below, "garbage collection scheduled");
         engine.spawn_gc(every, config.gc_compact_below)
     });
+    // Packs are re-verified within the hourly byte budget (0: off).
+    let _scrubber = engine.spawn_scrubber(config.scrub_bytes_per_hour);
     let state = AppState {
         engine: engine.clone(),
         gc_compact_below: config.gc_compact_below,

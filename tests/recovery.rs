@@ -602,7 +602,7 @@ fn open_engine_reindexes_a_new_meta_dir_over_an_existing_blob_store() {
     // An interrupted reindex is finished at the next open.
     let (gone, _) = before.chunks[0];
     let mut b = engine.meta().batch();
-    b.delete_chunk_entry(&gone);
+    b.delete_chunk(&gone);
     b.commit().unwrap();
     recovery::mark_reindex_pending(engine.meta()).unwrap();
     store.close(engine);

@@ -645,12 +645,14 @@ impl GcRun {
                 }
                 if n == last && kept == 0 {
                     b.delete_pack(pack);
+                    b.delete_pack_scrub(pack);
                 }
                 b.commit()?;
             }
             if ids.is_empty() {
                 let mut b = engine.meta.batch();
                 b.delete_pack(pack);
+                b.delete_pack_scrub(pack);
                 b.commit()?;
             }
             Ok((removed, kept))
@@ -800,6 +802,7 @@ fn location(pack: u128, e: &PackEntry) -> ChunkLocation {
         stored_len: e.stored_len,
         raw_len: e.raw_len,
         codec: e.codec,
+        bad: false,
     }
 }
 

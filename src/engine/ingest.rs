@@ -152,7 +152,8 @@ impl CpuState {
                 }
                 let known = unindexed.contains(&id)
                     || match meta.chunk(&id) {
-                        Ok(found) => found.is_some(),
+                        // A copy marked bad counts as absent (self-healing).
+                        Ok(found) => found.is_some_and(|l| l.usable()),
                         Err(e) => {
                             failure = Some(e.into());
                             return;
@@ -611,6 +612,7 @@ async fn index_pack(
                     stored_len: e.stored_len,
                     raw_len: e.raw_len,
                     codec: e.codec,
+                    bad: false,
                 },
             );
         }

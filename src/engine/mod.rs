@@ -2,19 +2,25 @@
 //!
 //! It owns ingest (stream → chunks → dedup → packs → commit), verified reads,
 //! artifact management (listing, grants, delete), resumable upload sessions,
-//! the worker/group registry, and metadata recovery (`recovery.rs`: reindex
-//! from the blob store; `backup.rs`: backups and restore). It knows nothing of HTTP: callers get
-//! values or an [`EngineError`], and `http/` decides what status that is.
+//! the worker/group registry, metadata recovery (`recovery.rs`: reindex
+//! from the blob store; `backup.rs`: backups and restore), garbage
+//! collection and retention (`gc.rs`, with in-flight pins in `pins.rs`), and
+//! integrity checking (`fsck`, the scrubber and self-healing of chunks marked
+//! bad). It knows nothing of HTTP: callers get values or an [`EngineError`],
+//! and `http/` decides what status that is.
 
 pub mod artifacts;
 pub mod backup;
+pub mod fsck;
 pub mod gc;
 pub mod ingest;
+mod packcheck;
 mod pins;
 pub mod read;
 mod readback;
 pub mod recovery;
 pub mod registry;
+pub mod scrub;
 pub mod uploads;
 
 use std::collections::HashMap;
@@ -27,8 +33,10 @@ use crate::blobs::{BlobError, BlobStore};
 use crate::chunking::ChunkerParams;
 use crate::meta::{Meta, MetaError};
 
+pub use fsck::FsckReport;
 pub use ingest::{DepositReceipt, DepositRequest, Ingest, PreparedContent};
 pub use read::ChunkStream;
+pub use scrub::{DEFAULT_SCRUB_BYTES_PER_HOUR, ScrubReport};
 pub use uploads::DEFAULT_UPLOAD_IDLE_TIMEOUT;
 
 /// Tunables of the engine.
@@ -204,6 +212,12 @@ pub struct Stats {
     pub gc_last_reclaimed_bytes: AtomicU64,
     /// Reads that found a pack gone (compacted) and re-resolved its chunks.
     pub read_relocations: AtomicU64,
+    /// Pack bytes read by the scrubber.
+    pub scrub_bytes: AtomicU64,
+    /// Packs verified by the scrubber.
+    pub scrub_packs: AtomicU64,
+    /// Chunks the scrubber found corrupt (and marked bad).
+    pub scrub_corrupt_chunks: AtomicU64,
 }
 
 impl Stats {

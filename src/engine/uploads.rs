@@ -272,9 +272,15 @@ impl Engine {
                 .ok_or_else(|| EngineError::Internal("session has an invalid creator".into()))?;
             let mut presence = Presence::load(&meta, &rec.experiment, owner)?;
             let rows = meta.upload_chunks(&id, &chunks)?;
+            let locs = meta.chunks(&chunks)?;
             let mut missing = Vec::new();
-            for (c, row) in chunks.iter().zip(rows) {
-                if row.is_none() && !presence.readable(c)? {
+            for ((c, row), loc) in chunks.iter().zip(rows).zip(locs) {
+                // Present for the creator, and stored in a copy that is not
+                // marked bad (else the client must re-send it: self-healing).
+                // The index is consulted only for chunks the creator may
+                // see, so the answer reveals nothing else (invariant 4).
+                let visible = row.is_some() || presence.readable(c)?;
+                if !visible || !loc.is_some_and(|l| l.usable()) {
                     missing.push(*c);
                 }
             }

@@ -54,6 +54,27 @@ pub fn has_wellformed_bearer(req: &HttpRequest) -> bool {
     parse_authorization(header).is_ok()
 }
 
+/// Authenticates a deployment-wide admin route (no experiment in the
+/// path): 401 for a missing, malformed or wrong bearer, 403 for a worker
+/// bearer (workers exist only within an experiment).
+pub async fn authorize_admin(req: &HttpRequest, engine: &Arc<Engine>) -> Result<(), ApiError> {
+    let header = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| unauthorized())?),
+    };
+    let creds = parse_authorization(header).map_err(|_| unauthorized())?;
+    if !creds.principal.is_admin() {
+        return Err(ApiError::forbidden(
+            "endpoint is admin-gated; worker bearers may not access it",
+        ));
+    }
+    engine
+        .authenticate("", &creds)
+        .await
+        .map_err(|_| unauthorized())?;
+    Ok(())
+}
+
 /// Authenticates the bearer for the path's experiment (`{exp}`), then
 /// checks the header and the experiment id's shape.
 pub async fn authorize(req: &HttpRequest, engine: &Arc<Engine>) -> Result<Caller, ApiError> {

@@ -89,6 +89,21 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         s.chunk_cache_misses.load(Ordering::Relaxed),
     );
     counter(
+        "eden_cas_scrub_bytes_total",
+        "Pack bytes read and verified by the background scrubber.",
+        s.scrub_bytes.load(Ordering::Relaxed),
+    );
+    counter(
+        "eden_cas_scrub_packs_total",
+        "Packs verified by the background scrubber.",
+        s.scrub_packs.load(Ordering::Relaxed),
+    );
+    counter(
+        "eden_cas_scrub_corrupt_chunks_total",
+        "Chunks the scrubber found corrupt and marked bad.",
+        s.scrub_corrupt_chunks.load(Ordering::Relaxed),
+    );
+    counter(
         "eden_cas_gc_runs_total",
         "Garbage collections completed.",
         s.gc_runs.load(Ordering::Relaxed),

@@ -7,6 +7,7 @@
 
 pub mod records;
 pub mod recovery;
+pub mod scan;
 pub mod uploads;
 
 use std::path::Path;
@@ -48,8 +49,10 @@ pub const CF_UPLOADS: &str = "uploads-v1";
 /// `session-id(16) ‖ chunk-id(32)` → [`records::UploadChunk`]: chunks received
 /// by a session, and the pins GC must honour.
 pub const CF_UPLOAD_CHUNKS: &str = "upload-chunks-v1";
+/// Pack id → unix seconds when the scrubber last verified the pack whole.
+pub const CF_PACK_SCRUB: &str = "pack-scrub-v1";
 
-const ALL_CFS: [&str; 11] = [
+const ALL_CFS: [&str; 12] = [
     CF_CHUNKS,
     CF_PACKS,
     CF_SEGMENTS,
@@ -61,6 +64,7 @@ const ALL_CFS: [&str; 11] = [
     CF_CHUNK_REFS,
     CF_UPLOADS,
     CF_UPLOAD_CHUNKS,
+    CF_PACK_SCRUB,
 ];
 
 /// Errors of the metadata layer.
@@ -207,27 +211,6 @@ impl Meta {
             out.push((id, decode(CF_PACKS, &v)?));
         }
         Ok(out)
-    }
-
-    /// Calls `f` for every chunk index entry, in chunk-id order; stops
-    /// when `f` returns false. The iterator reads one consistent view.
-    pub fn scan_chunks(
-        &self,
-        mut f: impl FnMut(Digest, ChunkLocation) -> bool,
-    ) -> Result<(), MetaError> {
-        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
-            let (k, v) = item?;
-            let Some(id) = Digest::from_slice(&k) else {
-                return Err(MetaError::Corrupt {
-                    cf: CF_CHUNKS,
-                    detail: "bad key".into(),
-                });
-            };
-            if !f(id, decode(CF_CHUNKS, &v)?) {
-                break;
-            }
-        }
-        Ok(())
     }
 
     /// Calls `f` with every key of a digest-keyed column family

@@ -25,6 +25,20 @@ pub struct ChunkLocation {
     pub raw_len: u32,
     /// Codec of the stored bytes.
     pub codec: Codec,
+    /// Set by the scrubber when the stored copy failed verification: every
+    /// write path then treats the chunk as absent, so the next upload of
+    /// the same content stores a fresh copy and re-indexes it (self-healing).
+    /// Absent in older records (and omitted when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bad: bool,
+}
+
+impl ChunkLocation {
+    /// Whether a write path may deduplicate against this copy: a copy marked
+    /// bad counts as absent.
+    pub fn usable(&self) -> bool {
+        !self.bad
+    }
 }
 
 /// A pack object. Value of `packs-v1`, keyed by pack id.
@@ -253,6 +267,37 @@ mod tests {
         grants: Vec<String>,
         expires_at: Option<i64>,
         dedup: DedupFigures,
+    }
+
+    /// A chunk index entry as written before `bad` existed.
+    #[derive(Serialize)]
+    struct LegacyLocation {
+        pack: u128,
+        offset: u64,
+        stored_len: u32,
+        raw_len: u32,
+        codec: Codec,
+    }
+
+    #[test]
+    fn old_chunk_locations_still_decode() {
+        let old = LegacyLocation {
+            pack: 7,
+            offset: 8,
+            stored_len: 100,
+            raw_len: 200,
+            codec: Codec::Zstd,
+        };
+        let bytes = crate::meta::encode(&old);
+        let loc: ChunkLocation = ciborium::from_reader(&bytes[..]).unwrap();
+        assert!(!loc.bad && loc.usable());
+        assert_eq!((loc.pack, loc.offset, loc.raw_len), (7, 8, 200));
+        // A good entry encodes exactly as before; a bad one round-trips.
+        let good = ChunkLocation { bad: false, ..loc };
+        assert_eq!(crate::meta::encode(&good), bytes);
+        let bad = ChunkLocation { bad: true, ..loc };
+        let back: ChunkLocation = ciborium::from_reader(&crate::meta::encode(&bad)[..]).unwrap();
+        assert!(back.bad && !back.usable());
     }
 
     #[test]

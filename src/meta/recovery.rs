@@ -12,8 +12,7 @@ use rocksdb::checkpoint::Checkpoint;
 
 use super::records::{ArtifactRecord, ChunkLocation, Manifest};
 use super::{
-    Batch, CF_ARTIFACTS, CF_CHUNKS, CF_MANIFESTS, CF_PACKS, CF_SEGMENTS, CF_SYSTEM, Meta,
-    MetaError, decode,
+    Batch, CF_ARTIFACTS, CF_CHUNKS, CF_MANIFESTS, CF_SEGMENTS, CF_SYSTEM, Meta, MetaError, decode,
 };
 use crate::hash::Digest;
 
@@ -101,17 +100,6 @@ impl Meta {
 }
 
 impl Batch<'_> {
-    /// Removes a chunk index entry.
-    pub fn delete_chunk_entry(&mut self, id: &Digest) {
-        self.inner.delete_cf(self.meta.cf(CF_CHUNKS), id.as_bytes());
-    }
-
-    /// Removes a pack record.
-    pub fn delete_pack_record(&mut self, id: u128) {
-        self.inner
-            .delete_cf(self.meta.cf(CF_PACKS), id.to_be_bytes());
-    }
-
     /// Stores a content-addressed segment (already encoded).
     pub fn put_segment(&mut self, id: &Digest, encoded: &[u8]) {
         self.inner

@@ -151,6 +151,7 @@ fn location(pack: u128, e: &PackEntry) -> ChunkLocation {
         stored_len: e.stored_len,
         raw_len: e.raw_len,
         codec: e.codec,
+        bad: false,
     }
 }
 
@@ -265,14 +266,15 @@ async fn index_pack(
                 continue;
             }
             let want = location(id, e);
-            // When `ChunkLocation` gains a scrubber's `bad` flag: an entry
-            // marked bad never equals `want` nor agrees with another footer
-            // (so a fresh copy in any complete pack replaces it), but with
-            // no other copy it must stay as it is, not be rewritten as good
-            // from this footer.
+            // An entry the scrubber marked bad never equals `want` nor
+            // agrees with another footer (so a fresh copy in any complete
+            // pack, visited first as packs go newest first, replaces it);
+            // with no other copy it stays as it is, never rewritten as good
+            // from its own footer.
             let keep = match cur {
                 None => false,
                 Some(x) if x == want => true,
+                Some(x) if x.bad && x.pack == id && x.offset == want.offset => true,
                 // Names this pack but disagrees with its footer: the footer
                 // is the truth.
                 Some(x) if x.pack == id => false,
@@ -320,7 +322,7 @@ pub(super) async fn drop_stale(
                 left += 1;
                 continue;
             }
-            b.delete_chunk_entry(&id);
+            b.delete_chunk(&id);
             dropped += 1;
             if b.len() >= DROP_BATCH {
                 std::mem::replace(&mut b, m.batch()).commit_unsynced()?;
@@ -328,7 +330,7 @@ pub(super) async fn drop_stale(
         }
         for (id, _) in m.packs()? {
             if kept.binary_search(&id).is_err() {
-                b.delete_pack_record(id);
+                b.delete_pack(id);
                 packs_dropped += 1;
             }
         }

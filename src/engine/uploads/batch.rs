@@ -119,16 +119,20 @@ impl BatchCpu {
             if !self.seen.insert(id) {
                 continue;
             }
-            // Pinned before the index lookup below (see `pins.rs`).
+            // Pinned before the index lookups below (see `pins.rs`).
             self.pins.chunks(&[id]);
-            if self.meta.upload_chunks(&self.session, &[id])?[0].is_some() {
+            let pinned = self.meta.upload_chunks(&self.session, &[id])?[0].is_some();
+            // A copy marked bad counts as absent: it is stored afresh even
+            // if this session already pinned it (self-healing).
+            let stored = self.meta.chunk(&id)?.filter(|l| l.usable());
+            if pinned && stored.is_some() {
                 continue; // already pinned by this session
             }
-            if !self.presence.readable(&id)? {
+            if !pinned && !self.presence.readable(&id)? {
                 self.outcome.stored_new += 1;
             }
             let raw_len = bytes.len() as u32;
-            let row = match self.meta.chunk(&id)? {
+            let row = match stored {
                 Some(loc) => UploadChunk {
                     raw_len,
                     stored_len: loc.stored_len,

@@ -130,6 +130,8 @@ fn check_and_segment(
         let rows = meta.upload_chunks(session, &ids)?;
         let locs = meta.chunks(&ids)?;
         for ((e, row), loc) in group.iter().zip(rows).zip(locs) {
+            // A copy marked bad counts as missing, so the client re-sends it.
+            let loc = loc.filter(|l| l.usable());
             let present = loc.is_some() && (row.is_some() || presence.readable(&e.id)?);
             match loc {
                 Some(loc) if present => {
