@@ -88,6 +88,16 @@ async fn dispatch(config: &Config, task: Task) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Opens the stores off the runtime's threads (opening may reindex over the
+/// blob store while the probe's pooled connections need the runtime).
+async fn open(
+    config: &Config,
+    opener: fn(&Config) -> Result<std::sync::Arc<crate::engine::Engine>, server::ServerError>,
+) -> anyhow::Result<std::sync::Arc<crate::engine::Engine>> {
+    let config = config.clone();
+    Ok(tokio::task::spawn_blocking(move || opener(&config)).await??)
+}
+
 /// Probes the blob store as `serve` does, so a bad setting stops the
 /// command with the line that names the fix.
 async fn probe_blobs(config: &Config) -> anyhow::Result<()> {
@@ -99,7 +109,7 @@ async fn probe_blobs(config: &Config) -> anyhow::Result<()> {
 /// store; print the report.
 async fn reindex(config: &Config) -> anyhow::Result<ExitCode> {
     probe_blobs(config).await?;
-    let engine = server::open_engine_for_recovery(config)?;
+    let engine = open(config, server::open_engine_for_recovery).await?;
     let report = recovery::reindex(engine.meta(), engine.blobs()).await?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
@@ -108,7 +118,7 @@ async fn reindex(config: &Config) -> anyhow::Result<ExitCode> {
 /// `eden-cas backup`: write a metadata backup to the blob store.
 async fn backup(config: &Config) -> anyhow::Result<ExitCode> {
     probe_blobs(config).await?;
-    let engine = server::open_engine(config)?;
+    let engine = open(config, server::open_engine).await?;
     let report = engine.backup().await?;
     println!(
         "backup {} written: {} files, {} bytes, under backups/{}/ in {}",
@@ -167,7 +177,7 @@ async fn restore(config: &Config, from: Option<String>) -> anyhow::Result<ExitCo
         meta_dir.display()
     );
     drop(blobs);
-    let engine = server::open_engine_for_recovery(config)?;
+    let engine = open(config, server::open_engine_for_recovery).await?;
     let report = recovery::reindex(engine.meta(), engine.blobs()).await?;
     print!("{report}");
     if !report.unclaimed_manifests.is_empty() {
@@ -191,7 +201,7 @@ fn names(list: &[String]) -> String {
 /// `eden-cas gc`: one full run; the report on stdout.
 async fn gc(config: &Config, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     probe_blobs(config).await?;
-    let engine = server::open_engine(config)?;
+    let engine = open(config, server::open_engine).await?;
     let opts = GcOptions {
         dry_run,
         compact_below: config.gc_compact_below,
@@ -294,7 +304,7 @@ async fn fsck(config: &Config, deep: bool, json: bool) -> anyhow::Result<ExitCod
             meta_dir.display()
         );
     }
-    let engine = crate::server::open_engine(config)?;
+    let engine = open(config, server::open_engine).await?;
     let report = engine.fsck(deep).await?;
     let text = if json {
         format!("{}\n", serde_json::to_string_pretty(&report)?)

@@ -306,7 +306,16 @@ pub async fn check_config(config: &Config) -> Result<String, ServerError> {
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), ServerError> {
     startup_checks(&config).await?;
-    let engine = open_engine(&config)?;
+    // Off the runtime thread: opening may reindex over the blob store, and
+    // the probe's pooled connections need this runtime free to make progress.
+    let engine = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_engine(&config))
+            .await
+            .map_err(|e| {
+                ServerError::Engine(EngineError::Internal(format!("open task failed: {e}")))
+            })??
+    };
     engine.set_upload_idle_timeout(config.upload_idle_timeout);
     // Expired upload sessions release their pins even if nobody touches them.
     let _reaper = engine.spawn_session_reaper(std::time::Duration::from_secs(600));

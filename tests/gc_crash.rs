@@ -1,8 +1,8 @@
 //! Crash tests of GC with the real binary: the process dies (abort, the
 //! equivalent of `kill -9`) right after compacted packs were indexed, right
 //! after a doomed pack's records were removed but before its object was, and
-//! at random moments; the next run finishes the work, and no live artifact
-//! lost a byte (invariants 3 and 7).
+//! at random moments; the next run finishes the work, `eden-cas fsck` is
+//! clean, and no live artifact lost a byte (invariants 3 and 7).
 
 mod engine_support;
 
@@ -106,6 +106,24 @@ fn crash_at(point: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     verify(dir.path(), &live, true);
+    fsck_clean(dir.path());
+}
+
+/// `eden-cas fsck` over the store exits 0 (no problem found).
+fn fsck_clean(dir: &Path) {
+    let out = Command::new(BIN)
+        .arg("fsck")
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fsck found problems after the crash and rerun:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -136,6 +154,7 @@ fn kill_at_random_moments_loses_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     verify(dir.path(), &live, true);
+    fsck_clean(dir.path());
 }
 
 #[test]
