@@ -54,15 +54,20 @@ pub fn has_wellformed_bearer(req: &HttpRequest) -> bool {
     parse_authorization(header).is_ok()
 }
 
-/// Authenticates a deployment-wide admin route (no experiment in the
-/// path): 401 for a missing, malformed or wrong bearer, 403 for a worker
-/// bearer (workers exist only within an experiment).
-pub async fn authorize_admin(req: &HttpRequest, engine: &Arc<Engine>) -> Result<(), ApiError> {
+/// The request's bearer credentials; 401 when missing or malformed.
+fn credentials(req: &HttpRequest) -> Result<crate::auth::Credentials, ApiError> {
     let header = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| unauthorized())?),
     };
-    let creds = parse_authorization(header).map_err(|_| unauthorized())?;
+    parse_authorization(header).map_err(|_| unauthorized())
+}
+
+/// Authenticates a deployment-wide admin route (no experiment in the
+/// path): 401 for a missing, malformed or wrong bearer, 403 for a worker
+/// bearer (workers exist only within an experiment).
+pub async fn authorize_admin(req: &HttpRequest, engine: &Arc<Engine>) -> Result<(), ApiError> {
+    let creds = credentials(req)?;
     if !creds.principal.is_admin() {
         return Err(ApiError::forbidden(
             "endpoint is admin-gated; worker bearers may not access it",
@@ -78,11 +83,7 @@ pub async fn authorize_admin(req: &HttpRequest, engine: &Arc<Engine>) -> Result<
 /// Authenticates the bearer for the path's experiment (`{exp}`), then
 /// checks the header and the experiment id's shape.
 pub async fn authorize(req: &HttpRequest, engine: &Arc<Engine>) -> Result<Caller, ApiError> {
-    let header = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| unauthorized())?),
-    };
-    let creds = parse_authorization(header).map_err(|_| unauthorized())?;
+    let creds = credentials(req)?;
     let experiment = req.match_info().get("exp").unwrap_or_default().to_string();
     let principal = engine
         .authenticate(&experiment, &creds)
@@ -105,29 +106,4 @@ pub async fn authorize(req: &HttpRequest, engine: &Arc<Engine>) -> Result<Caller
         experiment,
         principal,
     })
-}
-
-/// Authenticates a deployment-wide admin route (`/cas/v1/admin/…`, no
-/// experiment): only the deployment admin bearer passes. Missing, malformed
-/// or wrong → 401; a well-formed worker bearer → 403 without any lookup
-/// (workers exist only inside an experiment, and these routes have none).
-pub async fn authorize_deployment_admin(
-    req: &HttpRequest,
-    engine: &Arc<Engine>,
-) -> Result<(), ApiError> {
-    let header = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| unauthorized())?),
-    };
-    let creds = parse_authorization(header).map_err(|_| unauthorized())?;
-    if !creds.principal.is_admin() {
-        return Err(ApiError::forbidden(
-            "admin endpoints take the deployment admin bearer only",
-        ));
-    }
-    engine
-        .authenticate("", &creds)
-        .await
-        .map_err(|_| unauthorized())?;
-    Ok(())
 }

@@ -4,7 +4,10 @@
 //! - `POST /cas/v1/admin/gc[?dry_run=true]` → the GC report;
 //! - `POST /cas/v1/admin/backup` → `{"name", "files", "bytes"}` once a
 //!   metadata backup is complete in the blob store (`Engine::backup`); the
-//!   request lasts as long as the upload; backups run one at a time.
+//!   request lasts as long as the upload; backups run one at a time;
+//! - `POST /cas/v1/admin/fsck[?deep=true]` → the fsck report
+//!   (`engine::FsckReport`), 200 whether or not problems were found; the
+//!   engine checks read-only, alongside ongoing traffic.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -13,7 +16,7 @@ use super::{AppState, engine, json};
 use serde_json::json;
 
 use crate::engine::gc::GcOptions;
-use crate::http::auth::authorize_deployment_admin;
+use crate::http::auth::authorize_admin;
 use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
 
@@ -30,13 +33,20 @@ fn flag(req: &HttpRequest, name: &str) -> Result<bool, ApiError> {
     }
 }
 
+/// 200 with a report as JSON.
+fn report_json(report: &impl serde::Serialize) -> Result<HttpResponse, ApiError> {
+    let body = serde_json::to_value(report).map_err(|e| {
+        tracing::error!(error = %e, "report encoding failed");
+        ApiError::new(ProblemType::Internal, "report encoding failed")
+    })?;
+    Ok(json(StatusCode::OK, &body))
+}
+
 /// `POST /cas/v1/admin/gc`: runs a garbage collection now (waiting for one
 /// in progress) → 200 with the report.
 pub async fn gc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    authorize_deployment_admin(&req, engine(&state))
-        .await
-        .map_err(at)?;
+    authorize_admin(&req, engine(&state)).await.map_err(at)?;
     let dry_run = flag(&req, "dry_run").map_err(at)?;
     let opts = GcOptions {
         dry_run,
@@ -63,10 +73,27 @@ pub async fn backup(
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state);
-    authorize_deployment_admin(&req, engine).await.map_err(at)?;
+    authorize_admin(&req, engine).await.map_err(at)?;
     let report = engine.backup().await.map_err(|e| at(e.into()))?;
     Ok(json(
         StatusCode::OK,
         &json!({"name": report.name, "files": report.files, "bytes": report.bytes}),
     ))
+}
+
+/// `POST /cas/v1/admin/fsck?deep=true|false` → 200 report.
+pub async fn fsck(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let engine = engine(&state);
+    authorize_admin(&req, engine).await.map_err(at)?;
+    let deep = flag(&req, "deep").map_err(at)?;
+    let report = engine.fsck(deep).await.map_err(|e| at(e.into()))?;
+    if !report.is_clean() {
+        tracing::warn!(
+            problems = report.problems.len(),
+            deep,
+            "fsck found problems"
+        );
+    }
+    report_json(&report).map_err(at)
 }

@@ -13,7 +13,6 @@ mod admin;
 mod artifacts;
 mod dto;
 mod fetch;
-mod fsck;
 mod uploads;
 
 use std::sync::Arc;
@@ -76,7 +75,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/cas/v1/admin/gc").route(web::post().to(admin::gc)))
     .service(resource("/cas/v1/admin/backup").route(web::post().to(admin::backup)))
-    .service(resource("/cas/v1/admin/fsck").route(web::post().to(fsck::fsck)))
+    .service(resource("/cas/v1/admin/fsck").route(web::post().to(admin::fsck)))
     .service(web::scope(PREFIX).default_service(web::to(not_found)));
 }
 
