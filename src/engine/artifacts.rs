@@ -493,6 +493,39 @@ impl Engine {
         Ok(rec)
     }
 
+    /// Removes an artifact record if it is (still) expired at `now_s`, then
+    /// its chunk refs. Returns whether it was removed.
+    pub(crate) async fn remove_expired(
+        &self,
+        experiment: &str,
+        id: &[u8; 16],
+        now_s: i64,
+    ) -> Result<bool, EngineError> {
+        let rec = {
+            let _guard = self.artifact_lock.lock().await;
+            let (meta, exp, aid) = (self.meta.clone(), experiment.to_string(), *id);
+            blocking(move || {
+                let Some(rec) = meta.artifact(&exp, &aid)? else {
+                    return Ok(None);
+                };
+                if rec.expires_at.is_none_or(|t| t > now_s) {
+                    return Ok(None);
+                }
+                let mut b = meta.batch();
+                b.delete_artifact(&exp, &aid);
+                b.commit()?;
+                Ok(Some(rec))
+            })
+            .await?
+        };
+        let Some(rec) = rec else {
+            return Ok(false);
+        };
+        self.remove_refs(experiment, id, rec.manifest).await;
+        tracing::info!(experiment, artifact = %super::ingest::format_artifact_id(id), "expired artifact removed");
+        Ok(true)
+    }
+
     /// Removes the chunk refs of an artifact whose record is gone, one
     /// segment at a time. Best effort: leftover refs dangle harmlessly (a
     /// ref without its artifact record grants nothing).

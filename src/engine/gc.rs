@@ -36,6 +36,9 @@
 //! about 16 MB per million chunks), one entry per pack, the ids of live
 //! segments and manifests, and one pack's footer at a time.
 
+mod compact;
+mod sweep;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -45,16 +48,13 @@ use serde::Serialize;
 use ulid::Ulid;
 
 use super::artifacts::now_unix_s;
-use super::ingest::PackSink;
 use super::{Engine, EngineError, Stats, blocking};
-use crate::blobs::{BlobError, keys};
+use crate::blobs::keys;
 use crate::hash::Digest;
+use crate::meta::Meta;
 use crate::meta::records::{ChunkLocation, PackRecord};
-use crate::meta::{CF_MANIFESTS, CF_SEGMENTS, Meta};
-use crate::pack::{
-    ENTRY_LEN, HEADER_MAGIC, PackBuilder, PackEntry, TRAILER_LEN, decode_chunk, decode_footer,
-    decode_trailer,
-};
+use crate::pack::{ENTRY_LEN, HEADER_MAGIC, PackEntry, TRAILER_LEN};
+use compact::Compactor;
 
 /// Default live-bytes ratio under which a pack is compacted.
 pub const DEFAULT_COMPACT_BELOW: f64 = 0.8;
@@ -509,8 +509,8 @@ impl GcRun {
             let mut moved = 0u64;
             for (((cid, old), now), new) in moves.iter().zip(current).zip(&entries) {
                 // Only if the entry still names the copy that was read.
-                if now.is_some_and(|n| same_place(&n, old)) {
-                    b.put_chunk(cid, &location(id.0, new));
+                if now.is_some_and(|n| n.is_at(old.pack, old.offset)) {
+                    b.put_chunk(cid, &ChunkLocation::in_pack(id.0, new));
                     moved += 1;
                 }
             }
@@ -554,206 +554,10 @@ impl GcRun {
             .zip(locs)
             .filter_map(|(e, loc)| {
                 let loc = loc?;
-                (loc.pack == pack && loc.offset == e.offset && self.live.contains(&fp(&e.id)))
-                    .then_some((e, loc))
+                (loc.is_at(pack, e.offset) && self.live.contains(&fp(&e.id))).then_some((e, loc))
             })
             .collect())
     }
-
-    /// Phase 5: drop the dead entries of doomed packs, then the packs.
-    async fn sweep(&mut self) -> Result<(), EngineError> {
-        let mut doomed = std::mem::take(&mut self.doomed);
-        doomed.sort_unstable();
-        doomed.dedup();
-        for pack in doomed {
-            let Some(rec) = self.records.get(&pack).cloned() else {
-                continue;
-            };
-            let entries = match read_footer(&self.engine, pack, &rec).await {
-                Ok(e) => Some(e),
-                Err(EngineError::Integrity(why)) => {
-                    tracing::warn!(pack = %Ulid(pack), %why, "pack footer unreadable; finding its entries in the index");
-                    None
-                }
-                Err(e) => return Err(e),
-            };
-            let ids: Vec<Digest> = match entries {
-                Some(e) => e.into_iter().map(|e| e.id).collect(),
-                None => self.indexed_in(pack).await?,
-            };
-            let (removed, kept) = self.remove_entries(pack, ids).await?;
-            self.report.chunks_removed += removed;
-            self.report.chunks_kept_pinned += kept;
-            if kept > 0 {
-                continue;
-            }
-            crash_point("gc-swept");
-            delete_object(&self.engine, &keys::pack(Ulid(pack))).await?;
-            self.report.packs_deleted += 1;
-            self.report.bytes_deleted += rec.bytes;
-        }
-        Ok(())
-    }
-
-    /// Chunk ids whose index entry names `pack` (fallback when its footer
-    /// cannot be read).
-    async fn indexed_in(&self, pack: u128) -> Result<Vec<Digest>, EngineError> {
-        let meta = self.engine.meta.clone();
-        blocking(move || {
-            let mut ids = Vec::new();
-            meta.scan_chunks(|id, loc| {
-                if loc.pack == pack {
-                    ids.push(id);
-                }
-                true
-            })?;
-            Ok(ids)
-        })
-        .await
-    }
-
-    /// Removes the entries among `ids` that still name `pack`, are not live
-    /// and were not pinned since the mark; removes the pack record too when
-    /// none had to be kept. Returns (removed, kept).
-    async fn remove_entries(
-        &self,
-        pack: u128,
-        ids: Vec<Digest>,
-    ) -> Result<(u64, u64), EngineError> {
-        let engine = Arc::clone(&self.engine);
-        let live = self.live_check(&ids);
-        blocking(move || {
-            let (mut removed, mut kept) = (0u64, 0u64);
-            let groups: Vec<&[Digest]> = ids.chunks(SWEEP_BATCH).collect();
-            let last = groups.len().saturating_sub(1);
-            for (n, group) in groups.into_iter().enumerate() {
-                let view = engine.pins.view();
-                let _index = engine.index_lock.lock().unwrap_or_else(|e| e.into_inner());
-                let meta = &engine.meta;
-                let current = meta.chunks(group)?;
-                let mut b = meta.batch();
-                for (id, loc) in group.iter().zip(current) {
-                    if loc.is_none_or(|l| l.pack != pack) {
-                        continue;
-                    }
-                    if live.contains(id) || view.pinned_since_window(id) {
-                        kept += 1;
-                    } else {
-                        b.delete_chunk(id);
-                        removed += 1;
-                    }
-                }
-                if n == last && kept == 0 {
-                    b.delete_pack(pack);
-                    b.delete_pack_scrub(pack);
-                }
-                b.commit()?;
-            }
-            if ids.is_empty() {
-                let mut b = engine.meta.batch();
-                b.delete_pack(pack);
-                b.delete_pack_scrub(pack);
-                b.commit()?;
-            }
-            Ok((removed, kept))
-        })
-        .await
-    }
-
-    /// The ids among `ids` that are in the live set.
-    fn live_check(&self, ids: &[Digest]) -> HashSet<Digest> {
-        ids.iter()
-            .filter(|id| self.live.contains(&fp(id)))
-            .copied()
-            .collect()
-    }
-
-    /// Phase 6: delete pack objects the index does not know.
-    async fn delete_orphans(&mut self) -> Result<(), EngineError> {
-        for (id, key, size) in std::mem::take(&mut self.orphans) {
-            let meta = self.engine.meta.clone();
-            let engine = Arc::clone(&self.engine);
-            let orphan = blocking(move || {
-                let view = engine.pins.view();
-                Ok(!view.pack_open(id) && meta.pack(id)?.is_none())
-            })
-            .await?;
-            if orphan {
-                delete_object(&self.engine, &key).await?;
-                self.report.packs_deleted += 1;
-                self.report.bytes_deleted += size;
-                tracing::debug!(%key, size, "orphan pack deleted");
-            }
-        }
-        Ok(())
-    }
-
-    /// Phase 7: segments, manifest rows and manifest objects nothing live
-    /// references.
-    async fn sweep_metadata(&mut self) -> Result<(), EngineError> {
-        let live_ids = std::mem::take(&mut self.live_ids);
-        let mut objects = HashSet::new();
-        for (key, _) in self.engine.blobs.list(keys::MANIFESTS).await? {
-            if let Some(id) = keys::parse_manifest(&key) {
-                objects.insert(id);
-            }
-        }
-        let engine = Arc::clone(&self.engine);
-        let (segments, manifests, live_ids) = blocking(move || {
-            let meta = &engine.meta;
-            let mut dead_segments = Vec::new();
-            meta.scan_digest_keys(CF_SEGMENTS, |id| {
-                if !live_ids.contains(&id) {
-                    dead_segments.push(id);
-                }
-            })?;
-            let mut dead_manifests = Vec::new();
-            meta.scan_digest_keys(CF_MANIFESTS, |id| {
-                if !live_ids.contains(&id) {
-                    dead_manifests.push(id);
-                }
-            })?;
-            for id in &objects {
-                if !live_ids.contains(id) && meta.manifest(id)?.is_none() {
-                    dead_manifests.push(*id);
-                }
-            }
-            let segments = remove_unpinned(&engine, &dead_segments, |b, id| b.delete_segment(id))?;
-            let manifests =
-                remove_unpinned(&engine, &dead_manifests, |b, id| b.delete_manifest(id))?;
-            Ok((segments, manifests, live_ids))
-        })
-        .await?;
-        self.live_ids = live_ids;
-        self.report.segments_deleted = segments.len() as u64;
-        self.report.manifests_deleted = manifests.len() as u64;
-        for id in manifests {
-            delete_object(&self.engine, &keys::manifest(&id)).await?;
-        }
-        Ok(())
-    }
-}
-
-/// Removes `ids` not pinned since the mark (under the registry lock, in
-/// bounded batches); returns those removed.
-fn remove_unpinned(
-    engine: &Engine,
-    ids: &[Digest],
-    delete: impl Fn(&mut crate::meta::Batch<'_>, &Digest),
-) -> Result<Vec<Digest>, EngineError> {
-    let mut removed = Vec::new();
-    for group in ids.chunks(SWEEP_BATCH) {
-        let view = engine.pins.view();
-        let mut b = engine.meta.batch();
-        for id in group {
-            if !view.pinned_since_window(id) {
-                delete(&mut b, id);
-                removed.push(*id);
-            }
-        }
-        b.commit()?;
-    }
-    Ok(removed)
 }
 
 /// Collects live segments and their chunks.
@@ -791,180 +595,18 @@ fn data_bytes(rec: &PackRecord) -> u64 {
     rec.bytes.saturating_sub(overhead)
 }
 
-fn same_place(a: &ChunkLocation, b: &ChunkLocation) -> bool {
-    a.pack == b.pack && a.offset == b.offset
-}
-
-fn location(pack: u128, e: &PackEntry) -> ChunkLocation {
-    ChunkLocation {
-        pack,
-        offset: e.offset,
-        stored_len: e.stored_len,
-        raw_len: e.raw_len,
-        codec: e.codec,
-        bad: false,
-    }
-}
-
-/// Deletes an object; one already gone is fine.
-async fn delete_object(engine: &Engine, key: &str) -> Result<(), EngineError> {
-    match engine.blobs.delete(key).await {
-        Ok(()) | Err(BlobError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Reads and checks a pack's footer with one ranged read (its size is known
-/// from the pack record).
+/// A pack's footer entries (`packcheck::read_footer`); an unreadable
+/// footer or a missing object is an integrity error.
 pub(crate) async fn read_footer(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     pack: u128,
     rec: &PackRecord,
 ) -> Result<Vec<PackEntry>, EngineError> {
-    let key = keys::pack(Ulid(pack));
-    let tail = u64::from(rec.chunks) * ENTRY_LEN as u64 + TRAILER_LEN as u64;
-    if tail > rec.bytes {
-        return Err(EngineError::Integrity(format!(
-            "pack {key}: record names more chunks than fit"
-        )));
-    }
-    let bytes = match engine.blobs.read_range(&key, rec.bytes - tail, tail).await {
-        Ok(b) => b,
-        Err(BlobError::NotFound(_)) => {
-            return Err(EngineError::Integrity(format!("pack {key} missing")));
-        }
-        Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(EngineError::Integrity(format!("pack {key} truncated")));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let split = bytes.len() - TRAILER_LEN;
-    let trailer = decode_trailer(&bytes[split..])
-        .map_err(|e| EngineError::Integrity(format!("pack {key}: {e}")))?;
-    decode_footer(&bytes[..split], &trailer)
-        .map_err(|e| EngineError::Integrity(format!("pack {key}: {e}")))
-}
-
-/// The compaction output being filled.
-struct Compactor {
-    engine: Arc<Engine>,
-    sink: PackSink,
-    builder: PackBuilder,
-    /// (chunk, location it was copied from), in output order.
-    moves: Vec<(Digest, ChunkLocation)>,
-    /// Packs whose live chunks are all in the output.
-    sources: Vec<u128>,
-}
-
-impl Compactor {
-    fn new(engine: &Arc<Engine>) -> Self {
-        Compactor {
-            engine: Arc::clone(engine),
-            sink: PackSink::new(Arc::clone(engine)),
-            builder: PackBuilder::new(),
-            moves: Vec::new(),
-            sources: Vec::new(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.builder.is_empty()
-    }
-
-    /// Reads the chunks to move from `pack` with coalesced ranged reads of
-    /// at most [`READ_SPAN`], verifies each, and appends its stored bytes to
-    /// the output, one span at a time (memory: a span and a part). On a chunk
-    /// that does not verify it stops with an error: the chunks copied so far
-    /// still move, but the pack is not emptied, so it stays.
-    async fn copy(
-        &mut self,
-        pack: u128,
-        mut moves: Vec<(PackEntry, ChunkLocation)>,
-    ) -> Result<(), EngineError> {
-        moves.sort_by_key(|(e, _)| e.offset);
-        let key = keys::pack(Ulid(pack));
-        let mut i = 0;
-        while i < moves.len() {
-            // One ranged read for the chunks that fit in READ_SPAN (at least one).
-            let start = moves[i].0.offset;
-            let mut end = start + u64::from(moves[i].0.stored_len);
-            let mut j = i + 1;
-            while j < moves.len() {
-                let e_end = moves[j].0.offset + u64::from(moves[j].0.stored_len);
-                if e_end - start > READ_SPAN {
-                    break;
-                }
-                end = e_end;
-                j += 1;
-            }
-            let span = self
-                .engine
-                .blobs
-                .read_range(&key, start, end - start)
-                .await?;
-            let group: Vec<(PackEntry, ChunkLocation)> = moves[i..j].to_vec();
-            let (verified, failure) = blocking(move || {
-                let mut ok = Vec::with_capacity(group.len());
-                for (e, loc) in group {
-                    let rel = (e.offset - start) as usize;
-                    let stored = span.slice(rel..rel + e.stored_len as usize);
-                    if let Err(err) = decode_chunk(&e.id, e.codec, e.raw_len, stored.clone()) {
-                        let why = format!("{err} (pack {})", Ulid(pack));
-                        return Ok((ok, Some(EngineError::Integrity(why))));
-                    }
-                    ok.push((e, loc, stored));
-                }
-                Ok((ok, None))
-            })
-            .await?;
-            for (e, loc, stored) in verified {
-                self.builder.add_stored(e.id, &stored, e.raw_len, e.codec);
-                self.moves.push((e.id, loc));
-            }
-            if self.builder.pending_len() >= READ_SPAN as usize {
-                let part = self.builder.take_pending();
-                self.sink.write_part(part).await?;
-            }
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            i = j;
-        }
-        Ok(())
-    }
-}
-
-impl Engine {
-    /// Removes an artifact record if it is (still) expired at `now_s`, then
-    /// its chunk refs. Returns whether it was removed.
-    pub(crate) async fn remove_expired(
-        &self,
-        experiment: &str,
-        id: &[u8; 16],
-        now_s: i64,
-    ) -> Result<bool, EngineError> {
-        let rec = {
-            let _guard = self.artifact_lock.lock().await;
-            let (meta, exp, aid) = (self.meta.clone(), experiment.to_string(), *id);
-            blocking(move || {
-                let Some(rec) = meta.artifact(&exp, &aid)? else {
-                    return Ok(None);
-                };
-                if rec.expires_at.is_none_or(|t| t > now_s) {
-                    return Ok(None);
-                }
-                let mut b = meta.batch();
-                b.delete_artifact(&exp, &aid);
-                b.commit()?;
-                Ok(Some(rec))
-            })
-            .await?
-        };
-        let Some(rec) = rec else {
-            return Ok(false);
-        };
-        self.remove_refs(experiment, id, rec.manifest).await;
-        tracing::info!(experiment, artifact = %super::ingest::format_artifact_id(id), "expired artifact removed");
-        Ok(true)
+    match super::packcheck::read_footer(engine, pack, rec.bytes).await? {
+        Ok((entries, _, _)) => Ok(entries),
+        Err(fault) => Err(EngineError::Integrity(format!(
+            "pack {}: {fault:?}",
+            keys::pack(Ulid(pack))
+        ))),
     }
 }

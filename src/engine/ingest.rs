@@ -604,17 +604,7 @@ async fn index_pack(
             },
         );
         for e in &entries {
-            b.put_chunk(
-                &e.id,
-                &ChunkLocation {
-                    pack,
-                    offset: e.offset,
-                    stored_len: e.stored_len,
-                    raw_len: e.raw_len,
-                    codec: e.codec,
-                    bad: false,
-                },
-            );
+            b.put_chunk(&e.id, &ChunkLocation::in_pack(pack, e));
         }
         let _index = engine.index_lock.lock().unwrap_or_else(|e| e.into_inner());
         b.commit()?;

@@ -259,7 +259,7 @@ fn plan_windows(
         if e.offset < cur.end.max(HEADER_LEN) || end > data_end {
             // A hash-valid footer never says this; report it as a fault of
             // the live chunk, if any (dead entries are not read).
-            if let Some(loc) = loc.filter(|l| l.pack == pack && l.offset == e.offset) {
+            if let Some(loc) = loc.filter(|l| l.is_at(pack, e.offset)) {
                 matched += 1;
                 mismatched.push(CorruptChunk {
                     id: e.id,
@@ -279,7 +279,7 @@ fn plan_windows(
             windows.push(std::mem::replace(&mut cur, next));
         }
         cur.end = end;
-        let Some(loc) = loc.filter(|l| l.pack == pack && l.offset == e.offset) else {
+        let Some(loc) = loc.filter(|l| l.is_at(pack, e.offset)) else {
             continue; // a dead copy
         };
         matched += 1;

@@ -79,7 +79,7 @@ impl Engine {
             let Some(mut loc) = meta.chunk(&id)? else {
                 return Ok(false);
             };
-            if loc.pack != expected.pack || loc.offset != expected.offset || loc.bad {
+            if !loc.is_at(expected.pack, expected.offset) || loc.bad {
                 return Ok(false);
             }
             loc.bad = true;

@@ -34,6 +34,23 @@ pub struct ChunkLocation {
 }
 
 impl ChunkLocation {
+    /// The (good) location of a footer entry of `pack`.
+    pub fn in_pack(pack: u128, e: &crate::pack::PackEntry) -> Self {
+        ChunkLocation {
+            pack,
+            offset: e.offset,
+            stored_len: e.stored_len,
+            raw_len: e.raw_len,
+            codec: e.codec,
+            bad: false,
+        }
+    }
+
+    /// Whether this names the copy at `offset` in `pack`.
+    pub fn is_at(&self, pack: u128, offset: u64) -> bool {
+        self.pack == pack && self.offset == offset
+    }
+
     /// Whether a write path may deduplicate against this copy: a copy marked
     /// bad counts as absent.
     pub fn usable(&self) -> bool {

@@ -143,18 +143,6 @@ impl FooterCache {
     }
 }
 
-/// The index entry a footer entry of `pack` stands for.
-fn location(pack: u128, e: &PackEntry) -> ChunkLocation {
-    ChunkLocation {
-        pack,
-        offset: e.offset,
-        stored_len: e.stored_len,
-        raw_len: e.raw_len,
-        codec: e.codec,
-        bad: false,
-    }
-}
-
 /// Unix seconds of a pack id's ULID timestamp.
 fn ulid_secs(id: u128) -> i64 {
     (ulid::Ulid(id).timestamp_ms() / 1000) as i64
@@ -250,7 +238,7 @@ async fn index_pack(
             if footer
                 .as_ref()
                 .and_then(|f| f.get(&chunk))
-                .is_some_and(|fe| location(other, fe) == x)
+                .is_some_and(|fe| ChunkLocation::in_pack(other, fe) == x)
             {
                 agrees.insert(chunk);
             }
@@ -265,7 +253,7 @@ async fn index_pack(
             if !seen.insert(e.id) {
                 continue;
             }
-            let want = location(id, e);
+            let want = ChunkLocation::in_pack(id, e);
             // An entry the scrubber marked bad never equals `want` nor
             // agrees with another footer (so a fresh copy in any complete
             // pack, visited first as packs go newest first, replaces it);
@@ -274,7 +262,7 @@ async fn index_pack(
             let keep = match cur {
                 None => false,
                 Some(x) if x == want => true,
-                Some(x) if x.bad && x.pack == id && x.offset == want.offset => true,
+                Some(x) if x.bad && x.is_at(id, want.offset) => true,
                 // Names this pack but disagrees with its footer: the footer
                 // is the truth.
                 Some(x) if x.pack == id => false,
