@@ -19,9 +19,7 @@ use eden_cas::auth::Principal;
 use eden_cas::engine::PreparedContent;
 use eden_cas::engine::gc::{GcOptions, GcRun};
 use eden_cas::engine::ingest::parse_artifact_id;
-use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::hash::Digest;
-use eden_cas::meta::records::ManifestEntry;
 use engine_support::*;
 use proptest::prelude::*;
 
@@ -135,29 +133,12 @@ async fn run(ops: Vec<Op>) {
                 m.gone.push(id);
             }
             Op::Session => {
-                let v = e
-                    .create_upload(EXP, &Principal::Admin, SessionRequest::default())
-                    .await
-                    .unwrap();
-                let sid = parse_artifact_id(&v.id).unwrap();
-                m.sessions.push((sid, BTreeSet::new()));
+                m.sessions.push((open_session(e).await, BTreeSet::new()));
             }
             Op::Batch(s, b) if !m.sessions.is_empty() => {
                 let k = s % m.sessions.len();
-                let sid = m.sessions[k].0;
-                let mut body = Vec::new();
-                for &i in &b {
-                    let chunk = &m.pool[i as usize];
-                    body.extend_from_slice(Digest::of(chunk).as_bytes());
-                    body.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
-                    body.extend_from_slice(chunk);
-                }
-                let mut batch = e
-                    .begin_chunk_batch(EXP, &Principal::Admin, &sid)
-                    .await
-                    .unwrap();
-                batch.push(Bytes::from(body)).await.unwrap();
-                batch.finish().await.unwrap();
+                let chunks: Vec<&[u8]> = b.iter().map(|&i| &m.pool[i as usize][..]).collect();
+                send_chunks(e, &m.sessions[k].0, &chunks).await;
                 m.sessions[k].1.extend(b);
             }
             Op::CommitSession(s, b) if !m.sessions.is_empty() => {
@@ -170,29 +151,10 @@ async fn run(ops: Vec<Op>) {
                     continue;
                 }
                 let data = m.content(&b);
-                let chunks = b
-                    .iter()
-                    .map(|&i| ManifestEntry {
-                        id: Digest::of(&m.pool[i as usize]),
-                        len: m.pool[i as usize].len() as u32,
-                    })
-                    .collect();
-                let r = e
-                    .commit_upload(
-                        EXP,
-                        &Principal::Admin,
-                        &sid,
-                        CommitRequest {
-                            chunks,
-                            blake3: Digest::of(&data),
-                            content_type: None,
-                            filename: None,
-                        },
-                    )
-                    .await
-                    .unwrap();
+                let chunks: Vec<&[u8]> = b.iter().map(|&i| &m.pool[i as usize][..]).collect();
+                let id = commit_chunks(e, &sid, &chunks).await;
                 m.sessions.remove(k);
-                m.live.push((parse_artifact_id(&r.id).unwrap(), data));
+                m.live.push((id, data));
             }
             Op::Abandon(s) if !m.sessions.is_empty() => {
                 let (sid, _) = m.sessions.remove(s % m.sessions.len());

@@ -11,12 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eden_cas::auth::Principal;
 use eden_cas::engine::gc::GcOptions;
 use eden_cas::engine::ingest::parse_artifact_id;
-use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
-use eden_cas::hash::Digest;
-use eden_cas::meta::records::ManifestEntry;
 use engine_support::*;
 
 const RUN_FOR: Duration = Duration::from_secs(6);
@@ -58,46 +54,11 @@ async fn depositor(
     while !s.stop.load(Ordering::Relaxed) {
         let (blocks, data) = content(&s, &mut seed);
         let id = if sessions && pick(&mut seed, 2) == 0 {
-            let v = e
-                .create_upload(EXP, &Principal::Admin, SessionRequest::default())
-                .await
-                .unwrap();
-            let sid = parse_artifact_id(&v.id).unwrap();
-            let mut body = Vec::new();
-            for &b in &blocks {
-                body.extend_from_slice(Digest::of(&s.pool[b]).as_bytes());
-                body.extend_from_slice(&(s.pool[b].len() as u32).to_le_bytes());
-                body.extend_from_slice(&s.pool[b]);
-            }
-            let mut batch = e
-                .begin_chunk_batch(EXP, &Principal::Admin, &sid)
-                .await
-                .unwrap();
-            batch.push(Bytes::from(body)).await.unwrap();
-            batch.finish().await.unwrap();
+            let sid = open_session(&e).await;
+            let chunks: Vec<&[u8]> = blocks.iter().map(|&b| &s.pool[b][..]).collect();
+            send_chunks(&e, &sid, &chunks).await;
             tokio::task::yield_now().await;
-            let chunks = blocks
-                .iter()
-                .map(|&b| ManifestEntry {
-                    id: Digest::of(&s.pool[b]),
-                    len: s.pool[b].len() as u32,
-                })
-                .collect();
-            let r = e
-                .commit_upload(
-                    EXP,
-                    &Principal::Admin,
-                    &sid,
-                    CommitRequest {
-                        chunks,
-                        blake3: Digest::of(&data),
-                        content_type: None,
-                        filename: None,
-                    },
-                )
-                .await
-                .unwrap();
-            parse_artifact_id(&r.id).unwrap()
+            commit_chunks(&e, &sid, &chunks).await
         } else {
             let mut ingest = e.begin_ingest().unwrap();
             for part in data.chunks(5000) {

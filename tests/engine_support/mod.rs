@@ -14,9 +14,11 @@ use eden_cas::auth::token::Secret;
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::chunking::ChunkerParams;
 use eden_cas::engine::ingest::parse_artifact_id;
+use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
 use eden_cas::meta::Meta;
+use eden_cas::meta::records::ManifestEntry;
 use eden_cas::pack::{TRAILER_LEN, decode_trailer};
 use futures_util::StreamExt;
 
@@ -181,4 +183,56 @@ pub fn chunk_ids(data: &[u8], params: ChunkerParams) -> HashSet<Digest> {
         ids.insert(Digest::of(chunk));
     });
     ids
+}
+
+/// Opens an upload session as the admin in [`EXP`].
+pub async fn open_session(engine: &Arc<Engine>) -> [u8; 16] {
+    let v = engine
+        .create_upload(EXP, &Principal::Admin, SessionRequest::default())
+        .await
+        .expect("create session");
+    parse_artifact_id(&v.id).expect("session id")
+}
+
+/// Sends `chunks` (each taken as one chunk) to a session in one batch.
+pub async fn send_chunks(engine: &Arc<Engine>, session: &[u8; 16], chunks: &[&[u8]]) {
+    let mut body = Vec::new();
+    for chunk in chunks {
+        body.extend_from_slice(Digest::of(chunk).as_bytes());
+        body.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+        body.extend_from_slice(chunk);
+    }
+    let mut batch = engine
+        .begin_chunk_batch(EXP, &Principal::Admin, session)
+        .await
+        .expect("begin batch");
+    batch.push(Bytes::from(body)).await.expect("push batch");
+    batch.finish().await.expect("finish batch");
+}
+
+/// Commits a session as the content `chunks` (in order); returns the
+/// artifact id.
+pub async fn commit_chunks(engine: &Arc<Engine>, session: &[u8; 16], chunks: &[&[u8]]) -> [u8; 16] {
+    let entries = chunks
+        .iter()
+        .map(|c| ManifestEntry {
+            id: Digest::of(c),
+            len: c.len() as u32,
+        })
+        .collect();
+    let r = engine
+        .commit_upload(
+            EXP,
+            &Principal::Admin,
+            session,
+            CommitRequest {
+                chunks: entries,
+                blake3: Digest::of(&chunks.concat()),
+                content_type: None,
+                filename: None,
+            },
+        )
+        .await
+        .expect("commit");
+    parse_artifact_id(&r.id).expect("artifact id")
 }
