@@ -14,6 +14,7 @@ pub mod backup;
 pub mod fsck;
 pub mod gc;
 pub mod ingest;
+mod manifest_object;
 mod packcheck;
 mod pins;
 pub mod read;
