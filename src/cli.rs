@@ -146,6 +146,13 @@ pub struct BlobArgs {
     /// GCS storage class of new objects (STANDARD, NEARLINE, COLDLINE, ARCHIVE).
     #[arg(long, env = "EDEN_CAS_GCS_STORAGE_CLASS")]
     pub gcs_storage_class: Option<String>,
+    /// Send GCS requests unsigned, loading no credentials: for emulators on this
+    /// machine (true/false) [default: true when STORAGE_EMULATOR_HOST is set].
+    #[arg(long, env = "EDEN_CAS_GCS_UNSIGNED")]
+    pub gcs_unsigned: Option<bool>,
+    /// Allow gcs-unsigned with an endpoint that is not on this machine (true/false) [default: false].
+    #[arg(long, env = "EDEN_CAS_GCS_UNSIGNED_ALLOW_REMOTE")]
+    pub gcs_unsigned_allow_remote: Option<bool>,
     /// Azure blob endpoint (Azurite, sovereign clouds) [default: https://<account>.blob.core.windows.net].
     #[arg(long, env = "EDEN_CAS_AZBLOB_ENDPOINT")]
     pub azblob_endpoint: Option<String>,
@@ -187,6 +194,8 @@ impl From<&ServeArgs> for Overrides {
                 s3_storage_class: a.blob.s3_storage_class.clone(),
                 gcs_endpoint: a.blob.gcs_endpoint.clone(),
                 gcs_storage_class: a.blob.gcs_storage_class.clone(),
+                gcs_unsigned: a.blob.gcs_unsigned,
+                gcs_unsigned_allow_remote: a.blob.gcs_unsigned_allow_remote,
                 azblob_endpoint: a.blob.azblob_endpoint.clone(),
                 azblob_account: a.blob.azblob_account.clone(),
             },

@@ -84,6 +84,10 @@ pub struct FileConfig {
     pub gcs_endpoint: Option<String>,
     /// GCS storage class of new objects.
     pub gcs_storage_class: Option<String>,
+    /// GCS requests unsigned, no credentials (emulators).
+    pub gcs_unsigned: Option<bool>,
+    /// Allow `gcs-unsigned` with an endpoint not on this machine.
+    pub gcs_unsigned_allow_remote: Option<bool>,
     /// Azure blob service endpoint.
     pub azblob_endpoint: Option<String>,
     /// Azure storage account.
@@ -384,6 +388,8 @@ fn resolve_blobs(
         s3_storage_class: b.s3_storage_class.clone().or(f.s3_storage_class.clone()),
         gcs_endpoint: b.gcs_endpoint.clone().or(f.gcs_endpoint.clone()),
         gcs_storage_class: b.gcs_storage_class.clone().or(f.gcs_storage_class.clone()),
+        gcs_unsigned: b.gcs_unsigned.or(f.gcs_unsigned),
+        gcs_unsigned_allow_remote: b.gcs_unsigned_allow_remote.or(f.gcs_unsigned_allow_remote),
         azblob_endpoint: b.azblob_endpoint.clone().or(f.azblob_endpoint.clone()),
         azblob_account: b.azblob_account.clone().or(f.azblob_account.clone()),
     };

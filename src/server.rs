@@ -273,8 +273,23 @@ pub async fn check_config(config: &Config) -> Result<String, ServerError> {
                     .unwrap_or_default()
             );
         }
-        Backend::Gcs(_) | Backend::Azblob(_) => {
-            detail = format!(" (endpoint {})", b.backend.endpoint());
+        Backend::Gcs(o) => {
+            detail = format!(
+                " (endpoint {}{})",
+                b.backend.endpoint(),
+                if o.unsigned {
+                    ", unsigned requests: emulator"
+                } else {
+                    ""
+                }
+            );
+        }
+        Backend::Azblob(o) => {
+            detail = format!(
+                " (endpoint {}, account {})",
+                b.backend.endpoint(),
+                o.account.as_deref().unwrap_or("from the credential")
+            );
         }
         Backend::Fs { .. } | Backend::Memory => {}
     }
