@@ -22,12 +22,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/eden-cas-target}"
 # server when this process ($$, which becomes `cargo test` below) exits, or
 # after 2 hours, and remove its dir.
 start() {
-  local name="$1" skip="$2" endpoint="$3" tag="$4" out
+  local name="$1" skip="$2" endpoint="$3" tag="$4" out line
   shift 4
   if [ "${!skip:-}" = 1 ] || [ -n "${!endpoint:-}" ]; then return 0; fi
   out="$("$@" "$(mktemp -d "${TMPDIR:-/tmp}/eden-cas-$tag.XXXXXX")" $$ 7200)" ||
     { echo "test: $name did not start (set $skip=1 to skip its tests on purpose)" >&2; exit 1; }
-  while IFS='=' read -r k v; do [ -n "$k" ] && export "$k=$v"; done <<<"$out"
+  # Split at the first `=` only: values (a base64 key) may contain more.
+  while IFS= read -r line; do [ -n "$line" ] && export "${line%%=*}=${line#*=}"; done <<<"$out"
   [ -n "${!endpoint:-}" ] || { echo "test: $name printed no endpoint" >&2; exit 1; }
 }
 
