@@ -444,7 +444,13 @@ impl Lease {
             let every = lease.settings.heartbeat;
             loop {
                 tokio::time::sleep(every).await;
-                let attempt = tokio::time::timeout(every, lease.renew()).await;
+                // A slow renewal may take until the validity ends (a loaded
+                // service is not a lost lease); past that it is lost anyway.
+                let left = lease
+                    .lock_valid()
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                let attempt = tokio::time::timeout(left, lease.renew()).await;
                 let err = match attempt {
                     Ok(Ok(())) => continue,
                     Ok(Err(e @ LeaseError::Lost(_))) => e,
