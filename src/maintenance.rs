@@ -11,7 +11,8 @@
 //! Commands that write (`gc`, `reindex`, `backup`, `restore`) also take the
 //! blob store's writer lease (`blobs/lease.rs`) and renew it while they
 //! run, so they are refused while a server on another data directory uses
-//! the same blob store. `fsck` only reads and takes no lease.
+//! the same blob store. `fsck` and `gc --dry-run` only read and take no
+//! lease.
 //!
 //! `reindex`, `backup` and `restore` are thin: the work is in
 //! `engine/recovery.rs` and `engine/backup.rs` (see
@@ -141,6 +142,22 @@ enum Needs {
     DataDir,
     /// Only the blob store (`restore` creates the data directory).
     BlobStore,
+}
+
+/// Opens the store for a command that only reads (`fsck`, `gc --dry-run`):
+/// no lease, nothing created.
+async fn open_unleased(config: &Config) -> anyhow::Result<Opened> {
+    let config = config.clone();
+    let engine = tokio::task::spawn_blocking(move || {
+        let opened = server::open_meta(&config, OpenMode::Offline)?;
+        server::build_engine(&config, opened, OpenMode::Offline, true)
+    })
+    .await??;
+    Ok(Opened {
+        engine,
+        lease: None,
+        heartbeat: None,
+    })
 }
 
 /// Refuses to run on a store that does not exist: what `needs` names, and
@@ -312,7 +329,12 @@ fn names(list: &[String]) -> String {
 async fn gc(config: &Config, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     require_store(config, Needs::Metadata)?;
     probe_blobs(config).await?;
-    let opened = open(config, "gc", true).await?;
+    // A dry run only reads: like fsck it takes no lease (and writes nothing).
+    let opened = if dry_run {
+        open_unleased(config).await?
+    } else {
+        open(config, "gc", true).await?
+    };
     let engine = opened.engine.clone();
     let opts = GcOptions {
         dry_run,
@@ -411,14 +433,7 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 /// probed (the probe writes) and nothing is repaired.
 async fn fsck(config: &Config, deep: bool, json: bool) -> anyhow::Result<ExitCode> {
     require_store(config, Needs::Metadata)?;
-    let engine = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || {
-            let opened = server::open_meta(&config, OpenMode::Offline)?;
-            server::build_engine(&config, opened, OpenMode::Offline, true)
-        })
-        .await??
-    };
+    let engine = open_unleased(config).await?.engine;
     let report = engine.fsck(deep).await?;
     let text = if json {
         format!("{}\n", serde_json::to_string_pretty(&report)?)
