@@ -115,6 +115,15 @@ pub struct ServeArgs {
     /// Pack bytes the background scrubber re-verifies per hour; 0 disables [default: 10GiB].
     #[arg(long, env = "EDEN_CAS_SCRUB_BYTES_PER_HOUR")]
     pub scrub_bytes_per_hour: Option<String>,
+    /// Take the single-writer lease in the blob store (true/false) [default: true].
+    #[arg(long, env = "EDEN_CAS_LEASE")]
+    pub lease: Option<bool>,
+    /// How long the blob store lease stays valid after its last renewal [default: 60s].
+    #[arg(long, env = "EDEN_CAS_LEASE_DURATION")]
+    pub lease_duration: Option<String>,
+    /// How often the lease holder renews it; under half the duration [default: 10s].
+    #[arg(long, env = "EDEN_CAS_LEASE_HEARTBEAT")]
+    pub lease_heartbeat: Option<String>,
     /// Blob store settings.
     #[command(flatten)]
     pub blob: BlobArgs,
@@ -205,6 +214,9 @@ impl From<&ServeArgs> for Overrides {
             blob_part_bytes: a.blob.blob_part_bytes.clone(),
             chunk_cache_bytes: a.blob.chunk_cache_bytes.clone(),
             scrub_bytes_per_hour: a.scrub_bytes_per_hour.clone(),
+            lease: a.lease,
+            lease_duration: a.lease_duration.clone(),
+            lease_heartbeat: a.lease_heartbeat.clone(),
         }
     }
 }
@@ -284,6 +296,9 @@ pub struct GetArgs {
     /// Unpack a bundle into this directory (created if needed).
     #[arg(long, value_name = "DIR")]
     pub extract: Option<PathBuf>,
+    /// Replace existing local files (a name from the server never replaces one otherwise).
+    #[arg(long)]
+    pub force: bool,
     /// Connection settings.
     #[command(flatten)]
     pub client: ClientArgs,

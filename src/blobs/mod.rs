@@ -1,7 +1,7 @@
 //! The blob store: an opendal `Operator` over one backend (fs, memory, s3,
 //! gcs, azblob — see [`backend`]) with timeout, retry, concurrency and
 //! tracing layers, the key layout of packs and manifests ([`keys`]), the
-//! startup probe ([`probe`]), per-kind request counters, a cache of
+//! startup probe ([`probe`]), the single-writer lease ([`lease`]), per-kind request counters, a cache of
 //! verified chunks ([`cache`]) and, for tests, fault injection ([`faults`]).
 //!
 //! Keeps invariant 5 (no overwrite): every object is written create-only
@@ -18,6 +18,7 @@ pub mod cache;
 mod counters;
 pub mod faults;
 pub mod keys;
+pub mod lease;
 pub mod probe;
 
 use std::path::{Path, PathBuf};
