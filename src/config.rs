@@ -54,6 +54,8 @@ pub struct FileConfig {
     pub pack_target_bytes: Option<SizeValue>,
     /// zstd level (0 disables).
     pub compression_level: Option<i32>,
+    /// Whether float-like chunks may be stored as byte planes.
+    pub byte_planes: Option<bool>,
     /// HTTP worker threads.
     pub http_workers: Option<usize>,
     /// Grace period for in-flight requests on shutdown (humantime, e.g. `30s`).
@@ -160,6 +162,8 @@ pub struct Overrides {
     pub pack_target_bytes: Option<String>,
     /// `--compression-level` / `EDEN_CAS_COMPRESSION_LEVEL`.
     pub compression_level: Option<i32>,
+    /// `--byte-planes` / `EDEN_CAS_BYTE_PLANES`.
+    pub byte_planes: Option<bool>,
     /// `--http-workers` / `EDEN_CAS_HTTP_WORKERS`.
     pub http_workers: Option<usize>,
     /// `--blob-store`, `--s3-*`, `--gcs-*`, `--azblob-*` and their
@@ -293,6 +297,10 @@ impl Config {
                 .compression_level
                 .or(file.compression_level)
                 .unwrap_or(defaults.compression_level),
+            byte_planes: o
+                .byte_planes
+                .or(file.byte_planes)
+                .unwrap_or(defaults.byte_planes),
             retention,
         };
         if !(1 << 20..=4 << 30).contains(&engine.pack_target_bytes) {
