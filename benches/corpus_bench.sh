@@ -109,7 +109,7 @@ store() {
   case $tool in
     eden-cas) eden_start "$dir" ;;
     restic) restic init -q --repository-version 2 -r "$dir" ;;
-    borg) borg init -q --encryption=none "$dir" ;;
+    borg) borg init --encryption=none "$dir" ;;
   esac
   sync
   t0=$(now)
@@ -118,8 +118,8 @@ store() {
     case $tool in
       eden-cas) eden_put "$f" ;;
       restic) timed restic -q -r "$dir" backup "$f" ;;
-      borg) (cd "$(dirname "$f")" && timed borg create --compression lz4 "$dir::a$n" "$(basename "$f")") ;;
-      casync) timed casync make --store="$dir/store" "$dir/$n.caibx" "$f" ;;
+      borg) cd "$(dirname "$f")"; timed borg create --compression lz4 "$dir::a$n" "$(basename "$f")"; cd "$ROOT" ;;
+      casync) timed casync make --store="$dir/store" "$dir/$n.caibx" "$f" >/dev/null ;;
       zstd) timed zstd -3 -q "$f" -o "$dir/$(basename "$f").zst" ;;
     esac
     sync
@@ -132,7 +132,7 @@ store() {
               PEAK_KIB=$(awk '/VmHWM/ {print $2}' "/proc/$PID/status")
               kill "$PID"; wait "$PID" 2>/dev/null || true; PID="" ;;
     restic) restic -q -r "$dir" dump latest "$last" >"$out" ;;
-    borg) borg extract --stdout "$dir::a$n" "$(basename "$last")" >"$out" ;;
+    borg) (cd "$(dirname "$last")" && borg extract --stdout "$dir::a$n" "$(basename "$last")") >"$out" ;;
     casync) casync extract --store="$dir/store" "$dir/$n.caibx" "$out" ;;
     zstd) zstd -d -q "$dir/$(basename "$last").zst" -o "$out" ;;
   esac

@@ -32,7 +32,7 @@ pub const TRAILER_LEN: usize = 8 + 4 + 32 + 8;
 
 /// How a chunk's bytes are stored inside a pack (the footer's codec byte).
 /// Values are never reused: packs written by any version stay readable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum Codec {
     /// Stored as is.

@@ -35,13 +35,15 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Float32 values like trained weights: roughly normal, std about 0.02.
+/// Float32 values like trained weights: in (-0.04, 0.04), triangular.
 fn weights(n: usize, seed: u64) -> Vec<f32> {
-    noise(n * 4, seed)
-        .chunks_exact(4)
+    noise(n * 8, seed)
+        .chunks_exact(8)
         .map(|q| {
-            let s: f32 = q.iter().map(|&b| f32::from(b) / 7.0 - 0.5).sum();
-            s * 0.02
+            let u = |b: &[u8]| {
+                f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])) / 4_294_967_296.0
+            };
+            ((u(&q[..4]) + u(&q[4..]) - 1.0) * 0.04) as f32
         })
         .collect()
 }

@@ -16,6 +16,12 @@ pub use choose::{CodecSettings, DEFAULT_LEVEL, MIN_SAVING_DIVISOR, Plan, plan};
 
 use crate::pack::Codec;
 
+/// zstd level of the frames of byte planes. Measured on float32 checkpoints
+/// (docs/performance.md): level 1 stores 0.6 % less than level 3 and encodes
+/// 30 % faster — what planes need is zstd's entropy coder, not its match
+/// finder, which higher levels only spend more time on.
+pub const PLANES_LEVEL: i32 = 1;
+
 /// Why stored bytes do not decode (the chunk is then reported undecodable).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
@@ -37,6 +43,8 @@ pub enum CodecError {
 pub struct CompressionPolicy {
     settings: CodecSettings,
     compressor: Option<zstd::bulk::Compressor<'static>>,
+    /// Byte planes are compressed at [`PLANES_LEVEL`] whatever the setting.
+    planes_compressor: Option<zstd::bulk::Compressor<'static>>,
     scratch: Vec<u8>,
     alternative: Vec<u8>,
     planes: planes::Scratch,
@@ -50,9 +58,15 @@ impl CompressionPolicy {
         } else {
             zstd::bulk::Compressor::new(settings.level).ok()
         };
+        let planes_compressor = if settings.level == 0 {
+            None
+        } else {
+            zstd::bulk::Compressor::new(PLANES_LEVEL).ok()
+        };
         CompressionPolicy {
             settings,
             compressor,
+            planes_compressor,
             scratch: Vec::new(),
             alternative: Vec::new(),
             planes: planes::Scratch::default(),
@@ -69,7 +83,9 @@ impl CompressionPolicy {
     /// itself with [`Codec::Raw`].
     pub fn encode<'a>(&'a mut self, raw: &'a [u8]) -> (Codec, &'a [u8]) {
         let budget = raw.len() - raw.len() / MIN_SAVING_DIVISOR;
-        let Some(compressor) = self.compressor.as_mut() else {
+        let (Some(compressor), Some(planes_compressor)) =
+            (self.compressor.as_mut(), self.planes_compressor.as_mut())
+        else {
             return (Codec::Raw, raw);
         };
         let zstd_len = |c: &mut zstd::bulk::Compressor<'static>, out: &mut Vec<u8>| {
@@ -91,7 +107,7 @@ impl CompressionPolicy {
                     raw,
                     width,
                     &compress,
-                    compressor,
+                    planes_compressor,
                     &mut self.planes,
                     &mut self.scratch,
                 );
@@ -102,7 +118,7 @@ impl CompressionPolicy {
                     raw,
                     width,
                     &compress,
-                    compressor,
+                    planes_compressor,
                     &mut self.planes,
                     &mut self.scratch,
                 );
