@@ -475,6 +475,27 @@ mod tests {
     }
 
     #[test]
+    fn codec_settings_merge_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "byte-planes = false\ncompression-level = 6\n").unwrap();
+        let mut o = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(&Overrides::default()).unwrap();
+        assert_eq!(
+            c.engine.codec_settings(),
+            crate::codec::CodecSettings::default()
+        );
+        let c = Config::resolve(&o).unwrap();
+        assert!(!c.engine.byte_planes);
+        assert_eq!(c.engine.compression_level, 6);
+        o.byte_planes = Some(true);
+        assert!(Config::resolve(&o).unwrap().engine.byte_planes);
+    }
+
+    #[test]
     fn layers_merge_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
