@@ -106,9 +106,12 @@ pub struct ServeArgs {
     /// Close packs at this size [default: 64MiB].
     #[arg(long, env = "EDEN_CAS_PACK_TARGET_BYTES")]
     pub pack_target_bytes: Option<String>,
-    /// zstd level for chunks, 0 disables [default: 1].
+    /// zstd level for chunks, 0 disables [default: 3].
     #[arg(long, env = "EDEN_CAS_COMPRESSION_LEVEL")]
     pub compression_level: Option<i32>,
+    /// Store float-like chunks as byte planes when it pays (true/false) [default: true].
+    #[arg(long, env = "EDEN_CAS_BYTE_PLANES")]
+    pub byte_planes: Option<bool>,
     /// HTTP worker threads [default: number of CPUs].
     #[arg(long, env = "EDEN_CAS_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
@@ -194,6 +197,7 @@ impl From<&ServeArgs> for Overrides {
             max_artifact_bytes: a.max_artifact_bytes.clone(),
             pack_target_bytes: a.pack_target_bytes.clone(),
             compression_level: a.compression_level,
+            byte_planes: a.byte_planes,
             http_workers: a.http_workers,
             blob: BlobSettings {
                 blob_store: a.blob.blob_store.clone(),

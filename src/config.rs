@@ -55,6 +55,8 @@ pub struct FileConfig {
     pub pack_target_bytes: Option<SizeValue>,
     /// zstd level (0 disables).
     pub compression_level: Option<i32>,
+    /// Whether float-like chunks may be stored as byte planes.
+    pub byte_planes: Option<bool>,
     /// HTTP worker threads.
     pub http_workers: Option<usize>,
     /// Grace period for in-flight requests on shutdown (humantime, e.g. `30s`).
@@ -171,6 +173,8 @@ pub struct Overrides {
     pub pack_target_bytes: Option<String>,
     /// `--compression-level` / `EDEN_CAS_COMPRESSION_LEVEL`.
     pub compression_level: Option<i32>,
+    /// `--byte-planes` / `EDEN_CAS_BYTE_PLANES`.
+    pub byte_planes: Option<bool>,
     /// `--http-workers` / `EDEN_CAS_HTTP_WORKERS`.
     pub http_workers: Option<usize>,
     /// `--blob-store`, `--s3-*`, `--gcs-*`, `--azblob-*` and their
@@ -312,6 +316,10 @@ impl Config {
                 .compression_level
                 .or(file.compression_level)
                 .unwrap_or(defaults.compression_level),
+            byte_planes: o
+                .byte_planes
+                .or(file.byte_planes)
+                .unwrap_or(defaults.byte_planes),
             retention,
         };
         if !(1 << 20..=4 << 30).contains(&engine.pack_target_bytes) {
@@ -526,6 +534,27 @@ mod tests {
         assert_eq!(parse_size("1 GB").unwrap(), 1_000_000_000);
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn codec_settings_merge_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "byte-planes = false\ncompression-level = 6\n").unwrap();
+        let mut o = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(&Overrides::default()).unwrap();
+        assert_eq!(
+            c.engine.codec_settings(),
+            crate::codec::CodecSettings::default()
+        );
+        let c = Config::resolve(&o).unwrap();
+        assert!(!c.engine.byte_planes);
+        assert_eq!(c.engine.compression_level, 6);
+        o.byte_planes = Some(true);
+        assert!(Config::resolve(&o).unwrap().engine.byte_planes);
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! experiment deployments.
 //!
 //! Layers, top to bottom (see `docs/design.md`): [`http`] → [`auth`] →
-//! [`engine`] → [`chunking`] / [`pack`] → [`blobs`] / [`meta`].
+//! [`engine`] → [`chunking`] / [`pack`] ([`codec`]) → [`blobs`] / [`meta`].
 
 pub mod auth;
 pub mod blobs;
 pub mod chunking;
 pub mod cli;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod hash;

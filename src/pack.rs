@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! header   "EDENPK01"                                   8 bytes
-//! chunks   stored bytes of each chunk, back to back      (raw or zstd)
+//! chunks   stored bytes of each chunk, back to back      (see `Codec`)
 //! footer   entry_count × { id[32] offset u64 stored_len u32 raw_len u32 codec u8 }
 //! trailer  footer_len u64 | entry_count u32 | blake3(footer)[32] | "EDENPKFT"
 //! ```
@@ -12,11 +12,13 @@
 //! The footer makes the chunk index rebuildable from the blob store alone
 //! (design: scale-out). A pack without a valid trailer is an interrupted write
 //! and holds nothing that was ever indexed. Decoding a chunk always checks its
-//! BLAKE3 against its id (invariant 6).
+//! BLAKE3 against its id (invariant 6). How a chunk is encoded is the
+//! business of `codec.rs`; the footer records the codec per chunk.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use crate::codec::CompressionPolicy;
 use crate::hash::Digest;
 
 /// First bytes of every pack.
@@ -28,14 +30,20 @@ pub const ENTRY_LEN: usize = 32 + 8 + 4 + 4 + 1;
 /// Size of the trailer.
 pub const TRAILER_LEN: usize = 8 + 4 + 32 + 8;
 
-/// How a chunk's bytes are stored inside a pack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How a chunk's bytes are stored inside a pack (the footer's codec byte).
+/// Values are never reused: packs written by any version stay readable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum Codec {
     /// Stored as is.
     Raw = 0,
     /// zstd frame.
     Zstd = 1,
+    /// Two byte planes (bf16/fp16), each raw or a zstd frame
+    /// (`codec::planes`).
+    BytePlanes2 = 2,
+    /// Four byte planes (float32), each raw or a zstd frame.
+    BytePlanes4 = 3,
 }
 
 impl Codec {
@@ -43,7 +51,18 @@ impl Codec {
         match v {
             0 => Some(Codec::Raw),
             1 => Some(Codec::Zstd),
+            2 => Some(Codec::BytePlanes2),
+            3 => Some(Codec::BytePlanes4),
             _ => None,
+        }
+    }
+
+    /// The byte-plane codec of `width` (2 or 4).
+    pub fn planes(width: usize) -> Codec {
+        if width == 2 {
+            Codec::BytePlanes2
+        } else {
+            Codec::BytePlanes4
         }
     }
 }
@@ -73,64 +92,16 @@ pub enum PackError {
     #[error("pack footer corrupt")]
     BadFooter,
     /// A chunk decompressed to the wrong size or failed to decompress.
-    #[error("chunk {0:?} does not decode")]
-    Undecodable(Digest),
+    #[error("chunk {id:?} does not decode: {source}")]
+    Undecodable {
+        /// The chunk.
+        id: Digest,
+        /// What is wrong with its stored bytes.
+        source: crate::codec::CodecError,
+    },
     /// A chunk's bytes do not hash to its id.
     #[error("chunk {0:?} fails its BLAKE3 check")]
     HashMismatch(Digest),
-}
-
-/// Whether zstd is tried on each chunk; backs off on incompressible data.
-pub struct CompressionPolicy {
-    compressor: Option<zstd::bulk::Compressor<'static>>,
-    scratch: Vec<u8>,
-    misses: u32,
-    skip: u32,
-}
-
-impl CompressionPolicy {
-    /// `level` 0 disables compression.
-    pub fn new(level: i32) -> Self {
-        let compressor = if level == 0 {
-            None
-        } else {
-            zstd::bulk::Compressor::new(level).ok()
-        };
-        CompressionPolicy {
-            compressor,
-            scratch: Vec::new(),
-            misses: 0,
-            skip: 0,
-        }
-    }
-
-    /// Compressed bytes if compression saves at least 1/16 of the chunk.
-    fn try_compress(&mut self, raw: &[u8]) -> Option<&[u8]> {
-        let compressor = self.compressor.as_mut()?;
-        if self.skip > 0 {
-            self.skip -= 1;
-            return None;
-        }
-        let budget = raw.len() - raw.len() / 16;
-        self.scratch.clear();
-        self.scratch.reserve(budget);
-        match compressor.compress_to_buffer(raw, &mut self.scratch) {
-            Ok(n) if n <= budget => {
-                self.misses = 0;
-                Some(&self.scratch[..n])
-            }
-            _ => {
-                // After 4 misses in a row, skip the next 32 chunks: random or
-                // already-compressed data then costs almost nothing extra.
-                self.misses += 1;
-                if self.misses >= 4 {
-                    self.misses = 0;
-                    self.skip = 32;
-                }
-                None
-            }
-        }
-    }
 }
 
 /// Builds one pack incrementally; bytes are taken out with
@@ -161,10 +132,7 @@ impl PackBuilder {
 
     /// Appends a chunk whose id is already known.
     pub fn add(&mut self, id: Digest, raw: &[u8], policy: &mut CompressionPolicy) -> PackEntry {
-        let (stored, codec) = match policy.try_compress(raw) {
-            Some(c) => (c, Codec::Zstd),
-            None => (raw, Codec::Raw),
-        };
+        let (codec, stored) = policy.encode(raw);
         let entry = PackEntry {
             id,
             offset: self.len,
@@ -317,17 +285,8 @@ pub fn decode_chunk(
     raw_len: u32,
     stored: Bytes,
 ) -> Result<Bytes, PackError> {
-    let raw = match codec {
-        Codec::Raw => stored,
-        Codec::Zstd => {
-            let v = zstd::bulk::decompress(&stored, raw_len as usize)
-                .map_err(|_| PackError::Undecodable(*id))?;
-            Bytes::from(v)
-        }
-    };
-    if raw.len() != raw_len as usize {
-        return Err(PackError::Undecodable(*id));
-    }
+    let raw = crate::codec::decode(codec, stored, raw_len)
+        .map_err(|source| PackError::Undecodable { id: *id, source })?;
     if Digest::of(&raw) != *id {
         return Err(PackError::HashMismatch(*id));
     }
@@ -339,7 +298,10 @@ mod tests {
     use super::*;
 
     fn build(chunks: &[Vec<u8>], level: i32) -> (Vec<u8>, Vec<PackEntry>) {
-        let mut policy = CompressionPolicy::new(level);
+        let mut policy = CompressionPolicy::new(crate::codec::CodecSettings {
+            level,
+            byte_planes: true,
+        });
         let mut b = PackBuilder::new();
         let mut out = Vec::new();
         for c in chunks {
@@ -395,20 +357,16 @@ mod tests {
     }
 
     #[test]
-    fn incompressible_data_backs_off() {
-        let mut policy = CompressionPolicy::new(1);
-        let mut x = 1u64;
-        let noise: Vec<u8> = (0..8192)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (x >> 33) as u8
-            })
-            .collect();
-        for _ in 0..4 {
-            assert!(policy.try_compress(&noise).is_none());
+    fn old_codec_values_keep_their_meaning() {
+        for (v, c) in [
+            (0, Codec::Raw),
+            (1, Codec::Zstd),
+            (2, Codec::BytePlanes2),
+            (3, Codec::BytePlanes4),
+        ] {
+            assert_eq!(Codec::from_u8(v), Some(c));
+            assert_eq!(c as u8, v);
         }
-        assert_eq!(policy.skip, 32);
+        assert_eq!(Codec::from_u8(4), None);
     }
 }

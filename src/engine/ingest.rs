@@ -401,7 +401,7 @@ impl Engine {
                 chunker,
                 whole_b3: blake3::Hasher::new(),
                 whole_sha: Sha256::new(),
-                policy: CompressionPolicy::new(self.cfg.compression_level),
+                policy: CompressionPolicy::new(self.cfg.codec_settings()),
                 pack: PackBuilder::new(),
                 unindexed: HashSet::new(),
                 segments: SegmentBuilder::new(pins),

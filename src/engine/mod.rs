@@ -49,10 +49,22 @@ pub struct EngineConfig {
     pub pack_target_bytes: u64,
     /// zstd level for chunks (0 = never compress).
     pub compression_level: i32,
+    /// Whether chunks of float-like data may be stored as byte planes.
+    pub byte_planes: bool,
     /// Largest artifact accepted, inclusive.
     pub max_artifact_bytes: u64,
     /// Default lifetimes of artifacts deposited without an expiry.
     pub retention: Retention,
+}
+
+impl EngineConfig {
+    /// The chunk codec settings of new deposits.
+    pub fn codec_settings(&self) -> crate::codec::CodecSettings {
+        crate::codec::CodecSettings {
+            level: self.compression_level,
+            byte_planes: self.byte_planes,
+        }
+    }
 }
 
 /// Default artifact lifetimes: per experiment, else store-wide, else none.
@@ -81,7 +93,8 @@ impl Default for EngineConfig {
         EngineConfig {
             chunker: ChunkerParams::default(),
             pack_target_bytes: 64 << 20,
-            compression_level: 1,
+            compression_level: crate::codec::DEFAULT_LEVEL,
+            byte_planes: true,
             max_artifact_bytes: 100 << 20,
             retention: Retention::default(),
         }

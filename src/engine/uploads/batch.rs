@@ -71,7 +71,7 @@ impl Engine {
                 session: *id,
                 presence,
                 pins: self.pins.begin(),
-                policy: CompressionPolicy::new(self.cfg.compression_level),
+                policy: CompressionPolicy::new(self.cfg.codec_settings()),
                 pack: PackBuilder::new(),
                 seen: HashSet::new(),
                 rows: Vec::new(),

@@ -1,0 +1,87 @@
+//! Measures the per-chunk codecs on real files, without HTTP or storage: the
+//! files are chunked like a deposit (default FastCDC parameters), duplicate
+//! chunks are dropped (as the store would), and every unique chunk is encoded
+//! with `CompressionPolicy` at each zstd level given, with and without byte
+//! planes. Prints stored bytes, ratio, encode MB/s (one core), decode MB/s
+//! and how many chunks took each codec. Used to choose the default level
+//! (docs/performance.md).
+//!
+//! Run: `cargo run --release --example codec_levels -- LEVELS FILE...`
+//! with LEVELS like `1,3,6`.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use bytes::Bytes;
+use eden_cas::chunking::{ChunkerParams, StreamChunker};
+use eden_cas::codec::{CodecSettings, CompressionPolicy, decode};
+use eden_cas::hash::Digest;
+use eden_cas::pack::Codec;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let levels: Vec<i32> = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: codec_levels LEVELS FILE..."))?
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let mut seen = HashSet::new();
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0u64;
+    for path in args {
+        let data = std::fs::read(&path)?;
+        total += data.len() as u64;
+        let mut chunker = StreamChunker::new(ChunkerParams::default())?;
+        let mut keep = |c: &[u8]| {
+            if seen.insert(Digest::of(c)) {
+                chunks.push(c.to_vec());
+            }
+        };
+        chunker.push(&data, &mut keep);
+        chunker.finish(&mut keep);
+    }
+    let unique: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    println!(
+        "input {:.1} MB, unique chunks {} ({:.1} MB)",
+        total as f64 / 1e6,
+        chunks.len(),
+        unique as f64 / 1e6
+    );
+    println!(
+        "level\tplanes\tstored_MB\tratio_vs_unique\tencode_MB/s\tdecode_MB/s\traw/zstd/bp2/bp4"
+    );
+    for &level in &levels {
+        for byte_planes in [false, true] {
+            let mut policy = CompressionPolicy::new(CodecSettings { level, byte_planes });
+            let mut counts = [0usize; 4];
+            let mut stored = Vec::with_capacity(chunks.len());
+            let t0 = Instant::now();
+            for c in &chunks {
+                let (codec, bytes) = policy.encode(c);
+                counts[codec as usize] += 1;
+                stored.push((codec, Bytes::copy_from_slice(bytes), c.len() as u32));
+            }
+            let enc = t0.elapsed().as_secs_f64();
+            let stored_bytes: usize = stored.iter().map(|(_, b, _)| b.len()).sum();
+            let t1 = Instant::now();
+            for (codec, bytes, raw_len) in stored {
+                let raw = decode(codec, bytes, raw_len)?;
+                std::hint::black_box(raw);
+            }
+            let dec = t1.elapsed().as_secs_f64();
+            println!(
+                "{level}\t{byte_planes}\t{:.2}\t{:.3}\t{:.0}\t{:.0}\t{}/{}/{}/{}",
+                stored_bytes as f64 / 1e6,
+                unique as f64 / stored_bytes as f64,
+                unique as f64 / 1e6 / enc,
+                unique as f64 / 1e6 / dec,
+                counts[Codec::Raw as usize],
+                counts[Codec::Zstd as usize],
+                counts[Codec::BytePlanes2 as usize],
+                counts[Codec::BytePlanes4 as usize],
+            );
+        }
+    }
+    Ok(())
+}
