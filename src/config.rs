@@ -60,6 +60,12 @@ pub struct FileConfig {
     pub shutdown_timeout: Option<String>,
     /// Upload sessions idle this long expire (humantime, e.g. `24h`).
     pub upload_idle_timeout: Option<String>,
+    /// Longest wait for the next byte of a request body (humantime).
+    pub body_idle_timeout: Option<String>,
+    /// Logical bytes an experiment may hold, unless listed below.
+    pub default_experiment_quota: Option<SizeValue>,
+    /// Logical bytes per experiment.
+    pub experiment_quota: Option<std::collections::BTreeMap<String, SizeValue>>,
     /// Garbage collection runs this often inside `serve` (humantime; `0s`
     /// disables).
     pub gc_interval: Option<String>,
@@ -177,6 +183,10 @@ pub struct Overrides {
     pub chunk_cache_bytes: Option<String>,
     /// `--scrub-bytes-per-hour` / `EDEN_CAS_SCRUB_BYTES_PER_HOUR`.
     pub scrub_bytes_per_hour: Option<String>,
+    /// `--body-idle-timeout` / `EDEN_CAS_BODY_IDLE_TIMEOUT`.
+    pub body_idle_timeout: Option<String>,
+    /// `--default-experiment-quota` / `EDEN_CAS_DEFAULT_EXPERIMENT_QUOTA`.
+    pub default_experiment_quota: Option<String>,
 }
 
 /// The resolved configuration of `serve`.
@@ -192,6 +202,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Upload sessions idle this long expire and release their pins.
     pub upload_idle_timeout: Duration,
+    /// A request body that sends nothing for this long is cut.
+    pub body_idle_timeout: Duration,
     /// Period of garbage collection inside `serve` (`None`: disabled).
     pub gc_interval: Option<Duration>,
     /// Live-bytes fraction under which GC compacts a pack.
@@ -275,6 +287,22 @@ impl Config {
                 detail: "must be a fraction between 0 and 1".into(),
             });
         }
+        let mut quotas = crate::engine::QuotaConfig {
+            default: match (&o.default_experiment_quota, &file.default_experiment_quota) {
+                (Some(v), _) => Some(parse_size(v).map_err(|detail| ConfigError::Invalid {
+                    setting: "default-experiment-quota",
+                    detail,
+                })?),
+                (None, Some(v)) => Some(v.bytes("default-experiment-quota")?),
+                (None, None) => None,
+            },
+            ..Default::default()
+        };
+        for (exp, v) in file.experiment_quota.iter().flatten() {
+            quotas
+                .per_experiment
+                .insert(exp.clone(), v.bytes("experiment-quota")?);
+        }
         let engine = EngineConfig {
             chunker: ChunkerParams::default(),
             max_artifact_bytes: size(
@@ -294,6 +322,7 @@ impl Config {
                 .or(file.compression_level)
                 .unwrap_or(defaults.compression_level),
             retention,
+            quotas,
         };
         if !(1 << 20..=4 << 30).contains(&engine.pack_target_bytes) {
             return Err(ConfigError::Invalid {
@@ -321,6 +350,20 @@ impl Config {
             })?,
             None => Duration::from_secs(24 * 3600),
         };
+        let body_idle_timeout = match o
+            .body_idle_timeout
+            .as_ref()
+            .or(file.body_idle_timeout.as_ref())
+        {
+            Some(v) => duration("body-idle-timeout", v)?,
+            None => crate::http::body::DEFAULT_BODY_IDLE_TIMEOUT,
+        };
+        if body_idle_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                setting: "body-idle-timeout",
+                detail: "must be positive".into(),
+            });
+        }
         let scrub_bytes_per_hour = size(
             &o.scrub_bytes_per_hour,
             &file.scrub_bytes_per_hour,
@@ -356,6 +399,7 @@ impl Config {
             http_workers,
             shutdown_timeout,
             upload_idle_timeout,
+            body_idle_timeout,
             gc_interval,
             gc_compact_below,
             scrub_bytes_per_hour,
@@ -524,6 +568,41 @@ mod tests {
         ] {
             std::fs::write(&path, bad).unwrap();
             assert!(Config::resolve(&o).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limit_settings_resolve_and_validate() {
+        let c = Config::resolve(&Overrides::default()).unwrap();
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.engine.quotas.limit_for("exp_a"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "body-idle-timeout = \"5s\"\ndefault-experiment-quota = \"1GiB\"\n\
+             [experiment-quota]\nexp_a = \"2MiB\"\nexp_b = 1000\n",
+        )
+        .unwrap();
+        let mut o = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(&o).unwrap();
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(5));
+        let q = &c.engine.quotas;
+        assert_eq!(q.limit_for("exp_a"), Some(2 << 20));
+        assert_eq!(q.limit_for("exp_b"), Some(1000));
+        assert_eq!(q.limit_for("exp_c"), Some(1 << 30));
+        o.body_idle_timeout = Some("1m".into());
+        o.default_experiment_quota = Some("3GiB".into());
+        let c = Config::resolve(&o).unwrap();
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.engine.quotas.limit_for("exp_c"), Some(3 << 30));
+        for (bad, setting) in [("0s", "body-idle-timeout"), ("soon", "body-idle-timeout")] {
+            o.body_idle_timeout = Some(bad.into());
+            let err = Config::resolve(&o).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("setting `{setting}`")), "{err}");
         }
     }
 
