@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::blobs::lease::LeaseSettings;
 use crate::blobs::{BlobConfig, BlobSettings, part_bytes_for};
 use crate::chunking::ChunkerParams;
 use crate::engine::EngineConfig;
@@ -90,6 +91,10 @@ pub struct FileConfig {
     pub gcs_endpoint: Option<String>,
     /// GCS storage class of new objects.
     pub gcs_storage_class: Option<String>,
+    /// GCS requests unsigned, no credentials (emulators).
+    pub gcs_unsigned: Option<bool>,
+    /// Allow `gcs-unsigned` with an endpoint not on this machine.
+    pub gcs_unsigned_allow_remote: Option<bool>,
     /// Azure blob service endpoint.
     pub azblob_endpoint: Option<String>,
     /// Azure storage account.
@@ -106,6 +111,12 @@ pub struct FileConfig {
     pub chunk_cache_bytes: Option<SizeValue>,
     /// Pack bytes the background scrubber verifies per hour (0 disables).
     pub scrub_bytes_per_hour: Option<SizeValue>,
+    /// Take the single-writer lease in the blob store (default true).
+    pub lease: Option<bool>,
+    /// How long the lease stays valid after its last renewal (humantime).
+    pub lease_duration: Option<String>,
+    /// How often the holder renews the lease (humantime).
+    pub lease_heartbeat: Option<String>,
 }
 
 /// A size in TOML: an integer or a string with a unit.
@@ -187,6 +198,12 @@ pub struct Overrides {
     pub body_idle_timeout: Option<String>,
     /// `--default-experiment-quota` / `EDEN_CAS_DEFAULT_EXPERIMENT_QUOTA`.
     pub default_experiment_quota: Option<String>,
+    /// `--lease` / `EDEN_CAS_LEASE`.
+    pub lease: Option<bool>,
+    /// `--lease-duration` / `EDEN_CAS_LEASE_DURATION`.
+    pub lease_duration: Option<String>,
+    /// `--lease-heartbeat` / `EDEN_CAS_LEASE_HEARTBEAT`.
+    pub lease_heartbeat: Option<String>,
 }
 
 /// The resolved configuration of `serve`.
@@ -214,6 +231,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Blob store backend and tunables.
     pub blobs: BlobConfig,
+    /// The single-writer lease in the blob store (`None`: `lease = false`).
+    pub lease: Option<LeaseSettings>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -389,6 +408,7 @@ impl Config {
         let blobs = resolve_blobs(o, &file, &data_dir, engine.pack_target_bytes, &|k| {
             std::env::var(k).ok()
         })?;
+        let lease = resolve_lease(o, &file)?;
         Ok(Config {
             data_dir,
             listen: o
@@ -405,8 +425,48 @@ impl Config {
             scrub_bytes_per_hour,
             engine,
             blobs,
+            lease,
         })
     }
+}
+
+/// `lease`, `lease-duration`, `lease-heartbeat`: flags and environment win
+/// over the file; the heartbeat must be under half the duration so a
+/// holder gets two chances to renew before it fences itself.
+fn resolve_lease(o: &Overrides, f: &FileConfig) -> Result<Option<LeaseSettings>, ConfigError> {
+    if !o.lease.or(f.lease).unwrap_or(true) {
+        return Ok(None);
+    }
+    let mut s = LeaseSettings::default();
+    let parse = |setting: &'static str, v: &str| {
+        humantime::parse_duration(v).map_err(|e| ConfigError::Invalid {
+            setting,
+            detail: e.to_string(),
+        })
+    };
+    if let Some(v) = o.lease_duration.as_ref().or(f.lease_duration.as_ref()) {
+        s.duration = parse("lease-duration", v)?;
+    }
+    match o.lease_heartbeat.as_ref().or(f.lease_heartbeat.as_ref()) {
+        Some(v) => s.heartbeat = parse("lease-heartbeat", v)?,
+        None => s.heartbeat = s.heartbeat.min(s.duration / 4),
+    }
+    if s.duration < Duration::from_secs(2) {
+        return Err(ConfigError::Invalid {
+            setting: "lease-duration",
+            detail: "must be at least 2s".into(),
+        });
+    }
+    if s.heartbeat.is_zero() || s.heartbeat * 2 >= s.duration {
+        return Err(ConfigError::Invalid {
+            setting: "lease-heartbeat",
+            detail: format!(
+                "must be positive and under half of lease-duration ({})",
+                humantime::format_duration(s.duration)
+            ),
+        });
+    }
+    Ok(Some(s))
 }
 
 /// The blob settings: backend choice (validated in `blobs::backend`) and
@@ -428,6 +488,8 @@ fn resolve_blobs(
         s3_storage_class: b.s3_storage_class.clone().or(f.s3_storage_class.clone()),
         gcs_endpoint: b.gcs_endpoint.clone().or(f.gcs_endpoint.clone()),
         gcs_storage_class: b.gcs_storage_class.clone().or(f.gcs_storage_class.clone()),
+        gcs_unsigned: b.gcs_unsigned.or(f.gcs_unsigned),
+        gcs_unsigned_allow_remote: b.gcs_unsigned_allow_remote.or(f.gcs_unsigned_allow_remote),
         azblob_endpoint: b.azblob_endpoint.clone().or(f.azblob_endpoint.clone()),
         azblob_account: b.azblob_account.clone().or(f.azblob_account.clone()),
     };

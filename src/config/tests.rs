@@ -38,6 +38,37 @@ fn layers_merge_in_order() {
 }
 
 #[test]
+fn lease_settings_merge_and_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "lease-duration = \"20s\"\n").unwrap();
+    let mut o = Overrides {
+        config: Some(path.clone()),
+        ..Overrides::default()
+    };
+    let l = Config::resolve(&o).unwrap().lease.unwrap();
+    assert_eq!(
+        (l.duration, l.heartbeat),
+        (Duration::from_secs(20), Duration::from_secs(5))
+    );
+    o.lease_heartbeat = Some("2s".into());
+    assert_eq!(
+        Config::resolve(&o).unwrap().lease.unwrap().heartbeat,
+        Duration::from_secs(2)
+    );
+    o.lease_heartbeat = Some("10s".into());
+    let err = Config::resolve(&o).unwrap_err().to_string();
+    assert!(err.contains("lease-heartbeat"), "{err}");
+    o.lease = Some(false);
+    assert!(Config::resolve(&o).unwrap().lease.is_none(), "switchable");
+    let d = Config::resolve(&Overrides::default())
+        .unwrap()
+        .lease
+        .unwrap();
+    assert_eq!(d, LeaseSettings::default());
+}
+
+#[test]
 fn lifecycle_settings_resolve_and_validate() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
