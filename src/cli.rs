@@ -118,6 +118,14 @@ pub struct ServeArgs {
     /// Pack bytes the background scrubber re-verifies per hour; 0 disables [default: 10GiB].
     #[arg(long, env = "EDEN_CAS_SCRUB_BYTES_PER_HOUR")]
     pub scrub_bytes_per_hour: Option<String>,
+    /// A request body that sends nothing for this long is cut and its
+    /// connection closed (humantime) [default: 30s].
+    #[arg(long, env = "EDEN_CAS_BODY_IDLE_TIMEOUT")]
+    pub body_idle_timeout: Option<String>,
+    /// Logical bytes an experiment may hold (artifacts plus open uploads),
+    /// unless `[experiment-quota]` in the config file names it [default: unlimited].
+    #[arg(long, env = "EDEN_CAS_DEFAULT_EXPERIMENT_QUOTA")]
+    pub default_experiment_quota: Option<String>,
     /// Take the single-writer lease in the blob store (true/false) [default: true].
     #[arg(long, env = "EDEN_CAS_LEASE")]
     pub lease: Option<bool>,
@@ -218,6 +226,8 @@ impl From<&ServeArgs> for Overrides {
             blob_part_bytes: a.blob.blob_part_bytes.clone(),
             chunk_cache_bytes: a.blob.chunk_cache_bytes.clone(),
             scrub_bytes_per_hour: a.scrub_bytes_per_hour.clone(),
+            body_idle_timeout: a.body_idle_timeout.clone(),
+            default_experiment_quota: a.default_experiment_quota.clone(),
             lease: a.lease,
             lease_duration: a.lease_duration.clone(),
             lease_heartbeat: a.lease_heartbeat.clone(),

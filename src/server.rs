@@ -13,7 +13,8 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use actix_web::{App, HttpServer, web};
+use actix_web::dev::AppConfig;
+use actix_web::{App, web};
 
 use crate::auth::bearer::is_wire_safe_secret;
 use crate::auth::token::{Secret, mint_token};
@@ -432,6 +433,45 @@ pub async fn check_config(config: &Config) -> Result<String, ServerError> {
     ))
 }
 
+/// After answering a request whose body was not read to its end, the
+/// connection lingers this long discarding what is still in flight (so a
+/// client that is still sending can read the answer), then closes.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The HTTP/1.1 service of one worker: the app, behind the
+/// `Expect: 100-continue` judge (`http/expect.rs`), which `HttpServer`
+/// cannot install.
+fn http_service(
+    state: AppState,
+    addr: std::net::SocketAddr,
+) -> impl actix_service::ServiceFactory<
+    tokio::net::TcpStream,
+    Config = (),
+    Response = (),
+    Error = actix_http::error::DispatchError,
+    InitError = (),
+> {
+    use actix_service::{IntoServiceFactory, fn_service, map_config};
+    let judge = state.clone();
+    let app = App::new()
+        .app_data(web::Data::new(state))
+        .configure(http::configure)
+        .into_factory();
+    actix_http::HttpService::build()
+        .keep_alive(actix_http::KeepAlive::Timeout(
+            std::time::Duration::from_secs(5),
+        ))
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .client_disconnect_timeout(LINGER)
+        .local_addr(addr)
+        .expect(fn_service(move |req: actix_http::Request| {
+            let judge = judge.clone();
+            async move { http::expect::check(&judge, req).await }
+        }))
+        .finish(map_config(app, move |_| AppConfig::default()))
+        .tcp()
+}
+
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), ServerError> {
     startup_checks(&config).await?;
@@ -456,22 +496,22 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     let state = AppState {
         engine: engine.clone(),
         gc_compact_below: config.gc_compact_below,
+        body_idle_timeout: config.body_idle_timeout,
     };
     let bind_err = |source| ServerError::Bind {
         addr: config.listen.clone(),
         source,
     };
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(state.clone()))
-            .configure(http::configure)
-    })
-    .workers(config.http_workers)
-    .shutdown_timeout(config.shutdown_timeout.as_secs())
-    .bind(&config.listen)
-    .map_err(bind_err)?;
-    let addrs = server.addrs();
-    let running = server.run();
+    let listener = std::net::TcpListener::bind(&config.listen).map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
+    let running = actix_server::Server::build()
+        .workers(config.http_workers)
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        .listen("eden-cas", listener, move || {
+            http_service(state.clone(), addr)
+        })
+        .map_err(bind_err)?
+        .run();
     let lost = std::sync::Arc::new(std::sync::Mutex::new(None::<LeaseError>));
     if lease.is_some() {
         let handle = running.handle();
@@ -483,7 +523,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
             }
         });
     }
-    if let Some(addr) = addrs.first() {
+    {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,

@@ -191,6 +191,9 @@ impl Api {
                 body.insert(k.into(), Value::from(v));
             }
         }
+        if let Some(n) = s.size {
+            body.insert("size".into(), Value::from(n));
+        }
         self.json_call(Call::post(
             "/uploads".into(),
             json_body(&Value::Object(body)),

@@ -77,6 +77,7 @@ pub async fn run(api: Api, args: &PutArgs) -> Result<()> {
         content_type: Some(&content_type),
         filename: filename.as_deref(),
         expires_in: args.expires_in.as_deref(),
+        size: Some(scanned.size),
     };
     let session = open_session(&api, &store, &key, &source, &new).await?;
     if session.chunker != scanned.params {
@@ -106,7 +107,11 @@ pub async fn run(api: Api, args: &PutArgs) -> Result<()> {
             &HashSet::new()
         };
         let missing = ask_missing(&api, &session.id, &scanned, known).await?;
-        let part = send_missing(&api, &session.id, &source, &scanned, missing, limit, args).await?;
+        let part =
+            match send_missing(&api, &session.id, &source, &scanned, missing, limit, args).await {
+                Ok(p) => p,
+                Err(e) => return Err(give_up_if_refused(&api, &store, &key, &session, e).await),
+            };
         sent.chunks += part.chunks;
         sent.raw_bytes += part.raw_bytes;
         sent.batches += part.batches;
@@ -122,7 +127,7 @@ pub async fn run(api: Api, args: &PutArgs) -> Result<()> {
                 if e.is_status(404) || e.is_status(410) || e.is_kind("digest-mismatch") {
                     store.remove(&key);
                 }
-                return Err(e);
+                return Err(give_up_if_refused(&api, &store, &key, &session, e).await);
             }
         }
     }
@@ -173,6 +178,25 @@ async fn scan_blocking(source: &Source, params: ChunkerParams, bar: &ProgressBar
     tokio::task::spawn_blocking(move || scan(&source, params, &bar))
         .await
         .map_err(|_| ClientError::Local("the hashing task panicked".into()))?
+}
+
+/// A 413 (the content can never fit: over the size cap or the session's
+/// claim) ends the upload for good: the session is abandoned, so the server
+/// releases what it received, and the resume file is removed. Returns `e`.
+async fn give_up_if_refused(
+    api: &Api,
+    store: &StateStore,
+    key: &StateKey,
+    session: &Session,
+    e: ClientError,
+) -> ClientError {
+    if e.is_status(413) {
+        if let Err(why) = api.abandon(&session.id).await {
+            eprintln!("eden-cas: warning: the refused upload session was not abandoned: {why}");
+        }
+        store.remove(key);
+    }
+    e
 }
 
 /// Resumes the saved session for `key` if the server still has it, else opens one.

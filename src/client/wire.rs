@@ -18,6 +18,10 @@ pub struct NewSession<'a> {
     pub filename: Option<&'a str>,
     /// Expiry as a humantime duration (`7d`).
     pub expires_in: Option<&'a str>,
+    /// The artifact's size in bytes: the server refuses a session it could
+    /// never commit (over the size cap or the experiment's quota) before
+    /// any chunk is sent, and takes no more than this many bytes.
+    pub size: Option<u64>,
 }
 
 /// Answer to `POST …/uploads`.

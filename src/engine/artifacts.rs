@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ingest::{DepositReceipt, DepositRequest, PreparedContent, mint_artifact_id};
+use super::quota::{Part, session_reservation};
 use super::{Engine, EngineError, Stats, blocking};
 use crate::auth::{GroupId, MemberId, Principal, can_manage, can_read};
 use crate::hash::Digest;
@@ -235,8 +236,9 @@ impl Engine {
         };
         let end_id = ending.map(|e| e.id);
         let artifact_hex = hex_id.clone();
-        blocking(move || {
+        let released = blocking(move || {
             let mut b = meta.batch();
+            let mut released = 0;
             if let Some(sid) = end_id {
                 let mut session = meta
                     .upload(&sid)?
@@ -250,13 +252,18 @@ impl Engine {
                 });
                 b.put_upload(&sid, &session);
                 b.delete_upload_chunks(&sid);
+                released = session_reservation(&session);
             }
             b.put_manifest(&manifest_id, &manifest);
             b.put_artifact(&experiment, &id, &rec);
             b.commit()?;
-            Ok(())
+            Ok(released)
         })
         .await?;
+        // The session's (or the deposit's) reservation becomes committed bytes.
+        self.quotas
+            .add(&req.experiment, Part::Committed, record.size);
+        self.quotas.sub(&req.experiment, Part::Session, released);
         let s = &self.stats;
         Stats::add(&s.deposits, 1);
         Stats::add(&s.logical_bytes, record.size);
@@ -522,6 +529,7 @@ impl Engine {
         let Some(rec) = rec else {
             return Ok(false);
         };
+        self.quotas.sub(experiment, Part::Committed, rec.size);
         self.remove_refs(experiment, id, rec.manifest).await;
         tracing::info!(experiment, artifact = %super::ingest::format_artifact_id(id), "expired artifact removed");
         Ok(true)
@@ -569,6 +577,7 @@ impl Engine {
                 Ok(b.commit()?)
             })
             .await?;
+            self.quotas.sub(experiment, Part::Committed, rec.size);
             rec
         };
         self.remove_refs(experiment, id, rec.manifest).await;

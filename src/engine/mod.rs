@@ -6,7 +6,7 @@
 //! from the blob store; `backup.rs`: backups and restore), garbage
 //! collection and retention (`gc.rs`, with in-flight pins in `pins.rs`), and
 //! integrity checking (`fsck`, the scrubber and self-healing of chunks marked
-//! bad). It knows nothing of HTTP: callers get values or an [`EngineError`],
+//! bad), and per-experiment quotas (`quota.rs`). It knows nothing of HTTP: callers get values or an [`EngineError`],
 //! and `http/` decides what status that is.
 
 pub mod artifacts;
@@ -17,6 +17,7 @@ pub mod ingest;
 mod manifest_object;
 mod packcheck;
 mod pins;
+pub mod quota;
 pub mod read;
 mod readback;
 pub mod recovery;
@@ -36,6 +37,7 @@ use crate::meta::{Meta, MetaError};
 
 pub use fsck::FsckReport;
 pub use ingest::{DepositReceipt, DepositRequest, Ingest, PreparedContent};
+pub use quota::{DepositReservation, InFlight, QuotaConfig, QuotaView, Usage};
 pub use read::ChunkStream;
 pub use scrub::{DEFAULT_SCRUB_BYTES_PER_HOUR, ScrubReport};
 pub use uploads::DEFAULT_UPLOAD_IDLE_TIMEOUT;
@@ -55,6 +57,8 @@ pub struct EngineConfig {
     pub max_artifact_bytes: u64,
     /// Default lifetimes of artifacts deposited without an expiry.
     pub retention: Retention,
+    /// Per-experiment quotas on logical bytes held.
+    pub quotas: QuotaConfig,
 }
 
 impl EngineConfig {
@@ -97,6 +101,7 @@ impl Default for EngineConfig {
             byte_planes: true,
             max_artifact_bytes: 100 << 20,
             retention: Retention::default(),
+            quotas: QuotaConfig::default(),
         }
     }
 }
@@ -166,6 +171,16 @@ pub enum EngineError {
     BatchTooLarge {
         /// The limit, with its unit (client-safe).
         limit: String,
+    },
+    /// The experiment's quota cannot hold the bytes asked for.
+    #[error("quota of {limit} bytes exceeded ({used} used, {wanted} more asked)")]
+    QuotaExceeded {
+        /// The experiment's quota, in bytes.
+        limit: u64,
+        /// Bytes held or reserved already.
+        used: u64,
+        /// Bytes this operation asked for.
+        wanted: u64,
     },
     /// Metadata store failure.
     #[error(transparent)]
@@ -273,6 +288,8 @@ pub struct Engine {
     pub(crate) gc_lock: Arc<tokio::sync::Mutex<()>>,
     /// Idle time after which an upload session expires, in milliseconds.
     pub(crate) upload_idle_ms: AtomicU64,
+    /// Per-experiment quota usage (`quota.rs`).
+    pub(crate) quotas: Arc<quota::Quotas>,
     /// The blob store's writer lease, when this process took one.
     pub(crate) lease: std::sync::OnceLock<Arc<crate::blobs::lease::Lease>>,
     /// Counters.
@@ -301,7 +318,9 @@ impl Engine {
                 k
             }
         };
+        let quotas = Arc::new(quota::Quotas::load(cfg.quotas.clone(), &meta)?);
         Ok(Arc::new(Engine {
+            quotas,
             meta,
             blobs,
             cfg,

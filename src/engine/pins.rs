@@ -126,6 +126,14 @@ impl Pins {
         self.lock().window = None;
     }
 
+    /// (operations registered, loose chunk pins, packs being written):
+    /// what in-flight work holds right now (operator figure).
+    pub(crate) fn activity(&self) -> (u64, u64, u64) {
+        let s = self.lock();
+        let loose = s.ops.values().map(|o| o.loose.len() as u64).sum();
+        (s.ops.len() as u64, loose, s.open_packs.len() as u64)
+    }
+
     /// Locks the registry for a deletion decision. Pins wait meanwhile, so
     /// hold it only for one bounded batch.
     pub(crate) fn view(&self) -> PinView<'_> {

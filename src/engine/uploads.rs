@@ -29,9 +29,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use batch::{ChunkBatch, ChunkBatchOutcome};
+pub use commit::{CommitCheck, CommitTrailer};
 
 use super::artifacts::Presence;
 use super::ingest::mint_artifact_id;
+use super::quota::{Part, session_reservation};
 use super::{Engine, EngineError, blocking};
 use crate::auth::Principal;
 use crate::hash::Digest;
@@ -61,6 +63,8 @@ pub struct SessionRequest {
     pub filename: Option<String>,
     /// Artifact lifetime after commit.
     pub artifact_ttl: Option<Duration>,
+    /// The artifact size the client claims (bytes), if it says.
+    pub claimed_size: Option<u64>,
 }
 
 /// A live session as the API shows it.
@@ -74,6 +78,8 @@ pub struct SessionView {
     pub expires_at_ns: i64,
     /// Largest chunk batch body accepted, in bytes.
     pub max_batch_bytes: u64,
+    /// Most bytes the session may receive: its claimed size, else the cap.
+    pub max_bytes: u64,
 }
 
 /// A session with what it received so far.
@@ -130,17 +136,19 @@ fn end_reason_text(reason: &EndReason) -> String {
     }
 }
 
-/// Ends a session in `b`: tombstone plus removal of its pins.
+/// Ends a session in `b`: tombstone plus removal of its pins. Returns
+/// the quota it held, to release once `b` is committed.
 fn end_in_batch(
     b: &mut crate::meta::Batch<'_>,
     id: &[u8; 16],
     rec: &mut UploadRecord,
     reason: EndReason,
     at_ns: i64,
-) {
+) -> u64 {
     rec.ended = Some(UploadEnd { at_ns, reason });
     b.put_upload(id, rec);
     b.delete_upload_chunks(id);
+    session_reservation(rec)
 }
 
 impl Engine {
@@ -151,13 +159,20 @@ impl Engine {
         self.cfg.pack_target_bytes.min(64 << 20).max(frame)
     }
 
+    /// The most bytes a session may receive: its claim, at most the cap.
+    pub(crate) fn session_allowance(&self, rec: &UploadRecord) -> u64 {
+        let cap = self.cfg.max_artifact_bytes;
+        rec.claimed_size.map_or(cap, |c| c.min(cap))
+    }
+
     fn view(&self, id: &[u8; 16], record: UploadRecord) -> SessionView {
         let idle = self.upload_idle_timeout().as_nanos() as i64;
         SessionView {
             id: format_session_id(id),
             expires_at_ns: record.last_active_ns.saturating_add(idle),
-            record,
             max_batch_bytes: self.max_batch_bytes(),
+            max_bytes: self.session_allowance(&record),
+            record,
         }
     }
 
@@ -192,6 +207,7 @@ impl Engine {
             *id,
         );
         let idle = self.upload_idle_timeout().as_nanos() as i64;
+        let quotas = Arc::clone(&self.quotas);
         blocking(move || {
             let mut rec = meta.upload(&id)?.ok_or(EngineError::NotFound)?;
             if rec.experiment != exp || !(caller.is_admin() || caller.as_str() == rec.created_by) {
@@ -203,8 +219,9 @@ impl Engine {
             let now = now_ns();
             if now.saturating_sub(rec.last_active_ns) > idle {
                 let mut b = meta.batch();
-                end_in_batch(&mut b, &id, &mut rec, EndReason::Expired, now);
+                let held = end_in_batch(&mut b, &id, &mut rec, EndReason::Expired, now);
                 b.commit()?;
+                quotas.sub(&rec.experiment, Part::Session, held);
                 return Err(EngineError::SessionEnded(end_reason_text(
                     &EndReason::Expired,
                 )));
@@ -225,6 +242,14 @@ impl Engine {
         caller: &Principal,
         req: SessionRequest,
     ) -> Result<SessionView, EngineError> {
+        let limit = self.cfg.max_artifact_bytes;
+        if req.claimed_size.is_some_and(|n| n > limit) {
+            return Err(EngineError::TooLarge { limit });
+        }
+        // Reserved before the session exists: two creations cannot both
+        // pass the check and together exceed the quota.
+        let claimed = req.claimed_size.unwrap_or(0);
+        self.quotas.try_add(experiment, Part::Session, claimed)?;
         let now = now_ns();
         // Same shape as artifact ids: 48-bit milliseconds, 80 random bits.
         let id = mint_artifact_id((now / 1_000_000) as u64);
@@ -238,14 +263,20 @@ impl Engine {
             filename: req.filename,
             artifact_ttl_s: req.artifact_ttl.map(|d| d.as_secs()),
             ended: None,
+            claimed_size: req.claimed_size,
+            received_bytes: 0,
         };
         let (meta, rec) = (self.meta.clone(), record.clone());
-        blocking(move || {
+        let written = blocking(move || {
             let mut b = meta.batch();
             b.put_upload(&id, &rec);
             Ok(b.commit()?)
         })
-        .await?;
+        .await;
+        if let Err(e) = written {
+            self.quotas.sub(experiment, Part::Session, claimed);
+            return Err(e);
+        }
         tracing::info!(experiment, session = %format_session_id(&id), by = %caller, "upload session created");
         Ok(self.view(&id, record))
     }
@@ -348,10 +379,12 @@ impl Engine {
                 ));
             }
             let mut b = meta.batch();
-            end_in_batch(&mut b, &sid, &mut rec, EndReason::Abandoned, now_ns());
-            Ok(b.commit()?)
+            let held = end_in_batch(&mut b, &sid, &mut rec, EndReason::Abandoned, now_ns());
+            b.commit()?;
+            Ok((rec.experiment, held))
         })
         .await
+        .map(|(exp, held)| self.quotas.sub(&exp, Part::Session, held))
     }
 
     /// Ends sessions idle for longer than the idle timeout at `now` (their
@@ -372,9 +405,10 @@ impl Engine {
                 .collect()
         };
         let _guard = self.upload_lock.lock().await;
-        let meta = self.meta.clone();
+        let (meta, quotas) = (self.meta.clone(), Arc::clone(&self.quotas));
         blocking(move || {
             let mut expired = 0;
+            let mut released = Vec::new();
             let mut b = meta.batch();
             for (id, mut rec) in meta.uploads()? {
                 match &rec.ended {
@@ -382,13 +416,17 @@ impl Engine {
                     Some(_) => {}
                     None if busy.contains(&id) => {}
                     None if now.saturating_sub(rec.last_active_ns) > idle => {
-                        end_in_batch(&mut b, &id, &mut rec, EndReason::Expired, now);
+                        let held = end_in_batch(&mut b, &id, &mut rec, EndReason::Expired, now);
+                        released.push((rec.experiment, held));
                         expired += 1;
                     }
                     None => {}
                 }
             }
             b.commit()?;
+            for (exp, held) in released {
+                quotas.sub(&exp, Part::Session, held);
+            }
             if expired > 0 {
                 tracing::info!(expired, "upload sessions expired");
             }

@@ -6,6 +6,8 @@
 //! Every error leaves through [`problem::ApiError`].
 
 pub mod auth;
+pub mod body;
+pub mod expect;
 pub mod ops;
 pub mod problem;
 pub mod query;
@@ -25,29 +27,19 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// `gc-compact-below` for GC runs asked for over the admin API.
     pub gc_compact_below: f64,
+    /// `body-idle-timeout`: longest wait for the next byte of a request body.
+    pub body_idle_timeout: std::time::Duration,
 }
 
-/// Reads a whole (small) request body; more than `limit` bytes is an
-/// error of type `oversize` (v0 answers `bad-request`, v1 `payload-too-large`).
+/// Reads a whole (small) request body; more than `limit` bytes (declared
+/// or received) is an error of type `oversize` (v0 answers `bad-request`,
+/// v1 `payload-too-large`); a stalled body is cut (`body.rs`).
 pub(crate) async fn read_body(
-    mut payload: web::Payload,
+    body: body::Body,
     limit: usize,
     oversize: problem::ProblemType,
 ) -> Result<Vec<u8>, problem::ApiError> {
-    use futures_util::StreamExt;
-    let mut out = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|_| problem::ApiError::bad_request("request body could not be read"))?;
-        if out.len() + chunk.len() > limit {
-            return Err(problem::ApiError::new(
-                oversize,
-                format!("request body exceeds {limit} bytes"),
-            ));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
+    body.read_all(limit, oversize).await
 }
 
 /// A JSON answer with `status`.

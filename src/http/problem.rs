@@ -47,6 +47,9 @@ pub enum ProblemType {
     DigestMismatch,
     /// 410 `eden-cas://error/session-expired` (`/cas/v1/`).
     SessionExpired,
+    /// 507 `eden-cas://error/quota-exceeded` (`/cas/v1/`; `/v0/` answers
+    /// 413 `payload-too-large`).
+    QuotaExceeded,
     /// 500, `about:blank`.
     Internal,
     /// 503, `about:blank`.
@@ -72,6 +75,7 @@ impl ProblemType {
             ProblemType::ChunksMissing => "eden-cas://error/chunks-missing",
             ProblemType::DigestMismatch => "eden-cas://error/digest-mismatch",
             ProblemType::SessionExpired => "eden-cas://error/session-expired",
+            ProblemType::QuotaExceeded => "eden-cas://error/quota-exceeded",
             ProblemType::Internal | ProblemType::Unavailable => "about:blank",
         }
     }
@@ -94,6 +98,7 @@ impl ProblemType {
             ProblemType::ChunksMissing => "Chunks Missing",
             ProblemType::DigestMismatch => "Digest Mismatch",
             ProblemType::SessionExpired => "Session Expired",
+            ProblemType::QuotaExceeded => "Quota Exceeded",
             ProblemType::Internal => "Internal Server Error",
             ProblemType::Unavailable => "Service Unavailable",
         }
@@ -116,6 +121,7 @@ impl ProblemType {
             }
             ProblemType::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             ProblemType::SessionExpired => StatusCode::GONE,
+            ProblemType::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
             ProblemType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ProblemType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -218,6 +224,12 @@ impl ResponseError for ApiError {
             HeaderValue::from_static("application/problem+json"),
         ));
         for (name, value) in &self.headers {
+            // `Connection: close` (see `body::closing`) is the response
+            // head's connection type, not a header actix would send.
+            if name == header::CONNECTION {
+                resp.force_close();
+                continue;
+            }
             resp.insert_header((name.clone(), value.clone()));
         }
         resp.body(json)
@@ -272,6 +284,12 @@ impl From<EngineError> for ApiError {
             EngineError::DigestMismatch { claimed, actual } => ApiError::new(
                 ProblemType::DigestMismatch,
                 format!("the content hashes to blake3:{actual}, not the claimed blake3:{claimed}"),
+            ),
+            // Only the configured quota: what the experiment holds includes
+            // artifacts the caller may not read (invariant 4).
+            EngineError::QuotaExceeded { limit, .. } => ApiError::new(
+                ProblemType::QuotaExceeded,
+                format!("the experiment's quota of {limit} bytes cannot hold this upload"),
             ),
             EngineError::BatchTooLarge { limit } => ApiError::new(
                 ProblemType::PayloadTooLarge,

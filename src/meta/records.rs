@@ -231,6 +231,15 @@ pub struct UploadRecord {
     pub artifact_ttl_s: Option<u64>,
     /// Set when the session ended; the record is then a tombstone.
     pub ended: Option<UploadEnd>,
+    /// The artifact size the client claimed at creation, if it did; the
+    /// session may receive at most this many bytes (and reserves them
+    /// against the experiment's quota).
+    #[serde(default)]
+    pub claimed_size: Option<u64>,
+    /// Raw bytes of the distinct chunks received so far (counted against
+    /// the claim, else the size cap).
+    #[serde(default)]
+    pub received_bytes: u64,
 }
 
 /// How and when an upload session ended.

@@ -301,6 +301,8 @@ mod tests {
             filename: None,
             artifact_ttl_s: None,
             ended: None,
+            claimed_size: None,
+            received_bytes: 0,
         };
         let row = UploadChunk {
             raw_len: 3,

@@ -19,6 +19,7 @@ pub const V1_TYPES: &[(&str, u16)] = &[
     ("eden-cas://error/chunks-missing", 409),
     ("eden-cas://error/digest-mismatch", 422),
     ("eden-cas://error/session-expired", 410),
+    ("eden-cas://error/quota-exceeded", 507),
 ];
 
 /// `<base>/cas/v1/experiments/<exp><path>`.

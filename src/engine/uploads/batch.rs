@@ -20,6 +20,7 @@ use crate::auth::Principal;
 use crate::engine::artifacts::Presence;
 use crate::engine::ingest::PackSink;
 use crate::engine::pins::OpPins;
+use crate::engine::quota::Part;
 use crate::engine::{Engine, EngineError, blocking};
 use crate::hash::Digest;
 use crate::meta::Meta;
@@ -67,6 +68,11 @@ impl Engine {
             frames_bytes: 0,
             frame_count: 0,
             cpu: Some(Box::new(BatchCpu {
+                room: self
+                    .session_allowance(&rec)
+                    .saturating_sub(rec.received_bytes),
+                allowance: self.session_allowance(&rec),
+                over: false,
                 meta: self.meta.clone(),
                 session: *id,
                 presence,
@@ -99,13 +105,20 @@ struct BatchCpu {
     rows: Vec<(Digest, UploadChunk)>,
     outcome: ChunkBatchOutcome,
     failure: Option<String>,
+    /// Bytes the session may still receive (its claim, else the size cap,
+    /// less what it received before this batch).
+    room: u64,
+    /// The session's whole allowance, for the error.
+    allowance: u64,
+    /// Set when a chunk new to the session did not fit in `room`.
+    over: bool,
 }
 
 impl BatchCpu {
     /// Verifies, dedups and packs frames in order; stops at the first bad one.
     fn process(&mut self, frames: Vec<(Digest, Bytes)>) -> Result<(), EngineError> {
         for (n, (id, bytes)) in frames.into_iter().enumerate() {
-            if self.failure.is_some() {
+            if self.failure.is_some() || self.over {
                 break;
             }
             if Digest::of(&bytes) != id {
@@ -128,10 +141,19 @@ impl BatchCpu {
             if pinned && stored.is_some() {
                 continue; // already pinned by this session
             }
+            let raw_len = bytes.len() as u32;
+            if !pinned {
+                // Counted as it arrives: a session never receives more than
+                // it claimed (else the size cap).
+                if u64::from(raw_len) > self.room {
+                    self.over = true;
+                    break;
+                }
+                self.room -= u64::from(raw_len);
+            }
             if !pinned && !self.presence.readable(&id)? {
                 self.outcome.stored_new += 1;
             }
-            let raw_len = bytes.len() as u32;
             let row = match stored {
                 Some(loc) => UploadChunk {
                     raw_len,
@@ -176,7 +198,18 @@ pub struct ChunkBatch {
 impl ChunkBatch {
     /// Whether intake stopped (bad frame or batch too large).
     pub fn failed(&self) -> bool {
-        self.failure.is_some() || self.cpu.as_ref().is_some_and(|c| c.failure.is_some())
+        self.failure.is_some()
+            || self
+                .cpu
+                .as_ref()
+                .is_some_and(|c| c.failure.is_some() || c.over)
+    }
+
+    /// Abandons the batch (the body broke or stalled): nothing is pinned
+    /// for the session, the open pack writer is aborted, and the
+    /// operation's pins and buffers are released.
+    pub async fn abort(mut self) {
+        self.sink.abort().await;
     }
 
     /// Feeds body bytes; cuts frames and verifies/packs them in groups.
@@ -276,6 +309,11 @@ impl ChunkBatch {
         if let Some(why) = self.cpu.as_mut().and_then(|c| c.failure.take()) {
             return Err(EngineError::ChunkMismatch(why));
         }
+        if let Some(cpu) = self.cpu.as_ref().filter(|c| c.over) {
+            return Err(EngineError::TooLarge {
+                limit: cpu.allowance,
+            });
+        }
         Ok(outcome)
     }
 
@@ -295,24 +333,47 @@ impl ChunkBatch {
         let rows = std::mem::take(&mut cpu.rows);
         let outcome = cpu.outcome;
         self.sink.seal(builder).await?;
-        // Pin under the upload lock, only if the session is still live.
+        // Pin under the upload lock, only if the session is still live,
+        // counting the bytes new to the session against its allowance (and,
+        // for a session without a claim, against the experiment's quota).
         let engine = Arc::clone(&self.engine);
-        let mut rec = engine
+        engine
             .open_session(&self.experiment, &self.caller, &self.session, false)
             .await?;
         let _guard = engine.upload_lock.lock().await;
         let (meta, sid) = (engine.meta.clone(), self.session);
+        let allowance = cpu.allowance;
+        let quotas = Arc::clone(&engine.quotas);
         blocking(move || {
-            if meta.upload(&sid)?.is_none_or(|r| r.ended.is_some()) {
+            let Some(mut rec) = meta.upload(&sid)?.filter(|r| r.ended.is_none()) else {
                 return Err(EngineError::SessionEnded("the upload session ended".into()));
+            };
+            let ids: Vec<_> = rows.iter().map(|(id, _)| *id).collect();
+            let added: u64 = meta
+                .upload_chunks(&sid, &ids)?
+                .iter()
+                .zip(&rows)
+                .filter(|(had, _)| had.is_none())
+                .map(|(_, (_, row))| u64::from(row.raw_len))
+                .sum();
+            let received = rec.received_bytes.saturating_add(added);
+            if received > allowance {
+                return Err(EngineError::TooLarge { limit: allowance });
             }
+            let reserve = if rec.claimed_size.is_none() { added } else { 0 };
+            quotas.try_add(&rec.experiment, Part::Session, reserve)?;
             let mut b = meta.batch();
             for (id, row) in &rows {
                 b.put_upload_chunk(&sid, id, row);
             }
             rec.last_active_ns = now_ns();
+            rec.received_bytes = received;
             b.put_upload(&sid, &rec);
-            Ok(b.commit()?)
+            if let Err(e) = b.commit() {
+                quotas.sub(&rec.experiment, Part::Session, reserve);
+                return Err(e.into());
+            }
+            Ok(())
         })
         .await?;
         Ok(outcome)

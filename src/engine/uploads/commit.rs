@@ -5,11 +5,17 @@
 //! recorded, through the same `Engine::commit_prepared` as every deposit,
 //! in the batch that also ends the session.
 //!
+//! The chunk list is checked as it streams in ([`CommitCheck::push`], in
+//! groups), never held whole: a commit's memory does not depend on how long
+//! a list the client sends. The listed bytes may not pass the session's
+//! allowance (its claim, else the size cap): the list is refused as soon as
+//! they do.
+//!
 //! Invariants: 3 (the artifact is recorded last, its chunks indexed and its
 //! refs written first), 4 (presence is decided for the creator, never from
 //! the global index alone), 6 (content is verified chunk by chunk and as a
-//! whole before it becomes visible), 8 (one segment and a few read batches
-//! in memory; the chunk list itself is the request's).
+//! whole before it becomes visible), 8 (one group of entries, one segment
+//! and a few read batches in memory).
 
 use std::sync::Arc;
 
@@ -23,15 +29,86 @@ use crate::engine::ingest::{
 use crate::engine::pins::OpPins;
 use crate::engine::{Engine, EngineError, blocking};
 use crate::hash::Digest;
-use crate::meta::records::{DedupFigures, Manifest, ManifestEntry, SegmentRef};
+use crate::meta::records::{DedupFigures, Manifest, ManifestEntry, UploadRecord};
 use crate::meta::{Meta, encode};
 
+/// What the end of a commit body says about the artifact.
+#[derive(Clone, Debug)]
+pub struct CommitTrailer {
+    /// The BLAKE3 the client computed over the whole content.
+    pub blake3: Digest,
+    /// Content type overriding the session's (sanitised).
+    pub content_type: Option<String>,
+    /// Filename overriding the session's.
+    pub filename: Option<String>,
+}
+
+/// A commit in progress: feed the chunk list in order with
+/// [`push`](Self::push) (blocking; call it off the async executor), then
+/// [`finish`](Self::finish). Holds the session's commit lock; dropping it
+/// abandons the commit (the session stays open, pins are released).
+pub struct CommitCheck {
+    engine: Arc<Engine>,
+    _lock: tokio::sync::OwnedMutexGuard<()>,
+    session: [u8; 16],
+    rec: UploadRecord,
+    meta: Meta,
+    presence: Presence,
+    builder: Option<SegmentBuilder>,
+    pins: Arc<OpPins>,
+    /// The most bytes the list may name.
+    allowance: u64,
+    size: u64,
+    count: u64,
+    missing: u64,
+    first_missing: Vec<Digest>,
+    bad_len: Option<String>,
+}
+
 impl Engine {
-    /// Commits a session as an artifact: every listed chunk must be present
-    /// for the creator (else `ChunksMissing`) with the listed length (else
-    /// `ChunkMismatch`); the content is read back and hashed, and a BLAKE3
-    /// other than the claim is `DigestMismatch` with nothing recorded. On
-    /// success the session ends in the artifact's commit batch.
+    /// Starts committing a session: takes its commit lock and checks that
+    /// it is live and the caller's.
+    ///
+    /// # Errors
+    /// `NotFound` (not the caller's), `SessionEnded`, store failures.
+    pub async fn begin_commit(
+        self: &Arc<Self>,
+        experiment: &str,
+        caller: &Principal,
+        id: &[u8; 16],
+    ) -> Result<CommitCheck, EngineError> {
+        let lock = self.session_lock(id).lock_owned().await;
+        let rec = self.open_session(experiment, caller, id, true).await?;
+        let owner = Principal::parse(&rec.created_by)
+            .ok_or_else(|| EngineError::Internal("session has an invalid creator".into()))?;
+        let (meta, exp) = (self.meta.clone(), rec.experiment.clone());
+        let presence = blocking(move || Presence::load(&meta, &exp, owner)).await?;
+        // Held until the artifact commit: the listed chunks may be held only
+        // by other artifacts, which could be deleted meanwhile.
+        let pins = Arc::new(self.pins.begin());
+        Ok(CommitCheck {
+            engine: Arc::clone(self),
+            _lock: lock,
+            session: *id,
+            allowance: self.session_allowance(&rec),
+            rec,
+            meta: self.meta.clone(),
+            presence,
+            builder: Some(SegmentBuilder::new(Arc::clone(&pins))),
+            pins,
+            size: 0,
+            count: 0,
+            missing: 0,
+            first_missing: Vec::new(),
+            bad_len: None,
+        })
+    }
+
+    /// Commits a session as an artifact from a whole chunk list (see
+    /// [`CommitCheck`] for the streaming form).
+    ///
+    /// # Errors
+    /// As [`CommitCheck::push`] and [`CommitCheck::finish`].
     pub async fn commit_upload(
         self: &Arc<Self>,
         experiment: &str,
@@ -39,37 +116,140 @@ impl Engine {
         id: &[u8; 16],
         req: CommitRequest,
     ) -> Result<DepositReceipt, EngineError> {
-        let limit = self.cfg.max_artifact_bytes;
-        let listed: u64 = req.chunks.iter().map(|e| u64::from(e.len)).sum();
-        if listed > limit {
-            return Err(EngineError::TooLarge { limit });
-        }
-        let lock = self.session_lock(id);
-        let _commit = lock.lock().await;
-        let rec = self.open_session(experiment, caller, id, true).await?;
-        let owner = Principal::parse(&rec.created_by)
-            .ok_or_else(|| EngineError::Internal("session has an invalid creator".into()))?;
-        let (meta, sid, exp) = (self.meta.clone(), *id, rec.experiment.clone());
+        let mut check = self.begin_commit(experiment, caller, id).await?;
         let chunks = req.chunks;
-        // Held until the artifact commit: the listed chunks may be held only
-        // by other artifacts, which could be deleted meanwhile.
-        let pins = Arc::new(self.pins.begin());
-        let op = Arc::clone(&pins);
-        let (segments, size, count, global) =
-            blocking(move || check_and_segment(&meta, &sid, &exp, owner, &chunks, op)).await?;
-        let digests = self.digest_segments(&segments).await?;
+        let check = blocking(move || {
+            for group in chunks.chunks(COMMIT_STEP) {
+                check.push(group)?;
+            }
+            Ok(check)
+        })
+        .await?;
+        check
+            .finish(CommitTrailer {
+                blake3: req.blake3,
+                content_type: req.content_type,
+                filename: req.filename,
+            })
+            .await
+    }
+}
+
+impl CommitCheck {
+    /// Checks the next entries of the list (present for the session's
+    /// creator, indexed, right length) and cuts them into segments.
+    /// Blocking (RocksDB).
+    ///
+    /// # Errors
+    /// `TooLarge` as soon as the listed bytes pass the session's allowance;
+    /// store failures. Missing chunks and wrong lengths are reported by
+    /// [`finish`](Self::finish), after the whole list.
+    pub fn push(&mut self, group: &[ManifestEntry]) -> Result<(), EngineError> {
+        for e in group {
+            self.size = self.size.saturating_add(u64::from(e.len));
+        }
+        if self.size > self.allowance {
+            return Err(EngineError::TooLarge {
+                limit: self.allowance,
+            });
+        }
+        self.count += group.len() as u64;
+        let ids: Vec<Digest> = group.iter().map(|e| e.id).collect();
+        // Pinned before they are looked up (see `pins.rs`); the builder's
+        // segment of this group releases them.
+        self.pins.chunks(&ids);
+        let rows = self.meta.upload_chunks(&self.session, &ids)?;
+        let locs = self.meta.chunks(&ids)?;
+        for ((e, row), loc) in group.iter().zip(rows).zip(locs) {
+            // A copy marked bad counts as missing, so the client re-sends it.
+            let loc = loc.filter(|l| l.usable());
+            let present = loc.is_some() && (row.is_some() || self.presence.readable(&e.id)?);
+            match loc {
+                Some(loc) if present => {
+                    if loc.raw_len != e.len && self.bad_len.is_none() {
+                        self.bad_len = Some(format!(
+                            "chunk {} is {} bytes, not {}",
+                            e.id, loc.raw_len, e.len
+                        ));
+                    }
+                }
+                _ => {
+                    self.missing += 1;
+                    if self.first_missing.len() < MISSING_NAMED {
+                        self.first_missing.push(e.id);
+                    }
+                }
+            }
+        }
+        // A list already known to fail stores no more segments, and holds
+        // no pins (nothing will reference them).
+        if self.missing > 0 || self.bad_len.is_some() {
+            self.pins.release_loose();
+        } else {
+            let builder = self
+                .builder
+                .as_mut()
+                .ok_or_else(|| EngineError::Internal("commit state lost".into()))?;
+            for e in group {
+                builder.push(&self.meta, *e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the list: every entry must have been present (else
+    /// `ChunksMissing`) with its listed length (else `ChunkMismatch`); the
+    /// content is read back and hashed, and a BLAKE3 other than the claim is
+    /// `DigestMismatch` with nothing recorded. On success the session ends
+    /// in the artifact's commit batch.
+    ///
+    /// # Errors
+    /// As above, plus `SessionEnded` and store failures.
+    pub async fn finish(mut self, trailer: CommitTrailer) -> Result<DepositReceipt, EngineError> {
+        if self.missing > 0 {
+            return Err(EngineError::ChunksMissing {
+                first: std::mem::take(&mut self.first_missing),
+                total: self.missing,
+            });
+        }
+        if let Some(why) = self.bad_len.take() {
+            return Err(EngineError::ChunkMismatch(why));
+        }
+        let builder = self
+            .builder
+            .take()
+            .ok_or_else(|| EngineError::Internal("commit state lost".into()))?;
+        let (meta, sid) = (self.meta.clone(), self.session);
+        let (segments, global) = blocking(move || {
+            let segments = builder.finish(&meta)?;
+            let mut global = DedupFigures::default();
+            meta.scan_upload_chunks(&sid, None, |_, row| {
+                if row.new_global {
+                    global.new_chunks += 1;
+                    global.new_raw_bytes += u64::from(row.raw_len);
+                    global.new_stored_bytes += u64::from(row.stored_len);
+                }
+                true
+            })?;
+            Ok((segments, global))
+        })
+        .await?;
+        let engine = Arc::clone(&self.engine);
+        let (size, count) = (self.size, self.count);
+        let digests = engine.digest_segments(&segments).await?;
         if digests.bytes != size {
             return Err(EngineError::Integrity(format!(
                 "read back {} bytes, expected {size}",
                 digests.bytes
             )));
         }
-        if digests.blake3 != req.blake3 {
+        if digests.blake3 != trailer.blake3 {
             return Err(EngineError::DigestMismatch {
-                claimed: req.blake3,
+                claimed: trailer.blake3,
                 actual: digests.blake3,
             });
         }
+        let rec = self.rec.clone();
         let manifest = Manifest {
             chunker: FASTCDC_2020.to_string(),
             params: rec.chunker,
@@ -80,8 +260,8 @@ impl Engine {
             segments,
         };
         let manifest_id = Digest::of(&encode(&manifest));
-        pins.sealed(manifest_id);
-        write_manifest_object(self, &manifest_id, &manifest).await?;
+        self.pins.sealed(manifest_id);
+        write_manifest_object(&engine, &manifest_id, &manifest).await?;
         let expires_at = rec
             .artifact_ttl_s
             .map(|s| now_unix_s().saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
@@ -93,84 +273,21 @@ impl Engine {
                 chunks: count,
                 ..global
             },
-            pins: Some(pins),
+            pins: Some(Arc::clone(&self.pins)),
         };
         let deposit = DepositRequest {
             experiment: rec.experiment.clone(),
             created_by: rec.created_by.clone(),
-            content_type: req.content_type.unwrap_or(rec.content_type),
-            filename: req.filename.or(rec.filename),
+            content_type: trailer.content_type.unwrap_or(rec.content_type),
+            filename: trailer.filename.or(rec.filename),
             expires_at,
         };
-        self.commit_prepared(prepared, deposit, Some(SessionEnding { id: *id }))
-            .await
+        let id = self.session;
+        // The commit lock (in `self`) is held until the artifact is recorded.
+        let receipt = engine
+            .commit_prepared(prepared, deposit, Some(SessionEnding { id }))
+            .await;
+        drop(self);
+        receipt
     }
-}
-
-/// Checks every commit entry (present for `owner`, indexed, right length)
-/// and cuts the list into segments. Returns (segments, size, chunk count,
-/// store-wide figures of what this session stored first).
-fn check_and_segment(
-    meta: &Meta,
-    session: &[u8; 16],
-    experiment: &str,
-    owner: Principal,
-    chunks: &[ManifestEntry],
-    pins: Arc<OpPins>,
-) -> Result<(Vec<SegmentRef>, u64, u64, DedupFigures), EngineError> {
-    let mut presence = Presence::load(meta, experiment, owner)?;
-    let mut builder = SegmentBuilder::new(Arc::clone(&pins));
-    let (mut size, mut missing, mut first_missing) = (0u64, 0u64, Vec::new());
-    let mut bad_len: Option<String> = None;
-    for group in chunks.chunks(COMMIT_STEP) {
-        let ids: Vec<Digest> = group.iter().map(|e| e.id).collect();
-        // Pinned before they are looked up (see `pins.rs`); the builder's
-        // segment of this group releases them.
-        pins.chunks(&ids);
-        let rows = meta.upload_chunks(session, &ids)?;
-        let locs = meta.chunks(&ids)?;
-        for ((e, row), loc) in group.iter().zip(rows).zip(locs) {
-            // A copy marked bad counts as missing, so the client re-sends it.
-            let loc = loc.filter(|l| l.usable());
-            let present = loc.is_some() && (row.is_some() || presence.readable(&e.id)?);
-            match loc {
-                Some(loc) if present => {
-                    if loc.raw_len != e.len && bad_len.is_none() {
-                        bad_len = Some(format!(
-                            "chunk {} is {} bytes, not {}",
-                            e.id, loc.raw_len, e.len
-                        ));
-                    }
-                }
-                _ => {
-                    missing += 1;
-                    if first_missing.len() < MISSING_NAMED {
-                        first_missing.push(e.id);
-                    }
-                }
-            }
-            size += u64::from(e.len);
-            builder.push(meta, *e)?;
-        }
-    }
-    if missing > 0 {
-        return Err(EngineError::ChunksMissing {
-            first: first_missing,
-            total: missing,
-        });
-    }
-    if let Some(why) = bad_len {
-        return Err(EngineError::ChunkMismatch(why));
-    }
-    let segments = builder.finish(meta)?;
-    let mut global = DedupFigures::default();
-    meta.scan_upload_chunks(session, None, |_, row| {
-        if row.new_global {
-            global.new_chunks += 1;
-            global.new_raw_bytes += u64::from(row.raw_len);
-            global.new_stored_bytes += u64::from(row.stored_len);
-        }
-        true
-    })?;
-    Ok((segments, size, chunks.len() as u64, global))
 }

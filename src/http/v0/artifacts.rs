@@ -5,9 +5,7 @@
 //! multipart body is known to hold exactly one part, so a rejected request
 //! leaves nothing visible.
 
-use std::time::{Duration, Instant};
-
-use actix_multipart::{Field, Multipart};
+use actix_multipart::Multipart;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
@@ -16,16 +14,17 @@ use futures_util::{StreamExt, stream};
 use super::{AppState, authorize, engine};
 use crate::engine::ingest::parse_artifact_id;
 use crate::engine::{DepositRequest, EngineError};
-use crate::http::problem::ApiError;
+use crate::http::body::closing;
+use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
 
 /// URI scheme and path prefix of artifact URIs.
 pub const URI_PREFIX: &str = "eden://artifacts/";
 
-/// After an oversize upload, read and discard at most this much more before
-/// answering, so an HTTP/1.1 client that is still sending sees the 413.
-const DRAIN_BYTES: u64 = 64 << 20;
-const DRAIN_TIME: Duration = Duration::from_secs(10);
+/// Room for the multipart framing around the file part (boundaries, part
+/// headers with a long filename): a declared body longer than the size cap
+/// plus this cannot hold an artifact within the cap.
+pub const MULTIPART_OVERHEAD: u64 = 64 << 10;
 
 /// Keeps visible ASCII and spaces, then trims; empty → `application/octet-stream`.
 pub fn sanitize_content_type(raw: Option<&[u8]>) -> String {
@@ -49,35 +48,35 @@ fn malformed() -> ApiError {
     )
 }
 
-async fn drain(mut field: Field, mp: &mut Multipart) {
-    let (start, mut seen) = (Instant::now(), 0u64);
-    while seen < DRAIN_BYTES && start.elapsed() < DRAIN_TIME {
-        match field.next().await {
-            Some(Ok(b)) => seen += b.len() as u64,
-            _ => break,
-        }
-    }
-    drop(field);
-    while seen < DRAIN_BYTES && start.elapsed() < DRAIN_TIME {
-        match mp.next().await {
-            Some(Ok(mut f)) => {
-                while let Some(Ok(b)) = f.next().await {
-                    seen += b.len() as u64;
-                }
-            }
-            _ => break,
-        }
+/// An engine error as `/v0/` answers it: a full quota is the closest type
+/// of the closed vocabulary, 413 `payload-too-large`.
+fn v0_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::QuotaExceeded { limit, .. } => ApiError::new(
+            ProblemType::PayloadTooLarge,
+            format!("the experiment's quota of {limit} bytes cannot hold this artifact"),
+        ),
+        other => other.into(),
     }
 }
 
 /// `POST …/artifacts`: 201 `{artifacts_uri, size_bytes, content_type}`.
 pub async fn deposit(
     req: HttpRequest,
-    payload: web::Payload,
+    payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let caller = authorize(&req, engine(&state)).await.map_err(at)?;
+    // Refused before a byte is read: the body could never fit.
+    let engine = engine(&state).clone();
+    let cap = engine.config().max_artifact_bytes;
+    payload
+        .check_declared(
+            cap.saturating_add(MULTIPART_OVERHEAD),
+            ProblemType::PayloadTooLarge,
+        )
+        .map_err(at)?;
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -90,7 +89,16 @@ pub async fn deposit(
     if !is_multipart {
         return Err(at(malformed()));
     }
-    let mut mp = Multipart::new(req.headers(), payload);
+    let mut quota = engine
+        .reserve_deposit(
+            &caller.experiment,
+            payload.declared_len().unwrap_or(0).min(cap),
+        )
+        .map_err(|e| at(v0_error(e)))?;
+    let (stream, stall) = payload.into_stream();
+    // A stalled body reads as a broken multipart stream; say which.
+    let malformed = || closing(stall.error().unwrap_or_else(malformed));
+    let mut mp = Multipart::new(req.headers(), stream);
     let mut field = match mp.next().await {
         Some(Ok(f)) => f,
         _ => return Err(at(malformed())),
@@ -114,7 +122,6 @@ pub async fn deposit(
         .filter(|f| !f.is_empty())
         .map(str::to_string);
 
-    let engine = engine(&state).clone();
     let mut ingest = engine.begin_ingest().map_err(|e| at(e.into()))?;
     while let Some(part) = field.next().await {
         let bytes = match part {
@@ -124,12 +131,14 @@ pub async fn deposit(
                 return Err(at(malformed()));
             }
         };
-        if let Err(e) = ingest.push(bytes).await {
+        let pushed = match quota.grow(ingest.received() + bytes.len() as u64) {
+            Ok(()) => ingest.push(bytes).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = pushed {
             ingest.abort().await;
-            if matches!(e, EngineError::TooLarge { .. }) {
-                drain(field, &mut mp).await;
-            }
-            return Err(at(e.into()));
+            // Answered at once; the rest of the body is never waited for.
+            return Err(at(closing(v0_error(e))));
         }
     }
     // Exactly one part: anything after it rejects the whole request. (The
@@ -155,7 +164,8 @@ pub async fn deposit(
             },
         )
         .await
-        .map_err(|e| at(e.into()))?;
+        .map_err(|e| at(v0_error(e)))?;
+    drop(quota);
     let body = serde_json::json!({
         "artifacts_uri": format!("{URI_PREFIX}{}", receipt.id),
         "size_bytes": receipt.record.size,

@@ -14,6 +14,8 @@ mod artifacts;
 mod json;
 mod registry;
 
+pub use artifacts::MULTIPART_OVERHEAD;
+
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};

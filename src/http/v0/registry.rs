@@ -18,7 +18,7 @@ const MAX_LABEL_KEY_BYTES: usize = 256;
 const MAX_LABEL_VALUE_BYTES: usize = 4096;
 
 /// Reads a request body up to `MAX_JSON_BYTES` (oversize is `bad-request`).
-async fn read_body(payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+async fn read_body(payload: crate::http::body::Body) -> Result<Vec<u8>, ApiError> {
     crate::http::read_body(payload, MAX_JSON_BYTES, ProblemType::BadRequest).await
 }
 
@@ -64,7 +64,7 @@ fn name_filter(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// `POST …/workers` (admin).
 pub async fn register_worker(
     req: HttpRequest,
-    payload: web::Payload,
+    payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
@@ -168,7 +168,7 @@ pub async fn whoami(
 /// `POST …/groups` (admin).
 pub async fn create_group(
     req: HttpRequest,
-    payload: web::Payload,
+    payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
@@ -238,7 +238,7 @@ pub async fn delete_group(
 pub async fn add_member(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    payload: web::Payload,
+    payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);

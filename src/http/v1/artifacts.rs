@@ -5,44 +5,28 @@
 //! as bytes arrive, invariant 8) and commits only once the body ended
 //! cleanly, so a cut connection leaves nothing visible (invariant 3).
 
-use std::time::{Duration, Instant};
-
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::dto::{artifact_json, check_filename, parse_ttl, sanitize_content_type};
 use super::{AppState, artifact_id, created, engine, json, parse_json, read_body};
 use crate::auth::Principal;
+use crate::engine::DepositRequest;
 use crate::engine::artifacts::now_unix_s;
 use crate::engine::ingest::parse_artifact_id;
-use crate::engine::{DepositRequest, EngineError};
 use crate::http::auth::authorize;
-use crate::http::problem::ApiError;
+use crate::http::body::closing;
+use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
 
-/// After an oversize upload, read and discard at most this much more before
-/// answering, so an HTTP/1.1 client that is still sending sees the 413.
-const DRAIN_BYTES: u64 = 64 << 20;
-const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// Largest JSON body of the grant route.
 const MAX_GRANT_BODY: usize = 4096;
 /// Default and largest listing page.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
-
-async fn drain(payload: &mut web::Payload) {
-    let (start, mut seen) = (Instant::now(), 0u64);
-    while seen < DRAIN_BYTES && start.elapsed() < DRAIN_TIME {
-        match payload.next().await {
-            Some(Ok(b)) => seen += b.len() as u64,
-            _ => break,
-        }
-    }
-}
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, ApiError> {
     match req.headers().get(name) {
@@ -57,7 +41,7 @@ fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, A
 /// `POST …/artifacts`: the body is the artifact → 201 `Artifact`.
 pub async fn deposit(
     req: HttpRequest,
-    mut payload: web::Payload,
+    mut payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
@@ -80,18 +64,31 @@ pub async fn deposit(
         .map_err(at)?
         .map(|d| now_unix_s().saturating_add(d.as_secs() as i64));
 
+    // Refused before a byte is read: the body could never fit.
+    let cap = engine.config().max_artifact_bytes;
+    payload
+        .check_declared(cap, ProblemType::PayloadTooLarge)
+        .map_err(at)?;
+    let mut quota = engine
+        .reserve_deposit(&caller.experiment, payload.declared_len().unwrap_or(0))
+        .map_err(|e| at(e.into()))?;
     let mut ingest = engine.begin_ingest().map_err(|e| at(e.into()))?;
     while let Some(part) = payload.next().await {
-        let Ok(bytes) = part else {
-            ingest.abort().await;
-            return Err(at(ApiError::bad_request("request body could not be read")));
-        };
-        if let Err(e) = ingest.push(bytes).await {
-            ingest.abort().await;
-            if matches!(e, EngineError::TooLarge { .. }) {
-                drain(&mut payload).await;
+        let bytes = match part {
+            Ok(b) => b,
+            Err(e) => {
+                ingest.abort().await;
+                return Err(at(e));
             }
-            return Err(at(e.into()));
+        };
+        let pushed = match quota.grow(ingest.received() + bytes.len() as u64) {
+            Ok(()) => ingest.push(bytes).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = pushed {
+            ingest.abort().await;
+            // Answered at once; the rest of the body is never waited for.
+            return Err(at(closing(e.into())));
         }
     }
     let prepared = ingest.finish().await.map_err(|e| at(e.into()))?;
@@ -198,7 +195,7 @@ struct GrantBody {
 /// `POST …/artifacts/{id}/grants` `{"principal"}` → 200 `Artifact`.
 pub async fn grant(
     req: HttpRequest,
-    payload: web::Payload,
+    payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);

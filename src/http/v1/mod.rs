@@ -13,8 +13,10 @@
 
 mod admin;
 mod artifacts;
+mod commit_body;
 mod dto;
 mod fetch;
+mod limits;
 mod uploads;
 
 use std::sync::Arc;
@@ -72,6 +74,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/artifacts/{id}/grants/{principal}")
                     .route(web::delete().to(artifacts::revoke)),
             )
+            .service(resource("/quota").route(web::get().to(limits::quota)))
             .service(resource("/uploads").route(web::post().to(uploads::create)))
             .service(
                 resource("/uploads/{sid}")
@@ -86,6 +89,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/cas/v1/admin/gc").route(web::post().to(admin::gc)))
     .service(resource("/cas/v1/admin/backup").route(web::post().to(admin::backup)))
     .service(resource("/cas/v1/admin/fsck").route(web::post().to(admin::fsck)))
+    .service(resource("/cas/v1/admin/inflight").route(web::get().to(limits::inflight)))
     .service(web::scope(PREFIX).default_service(web::to(not_found)));
 }
 
@@ -108,7 +112,7 @@ fn json(status: actix_web::http::StatusCode, v: &serde_json::Value) -> HttpRespo
 }
 
 /// Reads a whole (small) body; more than `limit` bytes is 413.
-async fn read_body(payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_body(payload: crate::http::body::Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     super::read_body(payload, limit, ProblemType::PayloadTooLarge).await
 }
 

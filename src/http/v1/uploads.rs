@@ -8,28 +8,27 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::commit_body;
 use super::dto::{check_filename, parse_ttl, sanitize_content_type, timestamp_ns};
 use super::{AppState, created, engine, json, parse_json, read_body};
+use crate::engine::EngineError;
 use crate::engine::uploads::{
-    CommitRequest, MAX_MISSING_QUERY, MAX_STATUS_IDS, SessionRequest, SessionView, parse_session_id,
+    MAX_MISSING_QUERY, MAX_STATUS_IDS, SessionRequest, SessionView, parse_session_id,
 };
 use crate::hash::Digest;
 use crate::http::auth::{Caller, authorize};
-use crate::http::problem::ApiError;
+use crate::http::body::{closing, commit_body_limit};
+use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
-use crate::meta::records::ManifestEntry;
 
 /// Media type of a chunk batch body.
 pub const CHUNKS_MEDIA_TYPE: &str = "application/vnd.eden-cas.chunks";
 const MAX_CREATE_BODY: usize = 16 << 10;
 /// 10 000 quoted 64-hex ids and separators, with room to spare.
 const MAX_MISSING_BODY: usize = 1 << 20;
-/// A commit entry is at most ~80 bytes of JSON.
-const COMMIT_ENTRY_JSON: u64 = 80;
 
 fn session_id(req: &HttpRequest) -> Result<[u8; 16], ApiError> {
     req.match_info()
@@ -62,6 +61,8 @@ fn session_json(v: &SessionView) -> serde_json::Value {
         "created_at": timestamp_ns(v.record.created_at_ns),
         "expires_at": timestamp_ns(v.expires_at_ns),
         "max_batch_bytes": v.max_batch_bytes,
+        "size": v.record.claimed_size,
+        "max_bytes": v.max_bytes,
     })
 }
 
@@ -79,12 +80,14 @@ struct CreateBody {
     content_type: Option<String>,
     filename: Option<String>,
     expires_in: Option<String>,
+    /// The artifact's size in bytes, as the client will send it.
+    size: Option<u64>,
 }
 
 /// `POST …/uploads` → 201 session.
 pub async fn create(
     req: HttpRequest,
-    payload: web::Payload,
+    payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
@@ -105,6 +108,7 @@ pub async fn create(
             .map(parse_ttl)
             .transpose()
             .map_err(at)?,
+        claimed_size: body.size,
     };
     let view = engine(&state)
         .create_upload(&caller.experiment, &caller.principal, request)
@@ -129,7 +133,7 @@ struct MissingBody {
 /// `POST …/uploads/{S}/missing` `{"chunks"}` → `{"missing"}` in request order.
 pub async fn missing(
     req: HttpRequest,
-    payload: web::Payload,
+    payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
@@ -158,11 +162,15 @@ pub async fn missing(
 /// `PUT …/uploads/{S}/chunks` (framed body) → `{"received","stored_new"}`.
 pub async fn chunks(
     req: HttpRequest,
-    mut payload: web::Payload,
+    mut payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
+    let engine = engine(&state).clone();
+    payload
+        .check_declared(engine.max_batch_bytes(), ProblemType::PayloadTooLarge)
+        .map_err(at)?;
     let media = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -174,84 +182,113 @@ pub async fn chunks(
             "a chunk batch is sent as Content-Type: {CHUNKS_MEDIA_TYPE}"
         ))));
     }
-    let engine = engine(&state).clone();
     let mut batch = engine
         .begin_chunk_batch(&caller.experiment, &caller.principal, &sid)
         .await
         .map_err(|e| at(e.into()))?;
+    let mut complete = true;
     while let Some(part) = payload.next().await {
-        let Ok(bytes) = part else {
-            return Err(at(ApiError::bad_request("request body could not be read")));
+        let bytes = match part {
+            Ok(b) => b,
+            Err(e) => {
+                // Cut (stalled or broken): nothing of it is pinned.
+                batch.abort().await;
+                return Err(at(e));
+            }
         };
-        batch.push(bytes).await.map_err(|e| at(e.into()))?;
+        if let Err(e) = batch.push(bytes).await {
+            batch.abort().await;
+            return Err(at(closing(e.into())));
+        }
         if batch.failed() {
+            complete = false;
             break;
         }
     }
-    let outcome = batch.finish().await.map_err(|e| at(e.into()))?;
+    let outcome = batch.finish().await.map_err(|e| {
+        let e = at(e.into());
+        if complete { e } else { closing(e) }
+    })?;
     Ok(json(
         StatusCode::OK,
         &json!({ "received": outcome.received, "stored_new": outcome.stored_new }),
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommitBody {
-    chunks: Vec<(String, u32)>,
-    blake3: String,
-    content_type: Option<String>,
-    filename: Option<String>,
-}
-
 /// `POST …/uploads/{S}/commit` → 201 `Artifact`.
+///
+/// The chunk list is checked as the body streams in (`commit_body.rs`), so
+/// the commit's memory does not depend on the list's length.
 pub async fn commit(
     req: HttpRequest,
-    payload: web::Payload,
+    mut payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
     let engine = engine(&state).clone();
-    let cfg = engine.config();
-    // Enough JSON for an artifact at the size cap cut into minimum-size
-    // chunks; the list is held in memory (about 36 bytes per chunk parsed).
-    let max_entries = cfg.max_artifact_bytes / u64::from(cfg.chunker.min_bytes.max(1)) + 16;
-    let limit = (max_entries.saturating_mul(COMMIT_ENTRY_JSON)).clamp(1 << 20, 256 << 20) as usize;
-    let body: CommitBody = parse_json(&read_body(payload, limit).await.map_err(at)?).map_err(at)?;
-    let claimed = body
-        .blake3
-        .strip_prefix("blake3:")
-        .ok_or_else(|| at(ApiError::bad_request("blake3 must be \"blake3:<64 hex>\"")))
-        .and_then(|h| parse_digest(h).map_err(at))?;
-    let mut entries = Vec::with_capacity(body.chunks.len());
-    for (id, len) in &body.chunks {
-        if *len == 0 {
-            return Err(at(ApiError::bad_request("a chunk length is at least 1")));
-        }
-        entries.push(ManifestEntry {
-            id: parse_digest(id).map_err(at)?,
-            len: *len,
-        });
-    }
-    let request = CommitRequest {
-        chunks: entries,
-        blake3: claimed,
-        content_type: body
-            .content_type
-            .as_deref()
-            .map(|c| sanitize_content_type(Some(c.as_bytes()))),
-        filename: body
-            .filename
-            .as_deref()
-            .map(check_filename)
-            .transpose()
-            .map_err(at)?,
-    };
-    let receipt = engine
-        .commit_upload(&caller.experiment, &caller.principal, &sid, request)
+    let limit = commit_body_limit(&engine);
+    payload
+        .check_declared(limit, ProblemType::PayloadTooLarge)
+        .map_err(at)?;
+    let check = engine
+        .begin_commit(&caller.experiment, &caller.principal, &sid)
         .await
         .map_err(|e| at(e.into()))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let parser = tokio::task::spawn_blocking(move || {
+        commit_body::parse(commit_body::ChannelReader::new(rx), check)
+    });
+    let (mut seen, mut cut, mut parser_stopped) = (0u64, None, false);
+    while let Some(part) = payload.next().await {
+        match part {
+            Ok(bytes) => {
+                seen += bytes.len() as u64;
+                if seen > limit {
+                    cut = Some(closing(ApiError::new(
+                        ProblemType::PayloadTooLarge,
+                        format!("request body exceeds {limit} bytes"),
+                    )));
+                    break;
+                }
+                // The parser stopped early (it refused the body): its
+                // answer follows.
+                if tx.send(bytes).await.is_err() {
+                    parser_stopped = true;
+                    break;
+                }
+            }
+            Err(e) => {
+                cut = Some(e);
+                break;
+            }
+        }
+    }
+    // End of input for the parser: a cut body ends as malformed JSON, and
+    // the commit state, its lock and pins are dropped with it.
+    drop(tx);
+    let parsed = parser
+        .await
+        .map_err(|e| at(EngineError::Internal(format!("commit parser: {e}")).into()))?;
+    if let Some(e) = cut {
+        // A stall or an oversize body is the answer, whatever the parser
+        // made of the truncated input.
+        return Err(at(e));
+    }
+    let (check, mut trailer) = parsed.map_err(|e| {
+        let e = at(e.into());
+        if parser_stopped { closing(e) } else { e }
+    })?;
+    trailer.content_type = trailer
+        .content_type
+        .map(|c| sanitize_content_type(Some(c.as_bytes())));
+    trailer.filename = trailer
+        .filename
+        .as_deref()
+        .map(check_filename)
+        .transpose()
+        .map_err(at)?;
+    let receipt = check.finish(trailer).await.map_err(|e| at(e.into()))?;
     Ok(created(&caller.experiment, &receipt))
 }
 
