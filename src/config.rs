@@ -100,6 +100,9 @@ pub struct FileConfig {
     pub chunk_cache_bytes: Option<SizeValue>,
     /// Pack bytes the background scrubber verifies per hour (0 disables).
     pub scrub_bytes_per_hour: Option<SizeValue>,
+    /// File holding the token that `/metrics` also accepts (besides the
+    /// admin bearer) as `Bearer metrics:<token>`.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// A size in TOML: an integer or a string with a unit.
@@ -202,6 +205,9 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Blob store backend and tunables.
     pub blobs: BlobConfig,
+    /// File holding the `/metrics` token (`metrics-token-file`); the
+    /// environment variable `EDEN_CAS_METRICS_TOKEN` wins over it.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -361,6 +367,7 @@ impl Config {
             scrub_bytes_per_hour,
             engine,
             blobs,
+            metrics_token_file: file.metrics_token_file.clone(),
         })
     }
 }

@@ -80,12 +80,27 @@ pub enum PackError {
     HashMismatch(Digest),
 }
 
-/// Whether zstd is tried on each chunk; backs off on incompressible data.
+/// Chunks at most this long are tried whole; longer ones are judged first
+/// from a sample of [`SAMPLE_WINDOW`] bytes at a quarter and at three
+/// quarters of their length.
+const SAMPLE_WHOLE_BELOW: usize = 16 << 10;
+/// Size of each of the two sample windows.
+const SAMPLE_WINDOW: usize = 2 << 10;
+
+/// How each chunk is stored: the codec is a function of the chunk's bytes
+/// (and of the configured level) alone, never of other chunks, of the order
+/// they arrive in or of what the store already holds. A copy's stored length
+/// therefore reveals nothing about other deposits (invariant 4), and the same
+/// chunk stored twice — by two principals, or again after being marked bad —
+/// gets the same codec.
+///
+/// It stays cheap on incompressible data: a chunk longer than 16 KiB is
+/// first judged from a 4 KiB sample of its own bytes, and compressed whole
+/// only when the sample compresses.
 pub struct CompressionPolicy {
     compressor: Option<zstd::bulk::Compressor<'static>>,
     scratch: Vec<u8>,
-    misses: u32,
-    skip: u32,
+    sample: Vec<u8>,
 }
 
 impl CompressionPolicy {
@@ -99,36 +114,36 @@ impl CompressionPolicy {
         CompressionPolicy {
             compressor,
             scratch: Vec::new(),
-            misses: 0,
-            skip: 0,
+            sample: Vec::with_capacity(2 * SAMPLE_WINDOW),
         }
     }
 
-    /// Compressed bytes if compression saves at least 1/16 of the chunk.
+    /// The codec decision: compressed bytes if zstd saves at least 1/16 of
+    /// the chunk, else `None` (stored raw). Depends on `raw` only: each zstd
+    /// frame is compressed independently with the same parameters.
     fn try_compress(&mut self, raw: &[u8]) -> Option<&[u8]> {
         let compressor = self.compressor.as_mut()?;
-        if self.skip > 0 {
-            self.skip -= 1;
-            return None;
+        if raw.len() > SAMPLE_WHOLE_BELOW {
+            // The sample must save at least 1/32 (a small window compresses
+            // worse than the whole chunk) before the whole chunk is tried.
+            self.sample.clear();
+            for at in [raw.len() / 4, raw.len() * 3 / 4] {
+                self.sample.extend_from_slice(&raw[at..at + SAMPLE_WINDOW]);
+            }
+            let budget = self.sample.len() - self.sample.len() / 32;
+            self.scratch.clear();
+            self.scratch.reserve(budget);
+            match compressor.compress_to_buffer(&self.sample, &mut self.scratch) {
+                Ok(n) if n <= budget => {}
+                _ => return None,
+            }
         }
         let budget = raw.len() - raw.len() / 16;
         self.scratch.clear();
         self.scratch.reserve(budget);
         match compressor.compress_to_buffer(raw, &mut self.scratch) {
-            Ok(n) if n <= budget => {
-                self.misses = 0;
-                Some(&self.scratch[..n])
-            }
-            _ => {
-                // After 4 misses in a row, skip the next 32 chunks: random or
-                // already-compressed data then costs almost nothing extra.
-                self.misses += 1;
-                if self.misses >= 4 {
-                    self.misses = 0;
-                    self.skip = 32;
-                }
-                None
-            }
+            Ok(n) if n <= budget => Some(&self.scratch[..n]),
+            _ => None,
         }
     }
 }
@@ -394,21 +409,42 @@ mod tests {
         assert!(decode_trailer(&pack[..TRAILER_LEN]).is_err());
     }
 
-    #[test]
-    fn incompressible_data_backs_off() {
-        let mut policy = CompressionPolicy::new(1);
-        let mut x = 1u64;
-        let noise: Vec<u8> = (0..8192)
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
             .map(|_| {
                 x = x
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 (x >> 33) as u8
             })
+            .collect()
+    }
+
+    /// The codec of a chunk depends on its bytes alone: not on how many
+    /// incompressible chunks came before it, nor on a shared policy's past.
+    #[test]
+    fn codec_is_a_function_of_the_chunk_alone() {
+        let text: Vec<u8> = b"the quick brown fox jumps over the lazy dog; "
+            .iter()
+            .cycle()
+            .take(12 << 10)
+            .copied()
             .collect();
-        for _ in 0..4 {
-            assert!(policy.try_compress(&noise).is_none());
+        let big_text: Vec<u8> = text.iter().cycle().take(64 << 10).copied().collect();
+        let fresh = |c: &[u8]| {
+            let mut p = CompressionPolicy::new(3);
+            p.try_compress(c).map(<[u8]>::to_vec)
+        };
+        let alone = (fresh(&text), fresh(&big_text));
+        assert!(alone.0.is_some() && alone.1.is_some());
+        let mut shared = CompressionPolicy::new(3);
+        for i in 0..40 {
+            assert!(shared.try_compress(&noise(12 << 10, i)).is_none());
+            assert!(shared.try_compress(&noise(64 << 10, i)).is_none());
         }
-        assert_eq!(policy.skip, 32);
+        assert_eq!(shared.try_compress(&text).map(<[u8]>::to_vec), alone.0);
+        assert_eq!(shared.try_compress(&big_text).map(<[u8]>::to_vec), alone.1);
+        assert!(CompressionPolicy::new(0).try_compress(&text).is_none());
     }
 }

@@ -38,6 +38,15 @@ pub enum ServerError {
     /// The admin token is unusable.
     #[error("EDEN_CAS_ADMIN_TOKEN: {0}")]
     AdminToken(String),
+    /// The metrics token is unusable (the message names its source, never
+    /// its value).
+    #[error("metrics token ({source_name}): {detail}")]
+    MetricsToken {
+        /// `EDEN_CAS_METRICS_TOKEN` or the file's path.
+        source_name: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// RocksDB failed to open (often: another process holds its lock).
     #[error(
         "metadata store {path}: {source} (is another eden-cas running on this data directory?)"
@@ -99,6 +108,37 @@ pub fn admin_token(data_dir: &Path) -> Result<Secret, ServerError> {
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// The token `/metrics` accepts besides the admin bearer:
+/// `EDEN_CAS_METRICS_TOKEN`, else the file named by `metrics-token-file`
+/// (trimmed), else none. At least 16 visible ASCII characters. Logged as
+/// present or absent, never its value.
+pub fn metrics_token(config: &Config) -> Result<Option<Secret>, ServerError> {
+    let (source_name, token) = if let Ok(t) = std::env::var("EDEN_CAS_METRICS_TOKEN") {
+        ("EDEN_CAS_METRICS_TOKEN".to_string(), t)
+    } else if let Some(path) = &config.metrics_token_file {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(t) => (name, t.trim().to_string()),
+            Err(e) => {
+                return Err(ServerError::MetricsToken {
+                    source_name: name,
+                    detail: e.to_string(),
+                });
+            }
+        }
+    } else {
+        return Ok(None);
+    };
+    if !is_wire_safe_secret(&token) || token.len() < 16 {
+        return Err(ServerError::MetricsToken {
+            source_name,
+            detail: "must be at least 16 visible ASCII characters (no spaces)".into(),
+        });
+    }
+    tracing::info!(source = %source_name, "metrics token configured");
+    Ok(Some(Secret::new(token)))
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -306,6 +346,7 @@ pub async fn check_config(config: &Config) -> Result<String, ServerError> {
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), ServerError> {
     startup_checks(&config).await?;
+    let metrics_token = metrics_token(&config)?;
     // Off the runtime thread: opening may reindex over the blob store, and
     // the probe's pooled connections need this runtime free to make progress.
     let engine = {
@@ -328,6 +369,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     let state = AppState {
         engine: engine.clone(),
         gc_compact_below: config.gc_compact_below,
+        metrics_token: metrics_token.map(std::sync::Arc::new),
     };
     let bind_err = |source| ServerError::Bind {
         addr: config.listen.clone(),

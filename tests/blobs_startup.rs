@@ -384,13 +384,7 @@ fn s3_http_in_child() {
     }
     // Nothing of the store is on local disk: packs live in the bucket.
     assert!(!server.data_dir().join("blobs").exists());
-    let metrics = server
-        .client()
-        .get(format!("{}/metrics", server.base_url()))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = server.metrics_text();
     assert!(
         metrics.contains("eden_cas_blob_requests_total{kind=\"put\"}"),
         "{metrics}"

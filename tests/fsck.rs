@@ -706,13 +706,7 @@ fn the_admin_endpoint_answers_the_report() {
     let (_, worker) = common::register_worker(&server, &exp);
     assert_eq!(post(Some(&worker), "").status().as_u16(), 403);
     assert_eq!(post(Some(&admin), "?deep=maybe").status().as_u16(), 400);
-    let metrics = server
-        .client()
-        .get(format!("{}/metrics", server.base_url()))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = server.metrics_text();
     for name in [
         "eden_cas_scrub_bytes_total",
         "eden_cas_scrub_packs_total",

@@ -25,6 +25,9 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// `gc-compact-below` for GC runs asked for over the admin API.
     pub gc_compact_below: f64,
+    /// The token `/metrics` accepts as `Bearer metrics:<token>` besides the
+    /// admin bearer (`None`: admin bearer only).
+    pub metrics_token: Option<Arc<crate::auth::Secret>>,
 }
 
 /// Reads a whole (small) request body; more than `limit` bytes is an

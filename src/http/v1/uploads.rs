@@ -252,7 +252,7 @@ pub async fn commit(
         .commit_upload(&caller.experiment, &caller.principal, &sid, request)
         .await
         .map_err(|e| at(e.into()))?;
-    Ok(created(&caller.experiment, &receipt))
+    Ok(created(&caller.experiment, &receipt, &caller.principal))
 }
 
 /// `GET …/uploads/{S}[?after=&limit=]` → session with what it received.
