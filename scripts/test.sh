@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
 # Runs the whole test suite (unit, property, HTTP integration, crash and
-# corruption tests, and the blob-store suite on memory, fs and S3) against
-# real RocksDB, opendal, loopback HTTP and a real SeaweedFS S3 server.
+# corruption tests, and the blob-store suite on memory, fs, S3, Azure Blob
+# and GCS) against real RocksDB, opendal, loopback HTTP, a real SeaweedFS S3
+# server, Azurite and gcp-storage-emulator.
 #
-# One SeaweedFS is started here on free 127.0.0.1 ports and shared by all
-# test binaries (EDEN_CAS_TEST_S3_*); it stops when the tests end. If it
-# cannot start, this fails: the S3 tests never skip silently. (Run plain
-# `cargo test` and the S3 tests start their own.)
+# One SeaweedFS, one Azurite and one GCS emulator are started here on free
+# 127.0.0.1 ports, each in a temp dir, and shared by all test binaries
+# (EDEN_CAS_TEST_S3_*, EDEN_CAS_TEST_AZURITE_*, EDEN_CAS_TEST_GCS_*); a
+# watchdog stops each when the tests end. If one cannot start, this fails:
+# these tests never skip silently. (Run plain `cargo test` and the tests
+# start their own.) EDEN_CAS_SKIP_S3=1, EDEN_CAS_SKIP_AZURITE=1 and
+# EDEN_CAS_SKIP_GCS=1 skip them on purpose, loudly; CI never sets them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/eden-cas-target}"
-if [ "${EDEN_CAS_SKIP_S3:-}" != 1 ] && [ -z "${EDEN_CAS_TEST_S3_ENDPOINT:-}" ]; then
-  S3_DIR="$(mktemp -d "${TMPDIR:-/tmp}/eden-cas-s3.XXXXXX")"
-  # The watchdog stops the server when this process ($$, which becomes
-  # `cargo test` below) exits, or after 2 hours.
-  S3_ENV="$(scripts/seaweedfs.sh start "$S3_DIR" $$ 7200)" ||
-    { echo "test: SeaweedFS did not start (set EDEN_CAS_SKIP_S3=1 to skip the S3 tests on purpose)" >&2; exit 1; }
-  while IFS='=' read -r k v; do [ -n "$k" ] && export "$k=$v"; done <<<"$S3_ENV"
-  [ -n "${EDEN_CAS_TEST_S3_ENDPOINT:-}" ] || { echo "test: SeaweedFS printed no endpoint" >&2; exit 1; }
-fi
+
+# start NAME SKIP_VAR ENDPOINT_VAR TAG COMMAND... : unless skipped or already
+# described, runs `COMMAND DIR OWNER_PID MAX_SECONDS` with a temp dir of its
+# own, and exports the KEY=VALUE lines it prints. The watchdogs stop each
+# server when this process ($$, which becomes `cargo test` below) exits, or
+# after 2 hours, and remove its dir.
+start() {
+  local name="$1" skip="$2" endpoint="$3" tag="$4" out
+  shift 4
+  if [ "${!skip:-}" = 1 ] || [ -n "${!endpoint:-}" ]; then return 0; fi
+  out="$("$@" "$(mktemp -d "${TMPDIR:-/tmp}/eden-cas-$tag.XXXXXX")" $$ 7200)" ||
+    { echo "test: $name did not start (set $skip=1 to skip its tests on purpose)" >&2; exit 1; }
+  while IFS='=' read -r k v; do [ -n "$k" ] && export "$k=$v"; done <<<"$out"
+  [ -n "${!endpoint:-}" ] || { echo "test: $name printed no endpoint" >&2; exit 1; }
+}
+
+start SeaweedFS EDEN_CAS_SKIP_S3 EDEN_CAS_TEST_S3_ENDPOINT s3 scripts/seaweedfs.sh start
+start Azurite EDEN_CAS_SKIP_AZURITE EDEN_CAS_TEST_AZURITE_ENDPOINT azurite scripts/emulators.sh start azurite
+start gcp-storage-emulator EDEN_CAS_SKIP_GCS EDEN_CAS_TEST_GCS_ENDPOINT gcs scripts/emulators.sh start gcs
 exec cargo test "$@"

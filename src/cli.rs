@@ -115,6 +115,15 @@ pub struct ServeArgs {
     /// Pack bytes the background scrubber re-verifies per hour; 0 disables [default: 10GiB].
     #[arg(long, env = "EDEN_CAS_SCRUB_BYTES_PER_HOUR")]
     pub scrub_bytes_per_hour: Option<String>,
+    /// Take the single-writer lease in the blob store (true/false) [default: true].
+    #[arg(long, env = "EDEN_CAS_LEASE")]
+    pub lease: Option<bool>,
+    /// How long the blob store lease stays valid after its last renewal [default: 60s].
+    #[arg(long, env = "EDEN_CAS_LEASE_DURATION")]
+    pub lease_duration: Option<String>,
+    /// How often the lease holder renews it; under half the duration [default: 10s].
+    #[arg(long, env = "EDEN_CAS_LEASE_HEARTBEAT")]
+    pub lease_heartbeat: Option<String>,
     /// Blob store settings.
     #[command(flatten)]
     pub blob: BlobArgs,
@@ -146,6 +155,13 @@ pub struct BlobArgs {
     /// GCS storage class of new objects (STANDARD, NEARLINE, COLDLINE, ARCHIVE).
     #[arg(long, env = "EDEN_CAS_GCS_STORAGE_CLASS")]
     pub gcs_storage_class: Option<String>,
+    /// Send GCS requests unsigned, loading no credentials: for emulators on this
+    /// machine (true/false) [default: true when STORAGE_EMULATOR_HOST is set].
+    #[arg(long, env = "EDEN_CAS_GCS_UNSIGNED")]
+    pub gcs_unsigned: Option<bool>,
+    /// Allow gcs-unsigned with an endpoint that is not on this machine (true/false) [default: false].
+    #[arg(long, env = "EDEN_CAS_GCS_UNSIGNED_ALLOW_REMOTE")]
+    pub gcs_unsigned_allow_remote: Option<bool>,
     /// Azure blob endpoint (Azurite, sovereign clouds) [default: https://<account>.blob.core.windows.net].
     #[arg(long, env = "EDEN_CAS_AZBLOB_ENDPOINT")]
     pub azblob_endpoint: Option<String>,
@@ -187,6 +203,8 @@ impl From<&ServeArgs> for Overrides {
                 s3_storage_class: a.blob.s3_storage_class.clone(),
                 gcs_endpoint: a.blob.gcs_endpoint.clone(),
                 gcs_storage_class: a.blob.gcs_storage_class.clone(),
+                gcs_unsigned: a.blob.gcs_unsigned,
+                gcs_unsigned_allow_remote: a.blob.gcs_unsigned_allow_remote,
                 azblob_endpoint: a.blob.azblob_endpoint.clone(),
                 azblob_account: a.blob.azblob_account.clone(),
             },
@@ -196,6 +214,9 @@ impl From<&ServeArgs> for Overrides {
             blob_part_bytes: a.blob.blob_part_bytes.clone(),
             chunk_cache_bytes: a.blob.chunk_cache_bytes.clone(),
             scrub_bytes_per_hour: a.scrub_bytes_per_hour.clone(),
+            lease: a.lease,
+            lease_duration: a.lease_duration.clone(),
+            lease_heartbeat: a.lease_heartbeat.clone(),
         }
     }
 }
@@ -275,6 +296,9 @@ pub struct GetArgs {
     /// Unpack a bundle into this directory (created if needed).
     #[arg(long, value_name = "DIR")]
     pub extract: Option<PathBuf>,
+    /// Replace existing local files (a name from the server never replaces one otherwise).
+    #[arg(long)]
+    pub force: bool,
     /// Connection settings.
     #[command(flatten)]
     pub client: ClientArgs,

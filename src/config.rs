@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::blobs::lease::LeaseSettings;
 use crate::blobs::{BlobConfig, BlobSettings, part_bytes_for};
 use crate::chunking::ChunkerParams;
 use crate::engine::EngineConfig;
@@ -84,6 +85,10 @@ pub struct FileConfig {
     pub gcs_endpoint: Option<String>,
     /// GCS storage class of new objects.
     pub gcs_storage_class: Option<String>,
+    /// GCS requests unsigned, no credentials (emulators).
+    pub gcs_unsigned: Option<bool>,
+    /// Allow `gcs-unsigned` with an endpoint not on this machine.
+    pub gcs_unsigned_allow_remote: Option<bool>,
     /// Azure blob service endpoint.
     pub azblob_endpoint: Option<String>,
     /// Azure storage account.
@@ -103,6 +108,12 @@ pub struct FileConfig {
     /// File holding the token that `/metrics` also accepts (besides the
     /// admin bearer) as `Bearer metrics:<token>`.
     pub metrics_token_file: Option<PathBuf>,
+    /// Take the single-writer lease in the blob store (default true).
+    pub lease: Option<bool>,
+    /// How long the lease stays valid after its last renewal (humantime).
+    pub lease_duration: Option<String>,
+    /// How often the holder renews the lease (humantime).
+    pub lease_heartbeat: Option<String>,
 }
 
 /// A size in TOML: an integer or a string with a unit.
@@ -180,6 +191,12 @@ pub struct Overrides {
     pub chunk_cache_bytes: Option<String>,
     /// `--scrub-bytes-per-hour` / `EDEN_CAS_SCRUB_BYTES_PER_HOUR`.
     pub scrub_bytes_per_hour: Option<String>,
+    /// `--lease` / `EDEN_CAS_LEASE`.
+    pub lease: Option<bool>,
+    /// `--lease-duration` / `EDEN_CAS_LEASE_DURATION`.
+    pub lease_duration: Option<String>,
+    /// `--lease-heartbeat` / `EDEN_CAS_LEASE_HEARTBEAT`.
+    pub lease_heartbeat: Option<String>,
 }
 
 /// The resolved configuration of `serve`.
@@ -208,6 +225,8 @@ pub struct Config {
     /// File holding the `/metrics` token (`metrics-token-file`); the
     /// environment variable `EDEN_CAS_METRICS_TOKEN` wins over it.
     pub metrics_token_file: Option<PathBuf>,
+    /// The single-writer lease in the blob store (`None`: `lease = false`).
+    pub lease: Option<LeaseSettings>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -352,6 +371,7 @@ impl Config {
         let blobs = resolve_blobs(o, &file, &data_dir, engine.pack_target_bytes, &|k| {
             std::env::var(k).ok()
         })?;
+        let lease = resolve_lease(o, &file)?;
         Ok(Config {
             data_dir,
             listen: o
@@ -368,8 +388,48 @@ impl Config {
             engine,
             blobs,
             metrics_token_file: file.metrics_token_file.clone(),
+            lease,
         })
     }
+}
+
+/// `lease`, `lease-duration`, `lease-heartbeat`: flags and environment win
+/// over the file; the heartbeat must be under half the duration so a
+/// holder gets two chances to renew before it fences itself.
+fn resolve_lease(o: &Overrides, f: &FileConfig) -> Result<Option<LeaseSettings>, ConfigError> {
+    if !o.lease.or(f.lease).unwrap_or(true) {
+        return Ok(None);
+    }
+    let mut s = LeaseSettings::default();
+    let parse = |setting: &'static str, v: &str| {
+        humantime::parse_duration(v).map_err(|e| ConfigError::Invalid {
+            setting,
+            detail: e.to_string(),
+        })
+    };
+    if let Some(v) = o.lease_duration.as_ref().or(f.lease_duration.as_ref()) {
+        s.duration = parse("lease-duration", v)?;
+    }
+    match o.lease_heartbeat.as_ref().or(f.lease_heartbeat.as_ref()) {
+        Some(v) => s.heartbeat = parse("lease-heartbeat", v)?,
+        None => s.heartbeat = s.heartbeat.min(s.duration / 4),
+    }
+    if s.duration < Duration::from_secs(2) {
+        return Err(ConfigError::Invalid {
+            setting: "lease-duration",
+            detail: "must be at least 2s".into(),
+        });
+    }
+    if s.heartbeat.is_zero() || s.heartbeat * 2 >= s.duration {
+        return Err(ConfigError::Invalid {
+            setting: "lease-heartbeat",
+            detail: format!(
+                "must be positive and under half of lease-duration ({})",
+                humantime::format_duration(s.duration)
+            ),
+        });
+    }
+    Ok(Some(s))
 }
 
 /// The blob settings: backend choice (validated in `blobs::backend`) and
@@ -391,6 +451,8 @@ fn resolve_blobs(
         s3_storage_class: b.s3_storage_class.clone().or(f.s3_storage_class.clone()),
         gcs_endpoint: b.gcs_endpoint.clone().or(f.gcs_endpoint.clone()),
         gcs_storage_class: b.gcs_storage_class.clone().or(f.gcs_storage_class.clone()),
+        gcs_unsigned: b.gcs_unsigned.or(f.gcs_unsigned),
+        gcs_unsigned_allow_remote: b.gcs_unsigned_allow_remote.or(f.gcs_unsigned_allow_remote),
         azblob_endpoint: b.azblob_endpoint.clone().or(f.azblob_endpoint.clone()),
         azblob_account: b.azblob_account.clone().or(f.azblob_account.clone()),
     };
@@ -497,6 +559,37 @@ mod tests {
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
         let err = Config::resolve(&o).unwrap_err().to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn lease_settings_merge_and_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "lease-duration = \"20s\"\n").unwrap();
+        let mut o = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let l = Config::resolve(&o).unwrap().lease.unwrap();
+        assert_eq!(
+            (l.duration, l.heartbeat),
+            (Duration::from_secs(20), Duration::from_secs(5))
+        );
+        o.lease_heartbeat = Some("2s".into());
+        assert_eq!(
+            Config::resolve(&o).unwrap().lease.unwrap().heartbeat,
+            Duration::from_secs(2)
+        );
+        o.lease_heartbeat = Some("10s".into());
+        let err = Config::resolve(&o).unwrap_err().to_string();
+        assert!(err.contains("lease-heartbeat"), "{err}");
+        o.lease = Some(false);
+        assert!(Config::resolve(&o).unwrap().lease.is_none(), "switchable");
+        let d = Config::resolve(&Overrides::default())
+            .unwrap()
+            .lease
+            .unwrap();
+        assert_eq!(d, LeaseSettings::default());
     }
 
     #[test]

@@ -4,6 +4,16 @@
 //! lock refuses a second opener with a clear message. A running server
 //! offers `gc`, `fsck` and `backup` under `/cas/v1/admin/`.
 //!
+//! A maintenance command never creates or changes a store it was not asked
+//! to: the data directory (and, except for `reindex` and `restore`, its
+//! metadata) and a local blob directory must already exist, no admin token
+//! file is written, and the metadata lock is taken before anything else.
+//! Commands that write (`gc`, `reindex`, `backup`, `restore`) also take the
+//! blob store's writer lease (`blobs/lease.rs`) and renew it while they
+//! run, so they are refused while a server on another data directory uses
+//! the same blob store. `fsck` and `gc --dry-run` only read and take no
+//! lease.
+//!
 //! `reindex`, `backup` and `restore` are thin: the work is in
 //! `engine/recovery.rs` and `engine/backup.rs` (see
 //! `docs/operations/recovery.md`).
@@ -13,13 +23,16 @@
 
 use std::process::ExitCode;
 
-use crate::blobs::BlobStore;
+use std::sync::Arc;
+
+use crate::blobs::lease::Lease;
+use crate::blobs::{Backend, BlobStore};
 use crate::cli::ServeArgs;
 use crate::config::{Config, Overrides};
 use crate::engine::backup::{self, dir_has_entries};
 use crate::engine::gc::{GcOptions, GcReport};
-use crate::engine::recovery;
-use crate::server;
+use crate::engine::{Engine, recovery};
+use crate::server::{self, OpenMode};
 
 /// One maintenance command.
 #[derive(Debug, Clone)]
@@ -88,14 +101,93 @@ async fn dispatch(config: &Config, task: Task) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Opens the stores off the runtime's threads (opening may reindex over the
-/// blob store while the probe's pooled connections need the runtime).
-async fn open(
-    config: &Config,
-    opener: fn(&Config) -> Result<std::sync::Arc<crate::engine::Engine>, server::ServerError>,
-) -> anyhow::Result<std::sync::Arc<crate::engine::Engine>> {
+/// An engine opened for one command, with the lease it holds.
+struct Opened {
+    engine: Arc<Engine>,
+    lease: Option<Arc<Lease>>,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Opened {
+    /// Stops renewing and releases the lease.
+    async fn close(self) {
+        if let Some(h) = self.heartbeat {
+            h.abort();
+        }
+        if let Some(l) = self.lease {
+            l.release().await;
+        }
+    }
+}
+
+/// Opens the store for `command` without creating anything, under the
+/// writer lease (renewed while the command runs; GC re-checks it before
+/// each destructive phase).
+async fn open(config: &Config, command: &str, reindex: bool) -> anyhow::Result<Opened> {
+    let (engine, lease) = server::open_leased(config, command, OpenMode::Offline, reindex).await?;
+    let heartbeat = lease.as_ref().map(|l| l.spawn_heartbeat(|_| {}));
+    Ok(Opened {
+        engine,
+        lease,
+        heartbeat,
+    })
+}
+
+/// What a command needs to exist before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// The data directory with non-empty metadata (`gc`, `fsck`, `backup`).
+    Metadata,
+    /// The data directory (`reindex` rebuilds the metadata inside it).
+    DataDir,
+    /// Only the blob store (`restore` creates the data directory).
+    BlobStore,
+}
+
+/// Opens the store for a command that only reads (`fsck`, `gc --dry-run`):
+/// no lease, nothing created.
+async fn open_unleased(config: &Config) -> anyhow::Result<Opened> {
     let config = config.clone();
-    Ok(tokio::task::spawn_blocking(move || opener(&config)).await??)
+    let engine = tokio::task::spawn_blocking(move || {
+        let opened = server::open_meta(&config, OpenMode::Offline)?;
+        server::build_engine(&config, opened, OpenMode::Offline, true)
+    })
+    .await??;
+    Ok(Opened {
+        engine,
+        lease: None,
+        heartbeat: None,
+    })
+}
+
+/// Refuses to run on a store that does not exist: what `needs` names, and
+/// a local blob directory, must be there. A typo in `--data-dir` must fail,
+/// not create an empty store and report success on it.
+fn require_store(config: &Config, needs: Needs) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    if needs != Needs::BlobStore && !dir.is_dir() {
+        anyhow::bail!(
+            "no store at {}: the data directory does not exist (check --data-dir,              EDEN_CAS_DATA_DIR or data-dir in the config file); maintenance commands never              create a store",
+            dir.display()
+        );
+    }
+    let meta_dir = dir.join("meta");
+    if needs == Needs::Metadata && !dir_has_entries(&meta_dir) {
+        anyhow::bail!(
+            "no store at {}: its metadata directory {} is missing or empty (check --data-dir;              `eden-cas restore` or `eden-cas reindex` rebuild lost metadata)",
+            dir.display(),
+            meta_dir.display()
+        );
+    }
+    if let Backend::Fs { root } = &config.blobs.backend
+        && !root.is_dir()
+    {
+        anyhow::bail!(
+            "no blob store at {}: the directory does not exist (check --blob-store); maintenance              commands never create a store",
+            root.display()
+        );
+    }
+    Ok(())
 }
 
 /// Probes the blob store as `serve` does, so a bad setting stops the
@@ -108,18 +200,24 @@ async fn probe_blobs(config: &Config) -> anyhow::Result<()> {
 /// `eden-cas reindex`: rebuild the chunk index and manifests from the blob
 /// store; print the report.
 async fn reindex(config: &Config) -> anyhow::Result<ExitCode> {
+    require_store(config, Needs::DataDir)?;
     probe_blobs(config).await?;
-    let engine = open(config, server::open_engine_for_recovery).await?;
-    let report = recovery::reindex(engine.meta(), engine.blobs()).await?;
-    print!("{report}");
+    let opened = open(config, "reindex", false).await?;
+    let report = recovery::reindex(opened.engine.meta(), opened.engine.blobs()).await;
+    opened.close().await;
+    print!("{}", report?);
     Ok(ExitCode::SUCCESS)
 }
 
 /// `eden-cas backup`: write a metadata backup to the blob store.
 async fn backup(config: &Config) -> anyhow::Result<ExitCode> {
+    require_store(config, Needs::Metadata)?;
     probe_blobs(config).await?;
-    let engine = open(config, server::open_engine).await?;
-    let report = engine.backup().await?;
+    let opened = open(config, "backup", true).await?;
+    let engine = opened.engine.clone();
+    let report = engine.backup().await;
+    opened.close().await;
+    let report = report?;
     println!(
         "backup {} written: {} files, {} bytes, under backups/{}/ in {}",
         report.name,
@@ -134,6 +232,7 @@ async fn backup(config: &Config) -> anyhow::Result<ExitCode> {
 /// `eden-cas restore`: put a backup in place of a missing metadata
 /// directory, then reindex so packs written after the backup are indexed.
 async fn restore(config: &Config, from: Option<String>) -> anyhow::Result<ExitCode> {
+    require_store(config, Needs::BlobStore)?;
     let meta_dir = config.data_dir.join("meta");
     if dir_has_entries(&meta_dir) {
         anyhow::bail!(
@@ -144,6 +243,32 @@ async fn restore(config: &Config, from: Option<String>) -> anyhow::Result<ExitCo
     }
     probe_blobs(config).await?;
     let blobs = BlobStore::open(&config.blobs)?;
+    // The lease before anything is written: a server on another data
+    // directory may be using this blob store.
+    let lease = match config.lease {
+        Some(settings) => {
+            let holder = crate::blobs::lease::Holder::this_process("restore", &config.data_dir);
+            let lease = Lease::acquire(&blobs, holder, settings).await?;
+            let heartbeat = lease.spawn_heartbeat(|_| {});
+            Some((lease, heartbeat))
+        }
+        None => None,
+    };
+    let result = restore_leased(config, from, &blobs, &meta_dir).await;
+    if let Some((lease, heartbeat)) = lease {
+        heartbeat.abort();
+        lease.release().await;
+    }
+    result
+}
+
+/// The body of `restore`, run under the lease.
+async fn restore_leased(
+    config: &Config,
+    from: Option<String>,
+    blobs: &BlobStore,
+    meta_dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
     let listing = backup::list_backups(&blobs).await?;
     let name = match from {
         Some(name) if listing.complete.contains(&name) => name,
@@ -167,7 +292,7 @@ async fn restore(config: &Config, from: Option<String>) -> anyhow::Result<ExitCo
         },
     };
     std::fs::create_dir_all(&config.data_dir)?;
-    let restored = backup::restore_backup(&blobs, &meta_dir, &name).await?;
+    let restored = backup::restore_backup(blobs, meta_dir, &name).await?;
     println!(
         "restored backup {} (taken {}): {} files, {} bytes into {}",
         restored.name,
@@ -176,8 +301,10 @@ async fn restore(config: &Config, from: Option<String>) -> anyhow::Result<ExitCo
         restored.bytes,
         meta_dir.display()
     );
-    drop(blobs);
-    let engine = open(config, server::open_engine_for_recovery).await?;
+    let engine = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || server::open_engine_for_recovery(&config)).await??
+    };
     let report = recovery::reindex(engine.meta(), engine.blobs()).await?;
     print!("{report}");
     if !report.unclaimed_manifests.is_empty() {
@@ -200,14 +327,23 @@ fn names(list: &[String]) -> String {
 
 /// `eden-cas gc`: one full run; the report on stdout.
 async fn gc(config: &Config, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+    require_store(config, Needs::Metadata)?;
     probe_blobs(config).await?;
-    let engine = open(config, server::open_engine).await?;
+    // A dry run only reads: like fsck it takes no lease (and writes nothing).
+    let opened = if dry_run {
+        open_unleased(config).await?
+    } else {
+        open(config, "gc", true).await?
+    };
+    let engine = opened.engine.clone();
     let opts = GcOptions {
         dry_run,
         compact_below: config.gc_compact_below,
     };
-    let report = engine.gc(opts).await?;
+    let report = engine.gc(opts).await;
     flush(&engine).await;
+    opened.close().await;
+    let report = report?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -296,15 +432,8 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 /// exit code 1 when a problem was found. Read-only: the blob store is not
 /// probed (the probe writes) and nothing is repaired.
 async fn fsck(config: &Config, deep: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let meta_dir = config.data_dir.join("meta");
-    if !meta_dir.is_dir() {
-        anyhow::bail!(
-            "no store at {} (its metadata directory {} does not exist)",
-            config.data_dir.display(),
-            meta_dir.display()
-        );
-    }
-    let engine = open(config, server::open_engine).await?;
+    require_store(config, Needs::Metadata)?;
+    let engine = open_unleased(config).await?.engine;
     let report = engine.fsck(deep).await?;
     let text = if json {
         format!("{}\n", serde_json::to_string_pretty(&report)?)

@@ -17,6 +17,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::auth::bearer::is_wire_safe_secret;
 use crate::auth::token::{Secret, mint_token};
+use crate::blobs::lease::{Holder, Lease, LeaseError};
 use crate::blobs::probe::{self, ProbeError, ProbeReport};
 use crate::blobs::{Backend, BlobStore};
 use crate::config::Config;
@@ -66,6 +67,9 @@ pub enum ServerError {
     /// The engine refused its configuration.
     #[error("engine: {0}")]
     Engine(#[from] EngineError),
+    /// The blob store's writer lease is held by another process, or was lost.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
     /// Binding or serving failed.
     #[error("listen {addr}: {source}")]
     Bind {
@@ -141,6 +145,21 @@ pub fn metrics_token(config: &Config) -> Result<Option<Secret>, ServerError> {
     Ok(Some(Secret::new(token)))
 }
 
+/// The admin token for an offline command, which must write nothing it
+/// was not asked to: `EDEN_CAS_ADMIN_TOKEN`, else the token file if there
+/// is one, else a throwaway token (offline commands serve no requests).
+pub fn admin_token_offline(data_dir: &Path) -> Result<Secret, ServerError> {
+    if std::env::var_os("EDEN_CAS_ADMIN_TOKEN").is_some() {
+        return admin_token(data_dir);
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(Secret::new(t.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(mint_token()),
+        Err(source) => Err(ServerError::DataDir { path, source }),
+    }
+}
+
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -152,6 +171,17 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// How a command opens the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// `serve`: creates the data directory and the admin token file if
+    /// missing.
+    Serve,
+    /// Offline maintenance: creates neither (the caller has checked that the
+    /// store exists) and never writes the admin token file.
+    Offline,
+}
+
 /// Opens the stores and builds the engine for `config`.
 ///
 /// When the metadata directory is new (or a reindex was interrupted, see
@@ -160,31 +190,40 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 /// committed bytes look absent (and never lets GC see an empty index over
 /// a full store). If the blob store held data, a warning says that artifact
 /// records, grants, the registry and tokens need `eden-cas restore`. On a
-/// brand-new store this costs two list calls.
+/// brand-new store this costs two list calls. Takes no lease (see
+/// [`open_leased`]).
 pub fn open_engine(config: &Config) -> Result<std::sync::Arc<Engine>, ServerError> {
-    let (engine, fresh) = open_stores(config)?;
-    let pending = recovery::reindex_pending(engine.meta())?;
-    if pending {
-        auto_reindex(config, &engine, fresh)?;
-    }
-    Ok(engine)
+    let opened = open_meta(config, OpenMode::Serve)?;
+    build_engine(config, opened, OpenMode::Serve, true)
 }
 
-/// Opens the stores and builds the engine without the automatic reindex:
-/// for `eden-cas reindex` and `eden-cas restore`, which run it themselves.
+/// Opens the stores and builds the engine without the automatic reindex
+/// (for callers that run it themselves). Takes no lease.
 pub fn open_engine_for_recovery(config: &Config) -> Result<std::sync::Arc<Engine>, ServerError> {
-    Ok(open_stores(config)?.0)
+    let opened = open_meta(config, OpenMode::Offline)?;
+    build_engine(config, opened, OpenMode::Offline, false)
 }
 
-/// Opens the stores; says whether the metadata was new (never used by an
-/// engine), in which case it is marked as owing a reindex.
-fn open_stores(config: &Config) -> Result<(std::sync::Arc<Engine>, bool), ServerError> {
+/// The metadata store, opened (its lock taken), and whether it was new.
+pub struct OpenedMeta {
+    meta: Meta,
+    fresh: bool,
+}
+
+/// Opens the metadata store first of all: its lock admits one process per
+/// data directory, so a second command on a live server's directory fails
+/// here having written nothing. New metadata is marked as owing a reindex.
+///
+/// # Errors
+/// The data directory or the metadata store cannot be opened.
+pub fn open_meta(config: &Config, mode: OpenMode) -> Result<OpenedMeta, ServerError> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
-        path: dir.clone(),
-        source,
-    })?;
-    let token = admin_token(dir)?;
+    if mode == OpenMode::Serve {
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
     let meta_dir = dir.join("meta");
     let meta_err = |source| ServerError::Meta {
         path: meta_dir.clone(),
@@ -198,6 +237,26 @@ fn open_stores(config: &Config) -> Result<(std::sync::Arc<Engine>, bool), Server
         meta.set_system(recovery::REINDEX_PENDING, b"1")
             .map_err(meta_err)?;
     }
+    Ok(OpenedMeta { meta, fresh })
+}
+
+/// Builds the engine over opened metadata: the admin token, the blob
+/// store, and (with `reindex`) an owed reindex.
+///
+/// # Errors
+/// Token, blob store or engine setup failures; a failed reindex.
+pub fn build_engine(
+    config: &Config,
+    opened: OpenedMeta,
+    mode: OpenMode,
+    reindex: bool,
+) -> Result<std::sync::Arc<Engine>, ServerError> {
+    let dir = &config.data_dir;
+    let token = match mode {
+        OpenMode::Serve => admin_token(dir)?,
+        OpenMode::Offline => admin_token_offline(dir)?,
+    };
+    let OpenedMeta { meta, fresh } = opened;
     let blobs = BlobStore::open(&config.blobs)?;
     tracing::info!(
         data_dir = %dir.display(),
@@ -206,10 +265,65 @@ fn open_stores(config: &Config) -> Result<(std::sync::Arc<Engine>, bool), Server
         chunk_cache_bytes = config.blobs.chunk_cache_bytes,
         "stores opened"
     );
-    Ok((
-        Engine::new(meta, blobs, config.engine.clone(), token)?,
-        fresh,
-    ))
+    let engine = Engine::new(meta, blobs, config.engine.clone(), token)?;
+    if reindex && recovery::reindex_pending(engine.meta())? {
+        auto_reindex(config, &engine, fresh)?;
+    }
+    Ok(engine)
+}
+
+/// Opens the store for `command` under the blob store's writer lease: the
+/// metadata first (its lock), then the lease (refused, naming the holder,
+/// when another process writes this blob store), then the engine. The
+/// lease is handed to the engine; the caller keeps it renewed
+/// ([`Lease::spawn_heartbeat`]) and releases it at the end. With `lease =
+/// false` no lease is taken.
+///
+/// # Errors
+/// As [`open_meta`] and [`build_engine`]; [`ServerError::Lease`].
+pub async fn open_leased(
+    config: &Config,
+    command: &str,
+    mode: OpenMode,
+    reindex: bool,
+) -> Result<(std::sync::Arc<Engine>, Option<std::sync::Arc<Lease>>), ServerError> {
+    let task_err = |e: tokio::task::JoinError| {
+        ServerError::Engine(EngineError::Internal(format!("open task failed: {e}")))
+    };
+    let opened = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_meta(&config, mode))
+            .await
+            .map_err(task_err)??
+    };
+    let lease = match config.lease {
+        Some(settings) => {
+            let blobs = BlobStore::open(&config.blobs)?;
+            let holder = Holder::this_process(command, &config.data_dir);
+            Some(Lease::acquire(&blobs, holder, settings).await?)
+        }
+        None => None,
+    };
+    // Off the runtime thread: the reindex may run over the blob store.
+    let engine = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || build_engine(&config, opened, mode, reindex))
+            .await
+            .map_err(task_err)?
+    };
+    let engine = match engine {
+        Ok(e) => e,
+        Err(e) => {
+            if let Some(l) = &lease {
+                l.release().await;
+            }
+            return Err(e);
+        }
+    };
+    if let Some(l) = &lease {
+        engine.set_lease(l.clone());
+    }
+    Ok((engine, lease))
 }
 
 /// Runs the owed reindex before the engine is used.
@@ -313,8 +427,23 @@ pub async fn check_config(config: &Config) -> Result<String, ServerError> {
                     .unwrap_or_default()
             );
         }
-        Backend::Gcs(_) | Backend::Azblob(_) => {
-            detail = format!(" (endpoint {})", b.backend.endpoint());
+        Backend::Gcs(o) => {
+            detail = format!(
+                " (endpoint {}{})",
+                b.backend.endpoint(),
+                if o.unsigned {
+                    ", unsigned requests: emulator"
+                } else {
+                    ""
+                }
+            );
+        }
+        Backend::Azblob(o) => {
+            detail = format!(
+                " (endpoint {}, account {})",
+                b.backend.endpoint(),
+                o.account.as_deref().unwrap_or("from the credential")
+            );
         }
         Backend::Fs { .. } | Backend::Memory => {}
     }
@@ -347,16 +476,15 @@ pub async fn check_config(config: &Config) -> Result<String, ServerError> {
 pub async fn serve(config: Config) -> Result<(), ServerError> {
     startup_checks(&config).await?;
     let metrics_token = metrics_token(&config)?;
-    // Off the runtime thread: opening may reindex over the blob store, and
-    // the probe's pooled connections need this runtime free to make progress.
-    let engine = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || open_engine(&config))
-            .await
-            .map_err(|e| {
-                ServerError::Engine(EngineError::Internal(format!("open task failed: {e}")))
-            })??
-    };
+    let (engine, lease) = open_leased(&config, "serve", OpenMode::Serve, true).await?;
+    // A lost lease stops the server: another process now writes this blob
+    // store, and this one's metadata no longer describes it.
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<LeaseError>();
+    let heartbeat = lease.as_ref().map(|l| {
+        l.spawn_heartbeat(move |e| {
+            let _ = lost_tx.send(e);
+        })
+    });
     engine.set_upload_idle_timeout(config.upload_idle_timeout);
     // Expired upload sessions release their pins even if nobody touches them.
     let _reaper = engine.spawn_session_reaper(std::time::Duration::from_secs(600));
@@ -386,6 +514,17 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     .map_err(bind_err)?;
     let addrs = server.addrs();
     let running = server.run();
+    let lost = std::sync::Arc::new(std::sync::Mutex::new(None::<LeaseError>));
+    if lease.is_some() {
+        let handle = running.handle();
+        let lost = lost.clone();
+        tokio::spawn(async move {
+            if let Ok(e) = lost_rx.await {
+                *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                handle.stop(false).await;
+            }
+        });
+    }
     if let Some(addr) = addrs.first() {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
@@ -402,6 +541,15 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     let meta = engine.meta().clone();
     if let Err(e) = tokio::task::spawn_blocking(move || meta.flush()).await {
         tracing::warn!(error = %e, "flush task failed");
+    }
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
+    if let Some(e) = lost.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e.into());
+    }
+    if let Some(l) = lease {
+        l.release().await;
     }
     Ok(())
 }

@@ -1,12 +1,15 @@
 //! Startup validation of the blob store through the real binary: every
 //! misconfiguration is a one-line error naming the setting (or credential
 //! source) to fix and a non-zero exit, from `serve` and from `check-config`
-//! alike; credentials are never printed. gcs and azblob have no server here,
-//! so they are covered by configuration and reachability checks; s3 runs
-//! against SeaweedFS, including a full HTTP deposit and fetch.
+//! alike; credentials are never printed. s3 runs against SeaweedFS, azblob
+//! against Azurite and gs against gcp-storage-emulator
+//! (`blobs_startup/emulators.rs`), each including a full HTTP deposit and
+//! fetch.
 
 mod blobs_support;
 mod common;
+#[path = "blobs_startup/emulators.rs"]
+mod emulators;
 
 use std::process::{Command, Output};
 
@@ -33,7 +36,9 @@ fn eden(args: &[&str], env: &[(&str, String)]) -> Output {
         .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
         .env_remove("AZURE_STORAGE_ACCOUNT_KEY")
         .env_remove("AZURE_STORAGE_SAS_TOKEN")
-        .env_remove("GOOGLE_APPLICATION_CREDENTIALS");
+        .env_remove("AZURE_STORAGE_ACCOUNT")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("STORAGE_EMULATOR_HOST");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -363,14 +368,15 @@ fn s3_http_in_child() {
     );
     let s = s3_server().expect("server in child");
     let url = format!("s3://{}/http-{}", s.bucket, random_hex(8));
-    let server = Server::start_with(&[
-        "--blob-store",
-        &url,
-        "--s3-endpoint",
-        &s.endpoint,
-        "--pack-target-bytes",
-        "4MiB",
-    ]);
+    http_round_trip(&["--blob-store", &url, "--s3-endpoint", &s.endpoint]);
+}
+
+/// Serves with `args` (a blob store and its settings; credentials come from
+/// this process's environment), deposits 9 MiB twice over HTTP, fetches
+/// both, and checks that nothing landed on local disk and that the blob
+/// metrics are exported.
+fn http_round_trip(args: &[&str]) {
+    let server = Server::start_with(&[args, &["--pack-target-bytes", "4MiB"][..]].concat());
     let exp = exp_id();
     let admin = server.admin_bearer();
     let bytes = random_bytes(9 << 20);

@@ -286,7 +286,10 @@ fn a_corrupt_chunk_is_reported_with_the_artifacts_it_breaks() {
     // of the content heals it.
     let r = s.fsck(false);
     assert_eq!(kinds(&r), vec![ProblemKind::ChunkMarkedBad], "{r}");
-    assert_eq!(r.problems[0].chunk.as_deref(), Some(first.to_hex().as_str()));
+    assert_eq!(
+        r.problems[0].chunk.as_deref(),
+        Some(first.to_hex().as_str())
+    );
     assert_eq!(
         affected_ids(&r, ProblemKind::ChunkMarkedBad),
         sorted(vec![a.clone(), b.clone()])

@@ -445,3 +445,51 @@ fn json_content_type_and_accept_on_gets_are_never_rejected() {
     expect_json(server.get(&exp, "/groups", &worker), 200);
     expect_json(server.get(&exp, "/whoami", &worker), 200);
 }
+
+/// Issue 9 §5: EDEN's conformance suite probes paths this store does not
+/// serve (`/tasks`); a wrong `X-Eden-Experiment-Id` must be 400 there too,
+/// after authentication (401) and before routing (404).
+#[test]
+fn experiment_header_is_checked_on_every_path_and_method() {
+    let (server, exp, worker) = setup();
+    let admin = server.admin_bearer();
+    let other = exp_id();
+    let probes = [
+        ("GET", "/tasks"),
+        ("POST", "/tasks"),
+        ("GET", "/tasks/t1/claim"),
+        ("GET", "/nope/deeper"),
+        ("PUT", "/artifacts"),
+        ("DELETE", "/whoami"),
+        ("PATCH", "/workers"),
+        ("GET", "/artifacts/extra"),
+    ];
+    for (m, p) in probes {
+        for bearer in [admin.as_str(), worker.as_str()] {
+            for header_exp in [None, Some(other.as_str()), Some("")] {
+                let resp = send(
+                    with_exp_header(&server, method(m), &exp, p, Some(bearer), header_exp)
+                        .body("{}"),
+                );
+                assert_problem(resp, 400, "eden://error/experiment-id-mismatch");
+            }
+            // The right header: routing decides (404, never 405).
+            let resp = send(
+                with_exp_header(&server, method(m), &exp, p, Some(bearer), Some(&exp)).body("{}"),
+            );
+            assert_problem(resp, 404, "eden://error/not-found");
+        }
+        // Authentication comes first: no bearer, a malformed one or a wrong
+        // secret is 401 whatever the header says.
+        for auth in [None, Some("garbage"), Some("ghost:nope")] {
+            let resp =
+                send(with_exp_header(&server, method(m), &exp, p, auth, Some(&other)).body("{}"));
+            assert_problem(resp, 401, "eden://error/unauthorized");
+        }
+        // A worker of this experiment is unknown on another one: 401 there.
+        let resp = send(
+            with_exp_header(&server, method(m), &other, p, Some(&worker), Some(&exp)).body("{}"),
+        );
+        assert_problem(resp, 401, "eden://error/unauthorized");
+    }
+}

@@ -664,3 +664,35 @@ fn auth_and_routing_errors() {
     );
     v1::assert_problem(r, 401, "eden://error/unauthorized");
 }
+
+/// Issue 9 §5, on the native surface too: under an experiment, a path or
+/// method that is not a route checks the bearer (401) and the
+/// `X-Eden-Experiment-Id` header (400) before answering 404.
+#[test]
+fn experiment_header_is_checked_before_routing() {
+    let server = Server::start();
+    let exp = exp_id();
+    let admin = server.admin_bearer();
+    let other = exp_id();
+    let probe = |m: &Method, p: &str, bearer: &str, header: &str| {
+        send(
+            server
+                .client()
+                .request(m.clone(), v1::url(&server, &exp, p))
+                .header("X-Eden-Experiment-Id", header)
+                .header("Accept", ACCEPT)
+                .header("Authorization", format!("Bearer {bearer}")),
+        )
+    };
+    for (m, p) in [
+        (Method::GET, "/tasks"),
+        (Method::PUT, "/artifacts"),
+        (Method::POST, "/uploads/x/y/z"),
+    ] {
+        let wrong = probe(&m, p, &admin, &other);
+        assert_problem(wrong, 400, "eden://error/experiment-id-mismatch");
+        let unauth = probe(&m, p, "ghost:nope", &other);
+        assert_problem(unauth, 401, "eden://error/unauthorized");
+        assert_problem(probe(&m, p, &admin, &exp), 404, "eden://error/not-found");
+    }
+}

@@ -6,6 +6,7 @@
 //! manifests/<xx>/<manifest-blake3-hex>.manifest
 //! backups/<yyyymmddThhmmssZ>/<file>   (metadata backups; BACKUP.json last)
 //! _eden_cas_probe/<ulid>      (startup probe; deleted right after)
+//! _eden_cas_lease/<generation, 20 digits>.json   (the writer lease, `lease.rs`)
 //! ```
 
 use ulid::Ulid;

@@ -1,7 +1,7 @@
 //! The blob store: an opendal `Operator` over one backend (fs, memory, s3,
 //! gcs, azblob — see [`backend`]) with timeout, retry, concurrency and
 //! tracing layers, the key layout of packs and manifests ([`keys`]), the
-//! startup probe ([`probe`]), per-kind request counters, a cache of
+//! startup probe ([`probe`]), the single-writer lease ([`lease`]), per-kind request counters, a cache of
 //! verified chunks ([`cache`]) and, for tests, fault injection ([`faults`]).
 //!
 //! Keeps invariant 5 (no overwrite): every object is written create-only
@@ -15,13 +15,14 @@
 
 pub mod backend;
 pub mod cache;
+mod counters;
 pub mod faults;
 pub mod keys;
+pub mod lease;
 pub mod probe;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,6 +31,8 @@ use opendal::{ErrorKind, Operator};
 
 pub use backend::{Backend, BlobSettings, SettingError};
 pub use cache::ChunkCache;
+use counters::WriteModel;
+pub use counters::{BlobCounters, RequestCounts};
 pub use faults::{Fault, FaultLayer, FaultPlan, FaultSpec};
 
 /// Errors of the blob layer. "Object absent" is the only not-found.
@@ -105,7 +108,8 @@ pub struct BlobConfig {
 /// Smallest multipart part S3 accepts (all parts but the last).
 pub const MIN_PART_BYTES: usize = 5 << 20;
 
-/// Parts of one object uploaded concurrently on object stores.
+/// Parts of one object uploaded concurrently on S3 and Azure (GCS uploads
+/// sequentially, see [`counters::GCS_RESUMABLE_CHUNK_BYTES`]).
 const UPLOADS_IN_FLIGHT: usize = 2;
 
 impl BlobConfig {
@@ -139,102 +143,6 @@ pub fn part_bytes_for(pack_target_bytes: u64) -> usize {
     (third as usize).max(MIN_PART_BYTES)
 }
 
-/// Requests issued to the backend, by kind, since the store was opened.
-///
-/// Reads, stats, lists and deletes are counted one per opendal call (each is
-/// one HTTP request on object stores). Writes are counted in the S3 request
-/// model: an object of one part is one PUT; a larger one is one PUT per part
-/// plus two POSTs (initiate, complete). On fs and memory each object counts
-/// as one PUT.
-#[derive(Debug, Default)]
-pub struct BlobCounters {
-    /// Reads (one ranged GET each).
-    pub get: AtomicU64,
-    /// Metadata reads (HEAD).
-    pub head: AtomicU64,
-    /// Object PUTs and multipart part uploads.
-    pub put: AtomicU64,
-    /// Multipart initiations and completions.
-    pub post: AtomicU64,
-    /// List calls.
-    pub list: AtomicU64,
-    /// Deletes (and multipart aborts).
-    pub delete: AtomicU64,
-    /// Retries of transient failures (each one more request).
-    pub retries: AtomicU64,
-    /// Bytes read from the backend.
-    pub bytes_read: AtomicU64,
-    /// Bytes written to the backend.
-    pub bytes_written: AtomicU64,
-}
-
-/// A copy of [`BlobCounters`] at one instant.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RequestCounts {
-    /// See [`BlobCounters::get`].
-    pub get: u64,
-    /// See [`BlobCounters::head`].
-    pub head: u64,
-    /// See [`BlobCounters::put`].
-    pub put: u64,
-    /// See [`BlobCounters::post`].
-    pub post: u64,
-    /// See [`BlobCounters::list`].
-    pub list: u64,
-    /// See [`BlobCounters::delete`].
-    pub delete: u64,
-    /// See [`BlobCounters::retries`].
-    pub retries: u64,
-    /// See [`BlobCounters::bytes_read`].
-    pub bytes_read: u64,
-    /// See [`BlobCounters::bytes_written`].
-    pub bytes_written: u64,
-}
-
-impl RequestCounts {
-    /// Difference `self - earlier`, per field.
-    pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
-        RequestCounts {
-            get: self.get - earlier.get,
-            head: self.head - earlier.head,
-            put: self.put - earlier.put,
-            post: self.post - earlier.post,
-            list: self.list - earlier.list,
-            delete: self.delete - earlier.delete,
-            retries: self.retries - earlier.retries,
-            bytes_read: self.bytes_read - earlier.bytes_read,
-            bytes_written: self.bytes_written - earlier.bytes_written,
-        }
-    }
-
-    /// All requests.
-    pub fn total(&self) -> u64 {
-        self.get + self.head + self.put + self.post + self.list + self.delete + self.retries
-    }
-}
-
-impl BlobCounters {
-    fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// A snapshot.
-    pub fn snapshot(&self) -> RequestCounts {
-        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        RequestCounts {
-            get: l(&self.get),
-            head: l(&self.head),
-            put: l(&self.put),
-            post: l(&self.post),
-            list: l(&self.list),
-            delete: l(&self.delete),
-            retries: l(&self.retries),
-            bytes_read: l(&self.bytes_read),
-            bytes_written: l(&self.bytes_written),
-        }
-    }
-}
-
 /// The blob store handle; cheap to clone.
 #[derive(Clone)]
 pub struct BlobStore {
@@ -244,6 +152,8 @@ pub struct BlobStore {
     fs_root: Option<PathBuf>,
     /// Multipart part size; `None` writes through (fs, memory).
     part_bytes: Option<usize>,
+    /// How a finished write maps to the service's requests.
+    write_model: WriteModel,
     counters: Arc<BlobCounters>,
     cache: Arc<ChunkCache>,
 }
@@ -308,11 +218,16 @@ impl BlobStore {
         };
         let counters = Arc::new(BlobCounters::default());
         let op = layered(backend::operator(&backend)?, cfg, &counters);
+        let part_bytes = backend
+            .is_object_store()
+            .then_some(cfg.part_bytes.max(MIN_PART_BYTES));
         Ok(BlobStore {
             op,
-            part_bytes: backend
-                .is_object_store()
-                .then_some(cfg.part_bytes.max(MIN_PART_BYTES)),
+            part_bytes,
+            write_model: WriteModel::for_backend(
+                &backend,
+                part_bytes.unwrap_or(MIN_PART_BYTES) as u64,
+            ),
             backend: Arc::new(backend),
             fs_root,
             counters,
@@ -355,12 +270,16 @@ impl BlobStore {
     /// only know at the final PUT or multipart completion).
     pub async fn create(&self, key: &str) -> Result<BlobWriter, BlobError> {
         let mut w = self.op.writer_with(key).if_not_exists(true);
-        if let Some(part) = self.part_bytes {
+        match (self.part_bytes, self.write_model) {
+            // GCS create-only writes are resumable uploads that opendal sends
+            // in 8 MiB chunks, one at a time, whatever the part size; more
+            // buffering in front would only hold more memory.
+            (_, WriteModel::GcsResumable) | (None, _) => {}
             // Exact parts: a 64 MiB pack goes up as 3 parts, not one per
             // 8 MiB write (request count and per-request cost). Two parts
             // upload at once, so chunking continues while a part is in
             // flight; a failed part is re-sent from its retained buffer.
-            w = w.chunk(part).concurrent(UPLOADS_IN_FLIGHT);
+            (Some(part), _) => w = w.chunk(part).concurrent(UPLOADS_IN_FLIGHT),
         }
         let w = w.await.map_err(|e| map_err(key, e))?;
         Ok(BlobWriter {
@@ -473,17 +392,13 @@ impl BlobStore {
         self.op.delete(key).await.map_err(|e| map_err(key, e))
     }
 
-    /// Counts the requests of one finished object write (see [`BlobCounters`]).
+    /// Counts the requests of one finished object write (see [`WriteModel`]).
     fn count_write(&self, written: u64) {
         let c = &self.counters;
         BlobCounters::add(&c.bytes_written, written);
-        match self.part_bytes {
-            Some(part) if written > part as u64 => {
-                BlobCounters::add(&c.put, written.div_ceil(part as u64));
-                BlobCounters::add(&c.post, 2);
-            }
-            _ => BlobCounters::add(&c.put, 1),
-        }
+        let (puts, posts) = self.write_model.requests(written);
+        BlobCounters::add(&c.put, puts);
+        BlobCounters::add(&c.post, posts);
     }
 
     async fn sync_parent_dir(&self, key: &str) -> Result<(), BlobError> {
@@ -544,11 +459,8 @@ impl BlobWriter {
     /// partial file may remain; it has no trailer, is never indexed, and GC
     /// removes it.
     pub async fn abort(mut self) {
-        if let Some(part) = self.store.part_bytes
-            && self.written > part as u64
-        {
-            BlobCounters::add(&self.store.counters.delete, 1);
-        }
+        let aborts = self.store.write_model.abort_requests(self.written);
+        BlobCounters::add(&self.store.counters.delete, aborts);
         if let Err(e) = self.inner.abort().await {
             tracing::debug!(key = %self.key, error = %e, "abort of blob write not supported");
         }

@@ -2,12 +2,17 @@
 //! that the blob store works the way the engine relies on, and turn any
 //! failure into one line naming the setting (or environment) to fix.
 //!
-//! Under `_eden_cas_probe/` it writes a small object create-only, tries to
-//! overwrite it (which must be refused: invariant 5), stats it, reads a range
-//! of it, reads a key that does not exist (which must be a not-found, not an
-//! error), and deletes it. A missing bucket, refused credentials, an
-//! unreachable endpoint or a missing permission each fail here, at startup,
-//! rather than on the first deposit.
+//! Under `_eden_cas_probe/` it writes a small object create-only, reads a
+//! range of it, tries to overwrite it (which must be refused: invariant 5),
+//! stats and reads it back, reads a key that does not exist (which must be a
+//! not-found, not an error), and deletes it. A missing bucket, refused
+//! credentials, an unreachable endpoint or a missing permission each fail
+//! here, at startup, rather than on the first deposit.
+//!
+//! A service that ignores create-only writes (some emulators) passes with a
+//! warning: the overwrite lands, and the checks after it expect the new
+//! bytes. Every failure is one line with a non-empty reason and the setting
+//! or credential to fix.
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +53,7 @@ pub struct ProbeError {
 /// The step that failed, for messages.
 #[derive(Debug, Clone, Copy)]
 enum Step {
+    Open,
     Write,
     Read,
     Stat,
@@ -57,6 +63,7 @@ enum Step {
 impl Step {
     fn verb(self) -> &'static str {
         match self {
+            Step::Open => "open",
             Step::Write => "write",
             Step::Read => "read",
             Step::Stat => "stat",
@@ -66,13 +73,13 @@ impl Step {
 
     fn permission(self, backend: &Backend) -> &'static str {
         match (backend, self) {
-            (Backend::S3(_), Step::Write) => "s3:PutObject",
+            (Backend::S3(_), Step::Open | Step::Write) => "s3:PutObject",
             (Backend::S3(_), Step::Read | Step::Stat) => "s3:GetObject",
             (Backend::S3(_), Step::Delete) => "s3:DeleteObject",
-            (Backend::Gcs(_), Step::Write) => "storage.objects.create",
+            (Backend::Gcs(_), Step::Open | Step::Write) => "storage.objects.create",
             (Backend::Gcs(_), Step::Read | Step::Stat) => "storage.objects.get",
             (Backend::Gcs(_), Step::Delete) => "storage.objects.delete",
-            (Backend::Azblob(_), Step::Write) => "Microsoft.Storage/.../blobs/write",
+            (Backend::Azblob(_), Step::Open | Step::Write) => "Microsoft.Storage/.../blobs/write",
             (Backend::Azblob(_), Step::Read | Step::Stat) => "Microsoft.Storage/.../blobs/read",
             (Backend::Azblob(_), Step::Delete) => "Microsoft.Storage/.../blobs/delete",
             _ => "write access",
@@ -90,15 +97,36 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The service's error code (`AccessDenied`, `SignatureDoesNotMatch`, …)
-/// when the message carries one, else the message; one line either way. It
-/// leaves out request ids and keys, so the same fault reads the same.
+/// when the message carries one, else the message; else the HTTP status and
+/// the error kind. Never empty, one line; it leaves out request ids and keys,
+/// so the same fault reads the same.
 fn service_reason(e: &opendal::Error) -> String {
     let m = e.message();
-    m.split_once("code: \"")
-        .and_then(|(_, rest)| rest.split_once('"'))
-        .map(|(code, _)| code.to_string())
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| one_line(m))
+    let code = m
+        .split_once("code: \"")
+        .or_else(|| m.split_once("<Code>"))
+        .and_then(|(_, rest)| rest.split_once(['"', '<']))
+        .map(|(code, _)| code.trim().to_string())
+        .filter(|c| !c.is_empty());
+    if let Some(code) = code {
+        return code;
+    }
+    let m = one_line(m);
+    if !m.is_empty() {
+        return m;
+    }
+    match http_status(e) {
+        Some(status) => format!("HTTP {status}, {}", e.kind()),
+        None => e.kind().to_string(),
+    }
+}
+
+/// The HTTP status opendal recorded in the error's context, if any.
+fn http_status(e: &opendal::Error) -> Option<u16> {
+    let s = e.to_string();
+    let (_, rest) = s.split_once("status: ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 fn one_line(s: &str) -> String {
@@ -139,6 +167,34 @@ fn classify(backend: &Backend, step: Step, err: BlobError) -> ProbeError {
                 "setting `blob-store` (or `data-dir`): a writable directory".into(),
             );
         }
+        BlobError::NotFound(_) if matches!(step, Step::Open | Step::Write) => {
+            // A create-only write has nothing to find: a not-found is the
+            // bucket or container, or a wrong path in the endpoint.
+            let what = if matches!(backend, Backend::Azblob(_)) {
+                "container"
+            } else {
+                "bucket"
+            };
+            let hint = match backend {
+                Backend::Azblob(_) => {
+                    " (a path-style endpoint such as Azurite's ends with the account: \
+                     http://127.0.0.1:10000/ACCOUNT)"
+                }
+                _ => "",
+            };
+            return mk(
+                format!(
+                    "{what} `{bucket}` or the endpoint was not found: {} answered not-found to \
+                     the first write",
+                    backend.endpoint()
+                ),
+                format!(
+                    "setting `blob-store` ({what} name; create the {what} if it is missing) or \
+                     `{}`{hint}",
+                    backend.endpoint_setting()
+                ),
+            );
+        }
         BlobError::NotFound(key) => {
             return mk(
                 format!("{key} vanished during the probe"),
@@ -168,9 +224,39 @@ fn classify(backend: &Backend, step: Step, err: BlobError) -> ProbeError {
             format!("setting `blob-store`, or create the {what}"),
         );
     }
+    if matches!(backend, Backend::Azblob(_)) && msg.contains("account_key") {
+        // opendal refuses a key that is not base64 before any request.
+        return mk(
+            format!("the Azure shared key is unusable: {}", service_reason(&e)),
+            "credentials: AZURE_STORAGE_ACCOUNT_KEY must be the storage account's base64 \
+             access key (or use AZURE_STORAGE_SAS_TOKEN)"
+                .into(),
+        );
+    }
+    let reason = service_reason(&e);
+    let plain = format!("{} {}", e.message(), root_cause(&e));
+    // Azure answers a key that does not match the account with
+    // AuthenticationFailed (Azurite: AuthorizationFailure): name the
+    // account setting as well as the credential.
+    if let Backend::Azblob(o) = backend
+        && matches!(
+            reason.as_str(),
+            "AuthenticationFailed" | "AuthorizationFailure"
+        )
+    {
+        return mk(
+            format!("access denied on {} ({reason})", step.verb()),
+            format!(
+                "credentials: AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_TOKEN) must be \
+                 valid for the account `{}` (setting `azblob-account`) and allow {}",
+                o.account.as_deref().unwrap_or("named by the credential"),
+                step.permission(backend)
+            ),
+        );
+    }
     match e.kind() {
         ErrorKind::PermissionDenied => mk(
-            format!("access denied on {} ({})", step.verb(), service_reason(&e)),
+            format!("access denied on {} ({reason})", step.verb()),
             format!(
                 "credentials: {} must be present, valid, and allow {}",
                 backend.credential_sources(),
@@ -178,22 +264,33 @@ fn classify(backend: &Backend, step: Step, err: BlobError) -> ProbeError {
             ),
         ),
         ErrorKind::ConfigInvalid => mk(
-            service_reason(&e),
+            reason,
             format!("setting `blob-store` / `{}`", backend.endpoint_setting()),
         ),
-        _ if msg.contains("send http request") || msg.contains("timeout") => mk(
+        // The message and the cause only: the context holds response
+        // headers, where words like "timeout" (keep-alive) appear on answers.
+        _ if plain.contains("send http request") || plain.contains("timeout") => mk(
             format!("cannot reach {}: {}", backend.endpoint(), root_cause(&e)),
             format!(
                 "setting `{}` (is the service up and reachable?)",
                 backend.endpoint_setting()
             ),
         ),
-        _ if msg.contains("credential") || msg.contains("token") => mk(
+        _ if plain.contains("credential") || plain.contains("token") => mk(
             format!("cannot load credentials: {}", root_cause(&e)),
-            format!("credentials: {}", backend.credential_sources()),
+            match backend {
+                // A custom endpoint without credentials is most often an
+                // emulator.
+                Backend::Gcs(o) if o.endpoint.is_some() && !o.unsigned => format!(
+                    "credentials: {}; for an emulator, STORAGE_EMULATOR_HOST or setting \
+                     `gcs-unsigned`",
+                    backend.credential_sources()
+                ),
+                _ => format!("credentials: {}", backend.credential_sources()),
+            },
         ),
         _ => mk(
-            format!("{} failed: {}", step.verb(), service_reason(&e)),
+            format!("{} failed: {reason}", step.verb()),
             format!("setting `blob-store` / `{}`", backend.endpoint_setting()),
         ),
     }
@@ -208,7 +305,7 @@ pub async fn check(cfg: &BlobConfig) -> Result<ProbeReport, ProbeError> {
         chunk_cache_bytes: 0,
         ..cfg.clone()
     };
-    let store = BlobStore::open(&quick).map_err(|e| classify(&cfg.backend, Step::Write, e))?;
+    let store = BlobStore::open(&quick).map_err(|e| classify(&cfg.backend, Step::Open, e))?;
     probe(&store).await
 }
 
@@ -244,8 +341,19 @@ pub async fn probe(store: &BlobStore) -> Result<ProbeReport, ProbeError> {
             )));
         }
     }
+    // The range is read before the overwrite attempt, from bytes known to
+    // be there: a service that ignores the condition replaces the object
+    // with a shorter one.
+    let range = store
+        .read_range(&key, 6, 8)
+        .await
+        .map_err(fail(Step::Read))?;
+    if body.get(6..14) != Some(&range[..]) {
+        return Err(invariant("ranged read returned the wrong bytes".into()));
+    }
+    let overwrite = Bytes::from_static(b"overwritten\n");
     let conditional_writes = match store
-        .put_new(&key, Bytes::from_static(b"overwritten\n"))
+        .put_new(&key, overwrite.clone())
         .await
         .map_err(fail(Step::Write))?
     {
@@ -254,26 +362,27 @@ pub async fn probe(store: &BlobStore) -> Result<ProbeReport, ProbeError> {
     };
     let size = store.size(&key).await.map_err(fail(Step::Stat))?;
     let back = store.read(&key).await.map_err(fail(Step::Read))?;
-    if conditional_writes && (back != body || size != body.len() as u64) {
-        return Err(invariant(format!(
-            "{key} changed after a refused overwrite"
-        )));
+    let expected = if conditional_writes {
+        &body
+    } else {
+        &overwrite
+    };
+    if back != *expected || size != expected.len() as u64 {
+        return Err(invariant(if conditional_writes {
+            format!("{key} changed after a refused overwrite")
+        } else {
+            format!("{key} does not hold the bytes of the overwrite the service accepted")
+        }));
     }
     if !conditional_writes {
         tracing::warn!(
             store = %backend,
-            "blob store ignores create-only writes (If-None-Match): an existing object was \
-             overwritten by the probe. Packs use unique ULID keys and manifests are \
-             content-addressed, so eden-cas never writes a colliding key with different bytes, \
-             but the service cannot enforce it"
+            "blob store ignores create-only writes (If-None-Match / ifGenerationMatch=0): an \
+             existing object was overwritten by the probe. Packs use unique ULID keys and \
+             manifests are content-addressed, so eden-cas never writes a colliding key with \
+             different bytes, but the service cannot enforce it (fine for an emulator, not \
+             for production)"
         );
-    }
-    let range = store
-        .read_range(&key, 6, 8)
-        .await
-        .map_err(fail(Step::Read))?;
-    if range[..] != back[6..14] {
-        return Err(invariant("ranged read returned the wrong bytes".into()));
     }
     match store.read(&format!("{key}.absent")).await {
         Err(BlobError::NotFound(_)) => {}
@@ -317,6 +426,70 @@ pub async fn probe(store: &BlobStore) -> Result<ProbeReport, ProbeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blobs::backend::{AzblobOptions, GcsOptions};
+
+    fn gcs() -> Backend {
+        Backend::Gcs(GcsOptions {
+            bucket: "eden".into(),
+            prefix: "p".into(),
+            endpoint: Some("http://127.0.0.1:9023".into()),
+            storage_class: None,
+            unsigned: true,
+        })
+    }
+
+    fn azblob() -> Backend {
+        Backend::Azblob(AzblobOptions {
+            container: "eden".into(),
+            prefix: String::new(),
+            endpoint: "http://127.0.0.1:10000/edenacct".into(),
+            account: Some("edenacct".into()),
+        })
+    }
+
+    #[test]
+    fn every_failure_has_a_reason() {
+        let e = opendal::Error::new(ErrorKind::Unexpected, "");
+        let err = classify(&gcs(), Step::Write, BlobError::Backend(e)).to_string();
+        assert!(err.contains("write failed: Unexpected"), "{err}");
+        assert!(!err.contains("failed: ("), "{err}");
+        let e = opendal::Error::new(ErrorKind::Unexpected, "  \n ");
+        let err = classify(&gcs(), Step::Read, BlobError::Backend(e)).to_string();
+        assert!(err.contains("read failed: Unexpected"), "{err}");
+    }
+
+    #[test]
+    fn a_not_found_first_write_names_bucket_and_endpoint() {
+        let err = classify(&gcs(), Step::Write, BlobError::NotFound("k".into())).to_string();
+        assert!(
+            err.contains("bucket `eden` or the endpoint was not found")
+                && err.contains("setting `blob-store`")
+                && err.contains("`gcs-endpoint`"),
+            "{err}"
+        );
+        assert!(!err.contains("vanished"), "{err}");
+        let err = classify(&azblob(), Step::Write, BlobError::NotFound("k".into())).to_string();
+        assert!(
+            err.contains("container `eden` or the endpoint was not found")
+                && err.contains("`azblob-endpoint`")
+                && err.contains("ends with the account"),
+            "{err}"
+        );
+        // After a successful write, a not-found is a vanished object.
+        let err = classify(&gcs(), Step::Stat, BlobError::NotFound("k".into())).to_string();
+        assert!(err.contains("vanished"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_azure_key_names_the_credential() {
+        let e = opendal::Error::new(
+            ErrorKind::ConfigInvalid,
+            "invalid account_key: cannot decode as base64: Invalid byte 33, offset 3.",
+        );
+        let err = classify(&azblob(), Step::Open, BlobError::Backend(e)).to_string();
+        assert!(err.contains("AZURE_STORAGE_ACCOUNT_KEY"), "{err}");
+        assert!(!err.contains("azblob-endpoint"), "{err}");
+    }
 
     #[tokio::test]
     async fn memory_and_fs_pass() {

@@ -13,11 +13,10 @@
 //! paths and entry types other than file, directory and symlink, and never
 //! writes through a symlink (tar's `unpack_in` checks every parent).
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use tar::{Builder, EntryType, Header};
 
@@ -144,90 +143,10 @@ impl<R: Read> Read for ExactReader<R> {
     }
 }
 
-/// What [`extract`] restored.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Extracted {
-    /// Regular files.
-    pub files: u64,
-    /// Directories.
-    pub dirs: u64,
-    /// Symlinks.
-    pub symlinks: u64,
-}
-
-/// Unpacks a tar stream into `dest` (created if absent), refusing anything unsafe.
-pub fn extract(reader: impl Read, dest: &Path) -> Result<Extracted> {
-    fs::create_dir_all(dest)
-        .map_err(|e| ClientError::io(format!("cannot create {}", dest.display()), e))?;
-    let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_mtime(false);
-    archive.set_preserve_permissions(false);
-    archive.set_unpack_xattrs(false);
-    archive.set_overwrite(true);
-    let bad = |e: io::Error| ClientError::Local(format!("cannot extract the bundle: {e}"));
-    let mut seen: HashSet<PathBuf> = HashSet::new();
-    let mut out = Extracted::default();
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let path = entry.path().map_err(bad)?.into_owned();
-        let clean = safe_relative(&path)?;
-        if !seen.insert(clean.clone()) {
-            return Err(ClientError::Local(format!(
-                "refusing to extract: {} appears twice in the bundle",
-                path.display()
-            )));
-        }
-        match entry.header().entry_type() {
-            EntryType::Regular | EntryType::Continuous => out.files += 1,
-            EntryType::Directory => out.dirs += 1,
-            EntryType::Symlink => out.symlinks += 1,
-            other => {
-                return Err(ClientError::Local(format!(
-                    "refusing to extract {}: entry type {other:?} is not a file, directory or symlink",
-                    path.display()
-                )));
-            }
-        }
-        let unpacked = entry
-            .unpack_in(dest)
-            .map_err(|e| ClientError::Local(format!("cannot extract {}: {e}", path.display())))?;
-        if !unpacked {
-            return Err(ClientError::Local(format!(
-                "refusing to extract {}: it would land outside {}",
-                path.display(),
-                dest.display()
-            )));
-        }
-    }
-    Ok(out)
-}
-
-/// The entry path with `.` components removed; absolute paths and `..` are errors.
-fn safe_relative(path: &Path) -> Result<PathBuf> {
-    let mut clean = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => clean.push(p),
-            Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) | Component::ParentDir => {
-                return Err(ClientError::Local(format!(
-                    "refusing to extract unsafe path {}",
-                    path.display()
-                )));
-            }
-        }
-    }
-    if clean.as_os_str().is_empty() {
-        return Err(ClientError::Local(
-            "refusing to extract an empty path".into(),
-        ));
-    }
-    Ok(clean)
-}
-
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use crate::client::unbundle::extract;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
     fn tree(root: &Path) {
@@ -239,7 +158,7 @@ mod tests {
         fs::write(root.join("run.sh"), b"#!/bin/sh\n").unwrap();
         fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o700)).unwrap();
         symlink("b/nested/file.txt", root.join("link")).unwrap();
-        symlink("/nonexistent/target", root.join("dangling")).unwrap();
+        symlink("nonexistent/target", root.join("dangling")).unwrap();
         // Names past tar's 100-byte field use GNU long-name entries.
         let long = "n".repeat(120);
         fs::create_dir_all(root.join(&long)).unwrap();
@@ -293,7 +212,7 @@ mod tests {
         );
         assert_eq!(
             fs::read_link(d.join("dangling")).unwrap(),
-            Path::new("/nonexistent/target")
+            Path::new("nonexistent/target")
         );
         let mode = fs::metadata(d.join("run.sh")).unwrap().permissions().mode();
         assert_ne!(mode & 0o100, 0, "executable bit restored");
@@ -313,61 +232,13 @@ mod tests {
         assert!(err.to_string().contains("only regular files"), "{err}");
     }
 
-    fn raw_tar(path: &[u8], ty: EntryType, link: Option<&str>) -> Vec<u8> {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(ty);
-        h.set_size(if ty == EntryType::Regular { 1 } else { 0 });
-        h.set_mode(0o644);
-        h.as_old_mut().name[..path.len()].copy_from_slice(path);
-        if let Some(l) = link {
-            h.set_link_name(l).unwrap();
-        }
-        h.set_cksum();
-        let mut v = h.as_bytes().to_vec();
-        if ty == EntryType::Regular {
-            v.push(b'x');
-            v.resize(1024, 0);
-        }
-        v.resize(v.len() + 1024, 0);
-        v
-    }
-
     #[test]
-    fn extraction_refuses_unsafe_entries() {
+    fn absolute_links_bundle_but_do_not_extract() {
+        let src = tempfile::tempdir().unwrap();
+        symlink("/etc/passwd", src.path().join("abs")).unwrap();
+        let bytes = bundle_bytes(src.path());
         let dst = tempfile::tempdir().unwrap();
-        for (path, ty, link) in [
-            (&b"/etc/evil"[..], EntryType::Regular, None),
-            (b"../evil", EntryType::Regular, None),
-            (b"a/../../evil", EntryType::Regular, None),
-            (b"dev", EntryType::Char, None),
-            (b"hard", EntryType::Link, Some("x")),
-        ] {
-            let t = raw_tar(path, ty, link);
-            let err = extract(&t[..], dst.path()).unwrap_err();
-            assert!(err.to_string().contains("refusing"), "{err}");
-        }
-        assert!(!dst.path().parent().unwrap().join("evil").exists());
-        // Writing through a symlink that points outside is refused too.
-        let outside = tempfile::tempdir().unwrap();
-        let mut t = raw_tar(
-            b"esc",
-            EntryType::Symlink,
-            Some(outside.path().to_str().unwrap()),
-        );
-        t.truncate(512);
-        t.extend(raw_tar(b"esc/file", EntryType::Regular, None));
-        assert!(extract(&t[..], dst.path()).is_err());
-        assert!(!outside.path().join("file").exists());
-    }
-
-    #[test]
-    fn safe_relative_paths() {
-        assert_eq!(
-            safe_relative(Path::new("./a/./b")).unwrap(),
-            PathBuf::from("a/b")
-        );
-        assert!(safe_relative(Path::new("/a")).is_err());
-        assert!(safe_relative(Path::new("a/..")).is_err());
-        assert!(safe_relative(Path::new(".")).is_err());
+        let err = extract(&bytes[..], dst.path()).unwrap_err();
+        assert!(err.to_string().contains("absolute"), "{err}");
     }
 }

@@ -3,10 +3,17 @@
 //!
 //! A full download is hashed while it streams and compared with the
 //! server's `X-Eden-Blake3` (else the `ETag`, else the recorded digest); a
-//! file is written under a temporary name next to its destination and only
-//! renamed into place once the digest matched, so a failed or tampered
+//! file is written under a new temporary name next to its destination and
+//! only moved into place once the digest matched, so a failed or tampered
 //! download never leaves a file that looks complete. Ranges cannot be checked
 //! against the whole-content digest; their length is checked.
+//!
+//! Server data is untrusted (`local.rs`): without `-o FILE` the local name
+//! is the recorded filename made safe, and it never replaces an existing
+//! path unless `--force` (exit code 5 otherwise, checked before the
+//! download and again, atomically, when the file is moved into place).
+//! `--extract` stages the bundle and installs it only after the digest
+//! matched (`unbundle.rs`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,10 +25,14 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::api::{Api, transport};
+use super::local::{
+    create_partial, display_safe, exists_error, occupied, place_new, safe_file_name,
+};
 use super::output::{human_bytes, print_json, print_stdout, progress};
 use super::scan::{Source, hash_only};
+use super::unbundle::{self, Staging};
 use super::wire::parse_blake3;
-use super::{ClientError, Result, bundle, parse_artifact_ref};
+use super::{ClientError, Result, parse_artifact_ref};
 use crate::cli::{GetArgs, VerifyArgs};
 use crate::hash::Digest;
 
@@ -92,7 +103,12 @@ pub fn announced_blake3(headers: &HeaderMap) -> Option<Digest> {
 /// Where a download goes.
 enum Dest {
     Stdout,
-    File(PathBuf),
+    /// A file; `from_server` when its name came from the artifact's record
+    /// (then it never replaces an existing path without `--force`).
+    File {
+        path: PathBuf,
+        from_server: bool,
+    },
 }
 
 /// Removes a partial download unless disarmed.
@@ -112,15 +128,34 @@ impl Drop for PartialFile {
 pub async fn run(api: Api, args: &GetArgs) -> Result<()> {
     let id = parse_artifact_ref(&args.target)?;
     if let Some(dir) = &args.extract {
-        return extract(&api, &id, dir, args.client.json).await;
+        return extract(&api, &id, dir, args.force, args.client.json).await;
     }
     let range = args.range.as_deref().map(ByteRange::parse).transpose()?;
     let dest = match &args.output {
         Some(p) if p.as_os_str() == "-" => Dest::Stdout,
-        Some(p) if p.is_dir() => Dest::File(p.join(default_name(&api, &id).await?)),
-        Some(p) => Dest::File(p.clone()),
-        None => Dest::File(default_name(&api, &id).await?),
+        Some(p) if p.is_dir() => Dest::File {
+            path: p.join(default_name(&api, &id).await?),
+            from_server: true,
+        },
+        Some(p) => Dest::File {
+            path: p.clone(),
+            from_server: false,
+        },
+        None => Dest::File {
+            path: default_name(&api, &id).await?,
+            from_server: true,
+        },
     };
+    // Refuse before downloading; the move into place checks again, atomically.
+    if let Dest::File {
+        path,
+        from_server: true,
+    } = &dest
+        && !args.force
+        && occupied(path)
+    {
+        return Err(exists_error(path, "get"));
+    }
     let resp = api
         .fetch(&id, range.as_ref().map(ByteRange::header).as_deref())
         .await?;
@@ -148,14 +183,13 @@ pub async fn run(api: Api, args: &GetArgs) -> Result<()> {
             let (n, d) = stream_body(resp, &mut Sink::Stdout).await?;
             (n, d, "stdout".to_string())
         }
-        Dest::File(path) => {
-            let tmp = partial_path(path);
+        Dest::File { path, from_server } => {
+            let (tmp, f) = create_partial(path)?;
             let mut guard = PartialFile {
                 path: Some(tmp.clone()),
             };
             let ctx = |e| ClientError::io(format!("cannot write {}", tmp.display()), e);
-            let f = tokio::fs::File::create(&tmp).await.map_err(ctx)?;
-            let mut sink = Sink::File(f);
+            let mut sink = Sink::File(tokio::fs::File::from_std(f));
             let (n, d) = stream_body(resp, &mut sink).await?;
             let Sink::File(mut f) = sink else {
                 return Err(ClientError::Local("download sink changed".into()));
@@ -164,9 +198,14 @@ pub async fn run(api: Api, args: &GetArgs) -> Result<()> {
             f.sync_all().await.map_err(ctx)?;
             drop(f);
             check(expected, d, &id)?;
-            tokio::fs::rename(&tmp, path).await.map_err(|e| {
-                ClientError::io(format!("cannot move the download to {}", path.display()), e)
-            })?;
+            if *from_server {
+                place_new(&tmp, path, args.force)?;
+            } else {
+                // `-o FILE`: the user chose this path; replacing it is asked for.
+                tokio::fs::rename(&tmp, path).await.map_err(|e| {
+                    ClientError::io(format!("cannot move the download to {}", path.display()), e)
+                })?;
+            }
             guard.path = None;
             (n, d, path.display().to_string())
         }
@@ -184,8 +223,9 @@ pub async fn run(api: Api, args: &GetArgs) -> Result<()> {
     } else {
         if !matches!(dest, Dest::Stdout) {
             eprintln!(
-                "wrote {} to {where_to}{}",
+                "wrote {} to {}{}",
                 human_bytes(written),
+                display_safe(&where_to),
                 if expected.is_some() {
                     " (BLAKE3 verified)"
                 } else {
@@ -206,21 +246,22 @@ fn check(expected: Option<Digest>, actual: Digest, id: &str) -> Result<()> {
     }
 }
 
-fn partial_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "download".into());
-    path.with_file_name(format!(".{name}.eden-cas-partial"))
-}
-
-/// The recorded filename if it is a plain name, else the id (for `-o` absent or a directory).
+/// The recorded filename made safe for a local name ([`safe_file_name`]),
+/// else the id (for `-o` absent or a directory).
 async fn default_name(api: &Api, id: &str) -> Result<PathBuf> {
     let meta = api.meta(id).await?;
-    let name = meta
-        .str_field("filename")
-        .filter(|n| !n.is_empty() && *n != "." && *n != ".." && !n.contains(['/', '\\', '\0']))
-        .unwrap_or(id);
+    let recorded = meta.str_field("filename").filter(|n| !n.is_empty());
+    let name = match recorded.map(|n| (n, safe_file_name(n))) {
+        Some((_, Some(safe))) => safe,
+        Some((raw, None)) => {
+            eprintln!(
+                "eden-cas: the recorded filename {:?} is not a safe local name; using {id}",
+                display_safe(raw)
+            );
+            id.to_string()
+        }
+        None => id.to_string(),
+    };
     Ok(PathBuf::from(name))
 }
 
@@ -287,24 +328,70 @@ fn short_body(length: Option<u64>, n: u64) -> Result<()> {
     }
 }
 
-/// `get --extract DIR`: streams the bundle into the tar reader while hashing it.
-async fn extract(api: &Api, id: &str, dir: &Path, json_out: bool) -> Result<()> {
+/// `get --extract DIR`: streams the bundle into the tar reader (unpacking
+/// into a staging directory inside DIR) while hashing it; the staged tree
+/// is moved into DIR only once the whole content's digest matched.
+async fn extract(api: &Api, id: &str, dir: &Path, force: bool, json_out: bool) -> Result<()> {
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(ClientError::Local(format!(
+            "{} exists and is not a directory",
+            dir.display()
+        )));
+    }
+    let created = !occupied(dir);
+    let (got, n, actual) = match extract_verified(api, id, dir, force).await {
+        Ok(done) => done,
+        Err(e) => {
+            if created {
+                // Only if still empty: never remove anything else.
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e);
+        }
+    };
+    if json_out {
+        print_json(&json!({
+            "id": id, "extracted_to": dir.display().to_string(), "bytes": n,
+            "files": got.files, "dirs": got.dirs, "symlinks": got.symlinks,
+            "blake3": format!("blake3:{actual}"), "verified": true,
+        }))
+    } else {
+        eprintln!(
+            "extracted {} files, {} directories, {} symlinks into {} (BLAKE3 verified)",
+            got.files,
+            got.dirs,
+            got.symlinks,
+            dir.display()
+        );
+        Ok(())
+    }
+}
+
+/// Downloads, stages, verifies and installs; what was extracted, the bytes
+/// read and the digest.
+async fn extract_verified(
+    api: &Api,
+    id: &str,
+    dir: &Path,
+    force: bool,
+) -> Result<(unbundle::Extracted, u64, Digest)> {
     let mut resp = api.fetch(id, None).await?;
     let expected = match announced_blake3(resp.headers()) {
         Some(d) => d,
         None => recorded_blake3(api, id).await?,
     };
     let length = content_length(&resp);
+    let staging = Staging::new(dir)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let worker = {
-        let dir = dir.to_path_buf();
+        let into = staging.path().to_path_buf();
         tokio::task::spawn_blocking(move || {
-            bundle::extract(
+            unbundle::extract(
                 ChannelReader {
                     rx,
                     cur: Bytes::new(),
                 },
-                &dir,
+                &into,
             )
         })
     };
@@ -317,7 +404,8 @@ async fn extract(api: &Api, id: &str, dir: &Path, json_out: bool) -> Result<()> 
             hasher.update(&chunk);
             n += chunk.len() as u64;
             bar.inc(chunk.len() as u64);
-            // The tar reader stops at the end-of-archive marker; hash the rest anyway.
+            // The tar reader stops at the end-of-archive marker (or at a
+            // refused entry); hash the rest anyway.
             if !reader_gone && tx.send(chunk).await.is_err() {
                 reader_gone = true;
             }
@@ -335,27 +423,20 @@ async fn extract(api: &Api, id: &str, dir: &Path, json_out: bool) -> Result<()> 
     if actual != expected {
         return Err(ClientError::Mismatch(format!(
             "bundle {id} hashes to blake3:{actual}, the server announced blake3:{expected}; \
-             do not trust what was extracted into {}",
+             nothing was extracted into {}",
             dir.display()
         )));
     }
     let got = extracted?;
-    if json_out {
-        print_json(&json!({
-            "id": id, "extracted_to": dir.display().to_string(), "bytes": n,
-            "files": got.files, "dirs": got.dirs, "symlinks": got.symlinks,
-            "blake3": format!("blake3:{actual}"), "verified": true,
-        }))
-    } else {
-        eprintln!(
-            "extracted {} files, {} directories, {} symlinks into {} (BLAKE3 verified)",
-            got.files,
-            got.dirs,
-            got.symlinks,
-            dir.display()
-        );
-        Ok(())
-    }
+    let dest = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let installed = unbundle::install(&staging, &dest, force);
+        drop(staging);
+        installed
+    })
+    .await
+    .map_err(|_| ClientError::Local("the extraction task panicked".into()))??;
+    Ok((got, n, actual))
 }
 
 /// Blocking `Read` over the chunks of an async download.
@@ -466,13 +547,5 @@ mod tests {
         let e = Digest::of(b"y");
         h.insert("x-eden-blake3", HeaderValue::from_str(&e.to_hex()).unwrap());
         assert_eq!(announced_blake3(&h), Some(e), "X-Eden-Blake3 wins");
-    }
-
-    #[test]
-    fn partial_names() {
-        assert_eq!(
-            partial_path(Path::new("dir/out.bin")),
-            PathBuf::from("dir/.out.bin.eden-cas-partial")
-        );
     }
 }

@@ -3,23 +3,27 @@
 //!
 //! Owns the client's error type and its mapping to exit codes, which scripts
 //! rely on: 0 ok, 1 usage or local error, 2 the server refused (4xx), 3 server
-//! or transport failure (5xx, network), 4 verification mismatch. Every error
+//! or transport failure (5xx, network), 4 verification mismatch, 5 a local
+//! path named by the server already exists (`get` without `--force`). Every error
 //! is printed as one line `eden-cas: <message>`; the bearer token never
 //! appears in any message.
 //!
 //! Layout: [`api`] (HTTP calls, problem+json), [`scan`] (local chunking and
-//! hashing), [`bundle`] (deterministic tar), [`upload`] (framed batches),
+//! hashing), [`bundle`] (deterministic tar), [`unbundle`] (safe extraction), [`upload`] (framed batches),
 //! [`state`] (resume files), [`put`], [`get`], [`manage`] (ls/stat/rm/grant),
-//! [`output`] (text, JSON, progress), [`wire`] (answer shapes).
+//! [`output`] (text, JSON, progress), [`wire`] (answer shapes), [`local`]
+//! (server names and text made safe for local paths and terminals).
 
 pub mod api;
 pub mod bundle;
 pub mod get;
+pub mod local;
 pub mod manage;
 pub mod output;
 pub mod put;
 pub mod scan;
 pub mod state;
+pub mod unbundle;
 pub mod upload;
 pub mod wire;
 
@@ -37,6 +41,9 @@ pub const EXIT_REFUSED: u8 = 2;
 pub const EXIT_SERVER: u8 = 3;
 /// Exit code: a BLAKE3 digest did not match.
 pub const EXIT_MISMATCH: u8 = 4;
+/// Exit code: a local path the server's data names already exists (and
+/// `--force` was not given); nothing was changed.
+pub const EXIT_EXISTS: u8 = 5;
 
 /// Everything that can make a client command fail.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +93,9 @@ pub enum ClientError {
     /// A digest did not match.
     #[error("{0}")]
     Mismatch(String),
+    /// A path named by server data already exists; nothing was replaced.
+    #[error("{0}")]
+    Exists(String),
 }
 
 impl ClientError {
@@ -101,6 +111,7 @@ impl ClientError {
                 EXIT_SERVER
             }
             ClientError::Mismatch(_) => EXIT_MISMATCH,
+            ClientError::Exists(_) => EXIT_EXISTS,
         }
     }
 
@@ -147,7 +158,8 @@ pub fn run(command: ClientCommand) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
-            eprintln!("eden-cas: {e}");
+            // Messages may carry server text (problem details, names).
+            eprintln!("eden-cas: {}", local::display_safe(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

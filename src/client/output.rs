@@ -10,6 +10,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
+use super::local::display_safe;
 use super::wire::Artifact;
 use super::{ClientError, Result};
 
@@ -61,15 +62,17 @@ pub fn print_stdout(text: &str) -> Result<()> {
         .map_err(|e| ClientError::io("cannot write to stdout", e))
 }
 
-/// One `ls` line: id, size, creation time, creator, filename.
+/// One `ls` line: id, size, creation time, creator, filename (control
+/// characters escaped).
 pub fn list_line(a: &Artifact) -> String {
+    let field = |k: &str| display_safe(a.str_field(k).unwrap_or("-")).into_owned();
     format!(
         "{}  {:>12}  {}  {}  {}\n",
-        a.id,
+        display_safe(&a.id),
         human_bytes(a.size_bytes),
-        a.str_field("created_at").unwrap_or("-"),
-        a.str_field("created_by").unwrap_or("-"),
-        a.str_field("filename").unwrap_or("-"),
+        field("created_at"),
+        field("created_by"),
+        field("filename"),
     )
 }
 
@@ -77,7 +80,9 @@ pub fn list_line(a: &Artifact) -> String {
 pub fn stat_text(a: &Artifact) -> String {
     let raw = &a.raw;
     let mut s = String::new();
-    let mut line = |k: &str, v: String| s.push_str(&format!("{k:<16}{v}\n"));
+    // Every value may come from another principal (filename, grants): escape
+    // control characters so it cannot drive the terminal.
+    let mut line = |k: &str, v: String| s.push_str(&format!("{k:<16}{}\n", display_safe(&v)));
     line("uri", a.uri.clone());
     line(
         "size",
@@ -161,6 +166,14 @@ mod tests {
         .unwrap();
         let t = stat_text(&a);
         assert!(t.contains("size            2.00 KiB (2048 bytes)"), "{t}");
+        let evil = Artifact::from_value(json!({
+            "id": "0193c2a5b1e04c7f8d2e9a1b3c4d5e6f",
+            "uri": "eden://artifacts/0193c2a5b1e04c7f8d2e9a1b3c4d5e6f",
+            "size_bytes": 1, "filename": "x\u{1b}]0;pwned\u{7}", "grants": [],
+        }))
+        .unwrap();
+        assert!(!stat_text(&evil).contains('\u{1b}'));
+        assert!(!list_line(&evil).contains('\u{1b}'));
         assert!(t.contains("grants          -"), "{t}");
         assert!(list_line(&a).starts_with(&a.id));
     }

@@ -199,6 +199,7 @@ impl Engine {
     ) -> Result<DepositReceipt, EngineError> {
         // The preparing operation's pins stay until the record is durable.
         let _pins = prepared.pins.clone();
+        self.check_writer()?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();

@@ -253,6 +253,11 @@ impl Engine {
 impl GcRun {
     /// Runs the next phase; false once the run is complete.
     pub async fn step(&mut self) -> Result<bool, EngineError> {
+        // Every phase after the plan changes the store: re-check the writer
+        // lease first (another process may have taken the blob store over).
+        if !matches!(self.phase, Phase::Mark | Phase::Plan | Phase::Done) {
+            self.engine.check_lease().await?;
+        }
         match self.phase {
             Phase::Mark => {
                 self.mark().await?;

@@ -389,6 +389,7 @@ pub struct Ingest {
 impl Engine {
     /// Starts a deposit.
     pub fn begin_ingest(self: &Arc<Self>) -> Result<Ingest, EngineError> {
+        self.check_writer()?;
         let chunker = StreamChunker::new(self.cfg.chunker)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         let pins = Arc::new(self.pins.begin());

@@ -161,6 +161,10 @@ pub enum EngineError {
     /// Blob store failure.
     #[error(transparent)]
     Blob(#[from] BlobError),
+    /// This process no longer holds the blob store's writer lease
+    /// (`blobs/lease.rs`): it must not write.
+    #[error("blob store lease lost: {0}")]
+    LeaseLost(String),
     /// A background task failed.
     #[error("internal: {0}")]
     Internal(String),
@@ -260,6 +264,8 @@ pub struct Engine {
     pub(crate) gc_lock: Arc<tokio::sync::Mutex<()>>,
     /// Idle time after which an upload session expires, in milliseconds.
     pub(crate) upload_idle_ms: AtomicU64,
+    /// The blob store's writer lease, when this process took one.
+    pub(crate) lease: std::sync::OnceLock<Arc<crate::blobs::lease::Lease>>,
     /// Counters.
     pub stats: Stats,
 }
@@ -301,6 +307,7 @@ impl Engine {
             pack_checks: std::sync::Mutex::new(std::collections::HashSet::new()),
             gc_lock: Arc::new(tokio::sync::Mutex::new(())),
             upload_idle_ms: AtomicU64::new(DEFAULT_UPLOAD_IDLE_TIMEOUT.as_millis() as u64),
+            lease: std::sync::OnceLock::new(),
             stats: Stats::default(),
         }))
     }
@@ -326,6 +333,36 @@ impl Engine {
     pub fn set_upload_idle_timeout(&self, idle: Duration) {
         let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
         self.upload_idle_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Hands the engine the blob store lease this process holds: from then
+    /// on deposits and commits are refused once it is lost, and GC checks it
+    /// against the blob store before each destructive phase.
+    pub fn set_lease(&self, lease: Arc<crate::blobs::lease::Lease>) {
+        let _ = self.lease.set(lease);
+    }
+
+    /// Refuses writes once the lease is known lost (no I/O; no lease: ok).
+    pub(crate) fn check_writer(&self) -> Result<(), EngineError> {
+        match self.lease.get() {
+            Some(l) if l.is_lost() => Err(EngineError::LeaseLost(
+                "this process no longer holds the blob store lease".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks against the blob store that the lease is still held (GC, before
+    /// deleting anything). A blob error counts as not held: deleting is
+    /// never worth the doubt.
+    pub(crate) async fn check_lease(&self) -> Result<(), EngineError> {
+        match self.lease.get() {
+            Some(l) => l
+                .check()
+                .await
+                .map_err(|e| EngineError::LeaseLost(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// The current upload idle timeout.

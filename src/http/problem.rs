@@ -254,6 +254,10 @@ impl From<EngineError> for ApiError {
                 ApiError::new(ProblemType::AlreadyExists, "the resource already exists")
             }
             EngineError::SessionEnded(why) => ApiError::new(ProblemType::SessionExpired, why),
+            EngineError::LeaseLost(_) => ApiError::new(
+                ProblemType::Unavailable,
+                "this server no longer holds the blob store lease and is stopping",
+            ),
             EngineError::ChunkMismatch(why) => ApiError::new(ProblemType::ChunkMismatch, why),
             EngineError::ChunksMissing { first, total } => {
                 let ids: Vec<String> = first.iter().map(|d| d.to_hex()).collect();

@@ -1,15 +1,20 @@
 //! Harness shared by the `blobs_*` tests: a real SeaweedFS S3 server on
 //! 127.0.0.1, started once per test process by `scripts/seaweedfs.sh` (which
 //! installs it if needed) and stopped by the script's watchdog when this
-//! process exits; a child-process runner that gives S3 tests their
-//! credentials through the environment (the only way eden-cas takes them);
-//! and a fault-injecting TCP proxy.
+//! process exits; Azurite and a GCS emulator the same way ([`emulators`]);
+//! a child-process runner that gives tests their credentials through the
+//! environment (the only way eden-cas takes them); and a fault-injecting
+//! TCP proxy.
 //!
-//! An S3 test never skips silently: if the server cannot be started the test
-//! fails with the script's output, unless `EDEN_CAS_SKIP_S3=1` is set on
-//! purpose (CI never sets it), in which case the skip is printed.
+//! A server test never skips silently: if the server cannot be started the
+//! test fails with the script's output, unless `EDEN_CAS_SKIP_S3=1` (or
+//! `EDEN_CAS_SKIP_AZURITE=1`, `EDEN_CAS_SKIP_GCS=1`) is set on purpose (CI
+//! never sets them), in which case the skip is printed.
 
 #![allow(dead_code)]
+
+pub mod counting;
+pub mod emulators;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -195,6 +200,15 @@ pub fn in_child() -> bool {
 /// fails unless exactly that one test ran and passed.
 pub fn run_in_child(name: &str) {
     let Some(server) = s3_server() else { return };
+    let mut env = server.env();
+    env.extend(server.client_env(&server.access_key, &server.secret_key));
+    run_in_child_with(name, &env);
+}
+
+/// Runs the (ignored) test `name` of this test binary in a child process
+/// with `env` added (and no ambient cloud credentials), and fails unless
+/// exactly that one test ran and passed.
+pub fn run_in_child_with(name: &str, env: &[(&str, String)]) {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new(exe);
     cmd.args([
@@ -204,15 +218,22 @@ pub fn run_in_child(name: &str) {
         "--nocapture",
         "--test-threads=1",
     ])
-    .env("EDEN_CAS_S3_CHILD", "1")
-    .env_remove("AWS_PROFILE")
-    .env_remove("AWS_SESSION_TOKEN")
-    .env_remove("AWS_ENDPOINT_URL")
-    .env_remove("AWS_REGION");
-    for (k, v) in server.env() {
-        cmd.env(k, v);
+    .env("EDEN_CAS_S3_CHILD", "1");
+    for k in [
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AZURE_STORAGE_ACCOUNT_NAME",
+        "AZURE_STORAGE_ACCOUNT",
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "STORAGE_EMULATOR_HOST",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+    ] {
+        cmd.env_remove(k);
     }
-    for (k, v) in server.client_env(&server.access_key, &server.secret_key) {
+    for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run child test process");

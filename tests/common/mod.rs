@@ -230,6 +230,39 @@ impl Server {
         self.spawn();
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits up to `within` for the server to exit by itself; its status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.child.as_mut()?;
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.child = None;
+                    return Some(status);
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Stops the server with SIGTERM (a clean shutdown) and waits for it.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.pid()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        match self.wait_exit(Duration::from_secs(20)) {
+            Some(status) => Some(status),
+            None => self.stop_kill(),
+        }
+    }
+
     fn stop_kill(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         let _ = child.kill();

@@ -4,7 +4,11 @@
 //!
 //! Order on every request: authentication (401), then the header check
 //! (400), then the experiment id shape (404), then the handler. Unknown
-//! routes and wrong methods answer 404 `not-found` as problem+json.
+//! routes and wrong methods answer 404 `not-found` as problem+json — under
+//! `/v0/experiments/{E}/` only after the same authentication and header
+//! check, so a wrong `X-Eden-Experiment-Id` is 400 on every path and method
+//! there, served or not (EDEN's conformance suite probes paths this store
+//! does not serve, such as `/tasks`).
 
 mod artifacts;
 mod json;
@@ -20,8 +24,22 @@ use super::problem::{ApiError, ProblemType};
 use crate::auth::parse_authorization;
 use crate::engine::Engine;
 
-/// 404 for anything under `/v0/` that is not a route (or not a method of it);
-/// an absent or malformed bearer still gets its 401 first.
+/// 404 for anything under `/v0/experiments/{E}/` that is not a route (or
+/// not a method of it), after the full check of [`authorize`]: 401 for a
+/// bearer that does not authenticate on `E`, then 400 for a missing or
+/// different `X-Eden-Experiment-Id`.
+async fn experiment_not_found(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, engine(&state))
+        .await
+        .map_err(|e| e.at(&req))?;
+    Err(ApiError::not_found("no such route or method under /v0/").at(&req))
+}
+
+/// 404 for anything under `/v0/` outside an experiment; an absent or
+/// malformed bearer still gets its 401 first.
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let header = req
         .headers()
@@ -38,7 +56,7 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(not_found))
+    web::resource(path).default_service(web::to(experiment_not_found))
 }
 
 /// Registers the `/v0/` routes.
@@ -78,7 +96,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/groups/{group}/members/{member}")
                     .route(web::delete().to(registry::remove_member)),
             )
-            .default_service(web::to(not_found)),
+            .default_service(web::to(experiment_not_found)),
     )
     .service(web::scope("/v0").default_service(web::to(not_found)));
 }

@@ -7,7 +7,9 @@
 //! `Engine::check_read`), so an artifact deposited through one surface is
 //! fetchable through the other. Handlers parse, authorise and translate; the
 //! engine does the work. Unknown routes or methods answer 404 problem+json,
-//! after a 401 for a missing or malformed bearer.
+//! after a 401 for a missing or malformed bearer (and, under an experiment,
+//! after the same authentication and `X-Eden-Experiment-Id` check as a
+//! served route).
 
 mod admin;
 mod artifacts;
@@ -30,8 +32,16 @@ pub use dto::sanitize_content_type;
 /// Path prefix of the native surface.
 pub const PREFIX: &str = "/cas/v1";
 
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    if !has_wellformed_bearer(&req) {
+/// 404 for a path or method that is not a route. Under
+/// `/cas/v1/experiments/{E}/` the full check of `authorize` comes first
+/// (401, then 400 for a wrong `X-Eden-Experiment-Id`), as on served routes;
+/// elsewhere a missing or malformed bearer is 401.
+async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if req.match_info().get("exp").is_some() {
+        super::auth::authorize(&req, engine(&state))
+            .await
+            .map_err(|e| e.at(&req))?;
+    } else if !has_wellformed_bearer(&req) {
         return Err(unauthorized().at(&req));
     }
     Err(ApiError::not_found("no such route or method under /cas/v1/").at(&req))
