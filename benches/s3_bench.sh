@@ -75,7 +75,7 @@ mbps() { awk -v s="$1" -v m="$SIZE_MIB" 'BEGIN {printf "%.0f", m*1048576/1e6/s}'
 
 # Our counters: "get put post head list delete retry".
 ours() {
-  curl -s "http://127.0.0.1:$PORT/metrics" | awk '
+  curl -s "http://127.0.0.1:$PORT/metrics" -H @"$WORK/headers" | awk '
     /^eden_cas_blob_requests_total\{kind="/ { split($1, a, "\""); v[a[2]] = $2 }
     END { printf "%d %d %d %d %d %d %d\n", v["get"], v["put"], v["post"], v["head"], v["list"], v["delete"], v["retry"] }'
 }

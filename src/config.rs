@@ -113,6 +113,9 @@ pub struct FileConfig {
     pub chunk_cache_bytes: Option<SizeValue>,
     /// Pack bytes the background scrubber verifies per hour (0 disables).
     pub scrub_bytes_per_hour: Option<SizeValue>,
+    /// File holding the token that `/metrics` also accepts (besides the
+    /// admin bearer) as `Bearer metrics:<token>`.
+    pub metrics_token_file: Option<PathBuf>,
     /// Take the single-writer lease in the blob store (default true).
     pub lease: Option<bool>,
     /// How long the lease stays valid after its last renewal (humantime).
@@ -235,6 +238,9 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Blob store backend and tunables.
     pub blobs: BlobConfig,
+    /// File holding the `/metrics` token (`metrics-token-file`); the
+    /// environment variable `EDEN_CAS_METRICS_TOKEN` wins over it.
+    pub metrics_token_file: Option<PathBuf>,
     /// The single-writer lease in the blob store (`None`: `lease = false`).
     pub lease: Option<LeaseSettings>,
 }
@@ -433,6 +439,7 @@ impl Config {
             scrub_bytes_per_hour,
             engine,
             blobs,
+            metrics_token_file: file.metrics_token_file.clone(),
             lease,
         })
     }

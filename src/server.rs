@@ -40,6 +40,15 @@ pub enum ServerError {
     /// The admin token is unusable.
     #[error("EDEN_CAS_ADMIN_TOKEN: {0}")]
     AdminToken(String),
+    /// The metrics token is unusable (the message names its source, never
+    /// its value).
+    #[error("metrics token ({source_name}): {detail}")]
+    MetricsToken {
+        /// `EDEN_CAS_METRICS_TOKEN` or the file's path.
+        source_name: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// RocksDB failed to open (often: another process holds its lock).
     #[error(
         "metadata store {path}: {source} (is another eden-cas running on this data directory?)"
@@ -104,6 +113,37 @@ pub fn admin_token(data_dir: &Path) -> Result<Secret, ServerError> {
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// The token `/metrics` accepts besides the admin bearer:
+/// `EDEN_CAS_METRICS_TOKEN`, else the file named by `metrics-token-file`
+/// (trimmed), else none. At least 16 visible ASCII characters. Logged as
+/// present or absent, never its value.
+pub fn metrics_token(config: &Config) -> Result<Option<Secret>, ServerError> {
+    let (source_name, token) = if let Ok(t) = std::env::var("EDEN_CAS_METRICS_TOKEN") {
+        ("EDEN_CAS_METRICS_TOKEN".to_string(), t)
+    } else if let Some(path) = &config.metrics_token_file {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(t) => (name, t.trim().to_string()),
+            Err(e) => {
+                return Err(ServerError::MetricsToken {
+                    source_name: name,
+                    detail: e.to_string(),
+                });
+            }
+        }
+    } else {
+        return Ok(None);
+    };
+    if !is_wire_safe_secret(&token) || token.len() < 16 {
+        return Err(ServerError::MetricsToken {
+            source_name,
+            detail: "must be at least 16 visible ASCII characters (no spaces)".into(),
+        });
+    }
+    tracing::info!(source = %source_name, "metrics token configured");
+    Ok(Some(Secret::new(token)))
 }
 
 /// The admin token for an offline command, which must write nothing it
@@ -475,6 +515,7 @@ fn http_service(
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), ServerError> {
     startup_checks(&config).await?;
+    let metrics_token = metrics_token(&config)?;
     let (engine, lease) = open_leased(&config, "serve", OpenMode::Serve, true).await?;
     // A lost lease stops the server: another process now writes this blob
     // store, and this one's metadata no longer describes it.
@@ -497,6 +538,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         engine: engine.clone(),
         gc_compact_below: config.gc_compact_below,
         body_idle_timeout: config.body_idle_timeout,
+        metrics_token: metrics_token.map(std::sync::Arc::new),
     };
     let bind_err = |source| ServerError::Bind {
         addr: config.listen.clone(),

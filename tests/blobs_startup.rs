@@ -390,13 +390,7 @@ fn http_round_trip(args: &[&str]) {
     }
     // Nothing of the store is on local disk: packs live in the bucket.
     assert!(!server.data_dir().join("blobs").exists());
-    let metrics = server
-        .client()
-        .get(format!("{}/metrics", server.base_url()))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = server.metrics_text();
     assert!(
         metrics.contains("eden_cas_blob_requests_total{kind=\"put\"}"),
         "{metrics}"

@@ -248,9 +248,15 @@ fn a_corrupt_chunk_is_reported_with_the_artifacts_it_breaks() {
 
     let first = Digest::of(&chunks_of(&x)[0]);
     let loc = s.corrupt(&first);
-    let r = s.fsck(false);
-    assert_eq!(kinds(&r), vec![ProblemKind::ChunkCorrupt], "{r}");
-    let p = &r.problems[0];
+    // --deep: the chunk, and the whole-content digests of both artifacts.
+    let r = s.fsck(true);
+    let corrupt: Vec<_> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::ChunkCorrupt)
+        .collect();
+    assert_eq!(corrupt.len(), 1, "{r}");
+    let p = corrupt[0];
     assert_eq!(p.chunk.as_deref(), Some(first.to_hex().as_str()));
     assert_eq!(p.pack, Some(ulid::Ulid(loc.pack).to_string()));
     assert!(p.detail.contains("BLAKE3"), "{}", p.detail);
@@ -262,9 +268,6 @@ fn a_corrupt_chunk_is_reported_with_the_artifacts_it_breaks() {
     assert!(!affected_ids(&r, ProblemKind::ChunkCorrupt).contains(&c));
     let exps: Vec<&str> = p.affected.iter().map(|x| x.experiment.as_str()).collect();
     assert!(exps.contains(&EXP) && exps.contains(&EXP2));
-
-    // --deep also flags the whole-content digests of both artifacts.
-    let r = s.fsck(true);
     let digest: Vec<_> = r
         .problems
         .iter()
@@ -278,11 +281,25 @@ fn a_corrupt_chunk_is_reported_with_the_artifacts_it_breaks() {
     hit.sort();
     assert_eq!(hit, sorted(vec![a.clone(), b.clone()]));
 
+    // fsck marked the copy it proved bad (issue 9 §3): from now on it is
+    // reported as marked bad, with the same artifacts, until an upload
+    // of the content heals it.
+    let r = s.fsck(false);
+    assert_eq!(kinds(&r), vec![ProblemKind::ChunkMarkedBad], "{r}");
+    assert_eq!(
+        r.problems[0].chunk.as_deref(),
+        Some(first.to_hex().as_str())
+    );
+    assert_eq!(
+        affected_ids(&r, ProblemKind::ChunkMarkedBad),
+        sorted(vec![a.clone(), b.clone()])
+    );
+
     // The binary: exit 1, the chunk and the artifacts named; JSON too.
     s.close();
     let (code, out, err) = fsck_bin(s.data_dir(), &[]);
     assert_eq!(code, 1, "{out}\n{err}");
-    assert!(out.contains("chunk_corrupt"), "{out}");
+    assert!(out.contains("chunk_marked_bad"), "{out}");
     assert!(out.contains(&first.to_hex()) && out.contains(&a) && out.contains(&b));
     let (code, out, _) = fsck_bin(s.data_dir(), &["--deep", "--json"]);
     assert_eq!(code, 1);
@@ -294,7 +311,7 @@ fn a_corrupt_chunk_is_reported_with_the_artifacts_it_breaks() {
         .iter()
         .map(|p| p["kind"].as_str().unwrap())
         .collect();
-    assert!(kinds.contains(&"chunk_corrupt") && kinds.contains(&"content_digest_mismatch"));
+    assert!(kinds.contains(&"chunk_marked_bad"), "{kinds:?}");
     assert_eq!(v["problems"][0]["affected_total"], 2);
     assert!(v["verify_mb_per_s"].as_f64().unwrap() > 0.0);
 }
@@ -706,13 +723,7 @@ fn the_admin_endpoint_answers_the_report() {
     let (_, worker) = common::register_worker(&server, &exp);
     assert_eq!(post(Some(&worker), "").status().as_u16(), 403);
     assert_eq!(post(Some(&admin), "?deep=maybe").status().as_u16(), 400);
-    let metrics = server
-        .client()
-        .get(format!("{}/metrics", server.base_url()))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = server.metrics_text();
     for name in [
         "eden_cas_scrub_bytes_total",
         "eden_cas_scrub_packs_total",

@@ -24,13 +24,7 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 fn metrics(server: &Server) -> String {
-    send(
-        server
-            .client()
-            .get(format!("{}/metrics", server.base_url())),
-    )
-    .text()
-    .unwrap()
+    server.metrics_text()
 }
 
 fn admin_gc(server: &Server, bearer: Option<&str>, query: &str) -> reqwest::blocking::Response {

@@ -1,5 +1,6 @@
 //! `/healthz`, `/readyz` and `/metrics`: up, ready, and counters that show
-//! dedup (a re-deposit adds logical bytes but no pack bytes).
+//! dedup (a re-deposit adds logical bytes but no pack bytes) — to the
+//! operator only: `/metrics` needs the admin bearer or the metrics token.
 
 mod common;
 
@@ -15,14 +16,93 @@ fn metric(text: &str, name: &str) -> u64 {
 }
 
 fn metrics(server: &Server) -> String {
-    let resp = server
+    let text = server.metrics_text();
+    assert!(text.contains("# TYPE eden_cas_deposits_total counter"));
+    text
+}
+
+fn get_metrics(server: &Server, authorization: Option<&str>) -> reqwest::blocking::Response {
+    let mut rb = server
         .client()
-        .get(format!("{}/metrics", server.base_url()))
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    assert!(header(&resp, "content-type").starts_with("text/plain"));
-    resp.text().unwrap()
+        .get(format!("{}/metrics", server.base_url()));
+    if let Some(a) = authorization {
+        rb = rb.header("Authorization", a);
+    }
+    rb.send().unwrap()
+}
+
+/// Store-wide counters move only when bytes are new to the *store*: they
+/// are for the operator alone (invariant 4). Without a credential `/metrics`
+/// is a 401 problem; a worker bearer is 403; health and readiness stay open
+/// and say nothing about content.
+#[test]
+fn metrics_need_the_admin_bearer() {
+    let server = Server::start();
+    let exp = exp_id();
+    let (_, worker) = register_worker(&server, &exp);
+    assert_problem(get_metrics(&server, None), 401, "eden://error/unauthorized");
+    assert_problem(
+        get_metrics(&server, Some("Bearer admin:not-the-admin-token")),
+        401,
+        "eden://error/unauthorized",
+    );
+    assert_problem(
+        get_metrics(&server, Some("Bearer metrics:no-metrics-token-is-set")),
+        401,
+        "eden://error/unauthorized",
+    );
+    assert_problem(
+        get_metrics(&server, Some(&format!("Bearer {worker}"))),
+        403,
+        "eden://error/forbidden",
+    );
+    let ok = get_metrics(&server, Some(&format!("Bearer {}", server.admin_bearer())));
+    assert_eq!(ok.status().as_u16(), 200);
+    for path in ["/healthz", "/readyz"] {
+        let body = server
+            .client()
+            .get(format!("{}{path}", server.base_url()))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(body == "ok\n" || body == "ready\n", "{path}: {body}");
+    }
+}
+
+/// A dedicated metrics token (for Prometheus' `credentials_file`), read
+/// from the file named by `metrics-token-file`, is accepted as
+/// `Bearer metrics:<token>`; the admin bearer still works; the token never
+/// reaches the log.
+#[test]
+fn metrics_token_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = format!("prom-{}", random_hex(24));
+    let token_file = dir.path().join("metrics-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let config = dir.path().join("eden-cas.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "metrics-token-file = {:?}\n",
+            token_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(&["--config", config.to_str().unwrap()]);
+    let ok = get_metrics(&server, Some(&format!("Bearer metrics:{token}")));
+    assert_eq!(ok.status().as_u16(), 200);
+    assert!(ok.text().unwrap().contains("eden_cas_deposits_total"));
+    assert_problem(
+        get_metrics(&server, Some(&format!("Bearer metrics:{token}x"))),
+        401,
+        "eden://error/unauthorized",
+    );
+    metrics(&server);
+    assert!(
+        !server.stderr_tail().contains(&token),
+        "the token was logged"
+    );
 }
 
 #[test]

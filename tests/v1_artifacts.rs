@@ -58,9 +58,10 @@ fn raw_deposit_answers_artifact_with_digests_and_visible_dedup() {
     assert_eq!(v["dedup"]["logical_bytes"], json!(data.len()));
     assert_eq!(v["dedup"]["chunks"], json!(n));
     assert_eq!(v["dedup"]["new_chunks"], json!(n), "{v}");
-    assert!(
-        v["dedup"]["new_bytes"].as_u64().unwrap() > 600_000,
-        "random data is stored raw"
+    assert_eq!(
+        v["dedup"]["new_raw_bytes"],
+        json!(data.len()),
+        "raw bytes new to the depositor"
     );
     assert_eq!(
         keys(&v),
@@ -85,7 +86,7 @@ fn raw_deposit_answers_artifact_with_digests_and_visible_dedup() {
     let again = v1::deposit_ok(&server, &exp, &a, &data);
     assert_ne!(id_of(&again), id);
     assert_eq!(again["dedup"]["new_chunks"], json!(0), "{again}");
-    assert_eq!(again["dedup"]["new_bytes"], json!(0));
+    assert_eq!(again["dedup"]["new_raw_bytes"], json!(0));
     assert!(again.get("filename").is_none() && again.get("expires_at").is_none());
     assert_eq!(again["content_type"], json!("application/octet-stream"));
 

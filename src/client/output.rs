@@ -111,17 +111,22 @@ pub fn stat_text(a: &Artifact) -> String {
         line("chunks", v.to_string());
     }
     let dedup = &raw["dedup"];
-    if let (Some(logical), Some(new)) =
-        (dedup["logical_bytes"].as_u64(), dedup["new_bytes"].as_u64())
-    {
-        line(
+    // `new_raw_bytes` is relative to what the depositor could read; other
+    // readers are not shown it. Servers before it existed sent `new_bytes`.
+    let new = dedup["new_raw_bytes"]
+        .as_u64()
+        .or_else(|| dedup["new_bytes"].as_u64());
+    match (dedup["logical_bytes"].as_u64(), new) {
+        (Some(logical), Some(new)) => line(
             "dedup",
             format!(
-                "{} logical, {} newly stored",
+                "{} logical, {} new to the depositor",
                 human_bytes(logical),
                 human_bytes(new)
             ),
-        );
+        ),
+        (Some(logical), None) => line("dedup", format!("{} logical", human_bytes(logical))),
+        _ => {}
     }
     if let Some(grants) = raw["grants"].as_array() {
         let g: Vec<&str> = grants.iter().filter_map(Value::as_str).collect();

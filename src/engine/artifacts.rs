@@ -15,7 +15,7 @@
 //! - 5 (no overwrite): ids are minted fresh; grants and delete change records
 //!   under one lock so a grant can never resurrect a deleted artifact.
 //! - 8 (bounded memory): refs, figures and delete work one segment at a time;
-//!   listing examines a bounded number of records per page.
+//!   listing holds one step of records and one page.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,18 +27,18 @@ use super::{Engine, EngineError, Stats, blocking};
 use crate::auth::{GroupId, MemberId, Principal, can_manage, can_read};
 use crate::hash::Digest;
 use crate::meta::Meta;
-use crate::meta::records::{ArtifactRecord, DedupFigures, EndReason, UploadEnd};
+use crate::meta::records::{ArtifactRecord, EndReason, UploadEnd, VisibleDedup};
 
-/// Refs examined per chunk when deciding presence. A chunk held by more
-/// unreadable artifacts than this is reported missing: a wrong "missing"
-/// only costs an upload, a wrong "present" would leak.
-const MAX_REFS_PER_CHUNK: usize = 64;
+/// Refs of one chunk read from RocksDB at a time when deciding presence.
+/// Every ref is examined until a readable one is found, so the answer is
+/// exact whatever the number of other artifacts holding the chunk (a cap
+/// would turn "present" into "missing" once enough *unreadable* artifacts
+/// held a chunk — an answer that depends on others' content).
+const REFS_STEP: usize = 256;
 /// Artifact decisions cached per request before the cache is reset.
 const MAX_CACHED_DECISIONS: usize = 65_536;
 /// Records read from RocksDB at a time while listing.
 const LIST_STEP: usize = 256;
-/// A listing page examines at most this many records per requested item.
-pub const LIST_SCAN_FACTOR: usize = 20;
 
 /// Unix seconds now.
 pub(crate) fn now_unix_s() -> i64 {
@@ -134,32 +134,41 @@ impl Presence {
     }
 
     /// Whether a readable, unexpired artifact of the experiment holds `chunk`.
-    /// Stops at the first one; examines at most [`MAX_REFS_PER_CHUNK`] refs.
+    /// Stops at the first one; otherwise examines every ref of the chunk.
     pub(crate) fn readable(&mut self, chunk: &Digest) -> Result<bool, EngineError> {
-        for artifact in self
-            .meta
-            .chunk_refs(&self.experiment, chunk, MAX_REFS_PER_CHUNK)?
-        {
-            if let Some(&ok) = self.decided.get(&artifact) {
-                if ok {
+        let mut after: Option<[u8; 16]> = None;
+        loop {
+            let refs =
+                self.meta
+                    .chunk_refs_after(&self.experiment, chunk, after.as_ref(), REFS_STEP)?;
+            let last_page = refs.len() < REFS_STEP;
+            for artifact in refs {
+                after = Some(artifact);
+                if self.decide(&artifact)? {
                     return Ok(true);
                 }
-                continue;
             }
-            // A dangling ref (artifact never committed, or deleted) grants nothing.
-            let ok = self
-                .meta
-                .artifact(&self.experiment, &artifact)?
-                .is_some_and(|rec| !expired(&rec, self.now_s) && self.gate.allows(&rec));
-            if self.decided.len() >= MAX_CACHED_DECISIONS {
-                self.decided.clear();
-            }
-            self.decided.insert(artifact, ok);
-            if ok {
-                return Ok(true);
+            if last_page {
+                return Ok(false);
             }
         }
-        Ok(false)
+    }
+
+    /// Whether the caller may read `artifact` now (cached per request).
+    fn decide(&mut self, artifact: &[u8; 16]) -> Result<bool, EngineError> {
+        if let Some(&ok) = self.decided.get(artifact) {
+            return Ok(ok);
+        }
+        // A dangling ref (artifact never committed, or deleted) grants nothing.
+        let ok = self
+            .meta
+            .artifact(&self.experiment, artifact)?
+            .is_some_and(|rec| !expired(&rec, self.now_s) && self.gate.allows(&rec));
+        if self.decided.len() >= MAX_CACHED_DECISIONS {
+            self.decided.clear();
+        }
+        self.decided.insert(*artifact, ok);
+        Ok(ok)
     }
 }
 
@@ -286,16 +295,16 @@ impl Engine {
         id: &[u8; 16],
         prepared: &PreparedContent,
         depositor: Principal,
-    ) -> Result<DedupFigures, EngineError> {
+    ) -> Result<VisibleDedup, EngineError> {
         let meta = self.meta.clone();
         let exp = experiment.to_string();
         let mut presence = Some(Box::new(
             blocking(move || Presence::load(&meta, &exp, depositor)).await?,
         ));
-        let mut figures = DedupFigures {
+        let mut figures = VisibleDedup {
             logical_bytes: prepared.manifest.size,
             chunks: prepared.manifest.chunks,
-            ..DedupFigures::default()
+            ..VisibleDedup::default()
         };
         for seg in &prepared.manifest.segments {
             let Some(mut p) = presence.take() else {
@@ -307,22 +316,19 @@ impl Engine {
                     .segment(&sid)?
                     .ok_or_else(|| EngineError::Integrity(format!("segment {sid} missing")))?;
                 let ids: Vec<Digest> = segment.entries.iter().map(|e| e.id).collect();
-                let locs = meta.chunks(&ids)?;
-                let mut add = DedupFigures::default();
+                let mut add = VisibleDedup::default();
                 let mut seen = HashSet::with_capacity(ids.len());
-                for (e, loc) in segment.entries.iter().zip(&locs) {
+                for e in &segment.entries {
                     if !seen.insert(e.id) || meta.has_chunk_ref(&exp, &e.id, &id)? {
                         continue; // earlier in this artifact
                     }
                     if p.readable(&e.id)? {
                         continue;
                     }
-                    let loc = loc.ok_or_else(|| {
-                        EngineError::Integrity(format!("chunk {} not indexed", e.id))
-                    })?;
+                    // Raw bytes only: the stored length of the copy in the
+                    // index may come from another principal's deposit.
                     add.new_chunks += 1;
                     add.new_raw_bytes += u64::from(e.len);
-                    add.new_stored_bytes += u64::from(loc.stored_len);
                 }
                 meta.put_chunk_refs(&exp, &id, &ids)?;
                 Ok((p, add))
@@ -330,7 +336,6 @@ impl Engine {
             .await?;
             figures.new_chunks += add.new_chunks;
             figures.new_raw_bytes += add.new_raw_bytes;
-            figures.new_stored_bytes += add.new_stored_bytes;
             presence = Some(p);
         }
         Ok(figures)
@@ -338,8 +343,15 @@ impl Engine {
 
     /// A page of the artifacts of `experiment` that `caller` may read, newest
     /// first, optionally only those created by `created_by`, starting after
-    /// the artifact `cursor`. Examines at most [`LIST_SCAN_FACTOR`] × `limit`
-    /// records; a short page with a cursor means "keep going".
+    /// the artifact `cursor`.
+    ///
+    /// The page is a function of the readable artifacts alone (invariant 4):
+    /// it holds `limit` items unless fewer readable ones remain, and
+    /// `next_cursor` is the id of its last item exactly when another
+    /// readable item follows. Records the caller cannot read are skipped
+    /// however many there are — a bounded scan would answer short pages and
+    /// hand out cursors naming unreadable artifacts. The cost of skipping
+    /// them is time only (see the timing note in `docs/design.md`).
     pub async fn list_artifacts(
         &self,
         experiment: &str,
@@ -354,40 +366,34 @@ impl Engine {
         blocking(move || {
             let gate = ReadGate::load(&meta, &exp, caller)?;
             let now_s = now_unix_s();
-            let budget = limit.saturating_mul(LIST_SCAN_FACTOR);
             let mut items = Vec::new();
             let mut before = cursor;
-            let mut examined = 0usize;
             loop {
-                let step = LIST_STEP.min(budget - examined);
-                let batch = meta.artifacts_newest_first(&exp, before.as_ref(), step)?;
-                let exhausted = batch.len() < step;
+                let batch = meta.artifacts_newest_first(&exp, before.as_ref(), LIST_STEP)?;
+                let exhausted = batch.len() < LIST_STEP;
                 for (id, rec) in batch {
-                    examined += 1;
                     before = Some(id);
                     let wanted = created_by.as_ref().is_none_or(|c| *c == rec.created_by);
-                    if wanted && !expired(&rec, now_s) && gate.allows(&rec) {
-                        items.push((super::ingest::format_artifact_id(&id), rec));
-                        if items.len() >= limit {
-                            let next = before.map(|b| super::ingest::format_artifact_id(&b));
-                            return Ok(ArtifactPage {
-                                items,
-                                next_cursor: next,
-                            });
-                        }
+                    if !(wanted && !expired(&rec, now_s) && gate.allows(&rec)) {
+                        continue;
                     }
+                    if items.len() == limit {
+                        // A readable item follows the page: hand out the
+                        // page's last (readable) id as the cursor.
+                        let next = items
+                            .last()
+                            .map(|(last, _): &(String, ArtifactRecord)| last.clone());
+                        return Ok(ArtifactPage {
+                            items,
+                            next_cursor: next,
+                        });
+                    }
+                    items.push((super::ingest::format_artifact_id(&id), rec));
                 }
                 if exhausted {
                     return Ok(ArtifactPage {
                         items,
                         next_cursor: None,
-                    });
-                }
-                if examined >= budget {
-                    let next = before.map(|b| super::ingest::format_artifact_id(&b));
-                    return Ok(ArtifactPage {
-                        items,
-                        next_cursor: next,
                     });
                 }
             }

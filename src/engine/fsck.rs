@@ -23,7 +23,10 @@
 //! like the others — they still hold their chunks until GC — and are flagged
 //! `expired` where they appear as affected.
 //!
-//! fsck changes nothing. On a running server it tolerates concurrent
+//! fsck changes nothing but one thing: a copy it proves bad (hash
+//! mismatch, undecodable, missing or truncated pack) is marked bad in the
+//! chunk index at once, like the scrubber does (`heal.rs`), so the next
+//! upload of that content heals it. On a running server it tolerates concurrent
 //! deposits and GC: a pack or artifact that disappears while it is being
 //! checked is skipped, not reported.
 
@@ -82,6 +85,9 @@ impl Engine {
             ..FsckReport::default()
         };
         let mut c = Collector::default();
+        // Copies proved bad, marked once the report is complete (so this
+        // report lists each once, as corrupt).
+        let mut proved_bad: Vec<CorruptChunk> = Vec::new();
 
         // Pass 1: packs.
         let meta = self.meta.clone();
@@ -114,6 +120,7 @@ impl Engine {
             for bad in &check.corrupt {
                 c.corrupt_chunk(bad);
             }
+            proved_bad.extend(check.corrupt.iter().cloned());
             summaries.insert(pack, s);
         }
         report.pack_pass_ms = started.elapsed().as_millis() as u64;
@@ -123,7 +130,7 @@ impl Engine {
         let (mut c, summaries, indexed, flagged) =
             blocking(move || index_pass(&meta, c, summaries)).await?;
         report.chunks_indexed = indexed;
-        self.check_flagged(&mut c, &mut report, &summaries, flagged)
+        self.check_flagged(&mut c, &mut report, &summaries, flagged, &mut proved_bad)
             .await?;
         drop(summaries);
 
@@ -135,6 +142,9 @@ impl Engine {
         report.problems = c.into_problems();
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         report.verify_mb_per_s = mb_per_s(report.pack_bytes_verified, report.pack_pass_ms);
+        for b in proved_bad {
+            self.condemn(b.id, b.loc, &b.reason).await;
+        }
         Ok(report)
     }
 
@@ -147,6 +157,7 @@ impl Engine {
         report: &mut FsckReport,
         summaries: &HashMap<u128, PackSummary>,
         flagged: HashSet<u128>,
+        proved_bad: &mut Vec<CorruptChunk>,
     ) -> Result<(), EngineError> {
         let meta = self.meta.clone();
         let by_pack = blocking(move || index_entries_in(&meta, &flagged)).await?;
@@ -181,6 +192,7 @@ impl Engine {
             for b in &bad {
                 c.corrupt_chunk(b);
             }
+            proved_bad.extend(bad);
         }
         Ok(())
     }
@@ -402,8 +414,9 @@ fn index_pass(
                 ProblemKind::ChunkMarkedBad,
                 id,
                 Some(loc.pack),
-                "marked bad by the scrubber; the next upload of this content stores a fresh \
-                 copy and heals every artifact that holds it"
+                "marked bad (a verified read, fsck or the scrubber proved the copy bad); the \
+                 next upload of this content stores a fresh copy and heals every artifact that \
+                 holds it"
                     .into(),
             );
         }

@@ -13,6 +13,7 @@ pub mod artifacts;
 pub mod backup;
 pub mod fsck;
 pub mod gc;
+mod heal;
 pub mod ingest;
 mod manifest_object;
 mod packcheck;
@@ -284,6 +285,9 @@ pub struct Engine {
     pub(crate) index_lock: std::sync::Mutex<()>,
     /// What in-flight operations reference (GC's protection, `pins.rs`).
     pub(crate) pins: Arc<pins::Pins>,
+    /// Packs being checked in the background after a read found them
+    /// missing or truncated (`heal.rs`), one check per pack at a time.
+    pub(crate) pack_checks: std::sync::Mutex<std::collections::HashSet<u128>>,
     /// One garbage collection at a time.
     pub(crate) gc_lock: Arc<tokio::sync::Mutex<()>>,
     /// Idle time after which an upload session expires, in milliseconds.
@@ -332,6 +336,7 @@ impl Engine {
             session_locks: std::sync::Mutex::new(HashMap::new()),
             index_lock: std::sync::Mutex::new(()),
             pins: Arc::new(pins::Pins::default()),
+            pack_checks: std::sync::Mutex::new(std::collections::HashSet::new()),
             gc_lock: Arc::new(tokio::sync::Mutex::new(())),
             upload_idle_ms: AtomicU64::new(DEFAULT_UPLOAD_IDLE_TIMEOUT.as_millis() as u64),
             lease: std::sync::OnceLock::new(),

@@ -16,11 +16,11 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 use tokio::sync::mpsc;
 
+use super::heal::{decode_span, is_short_read};
 use super::{Engine, EngineError, Stats, blocking};
 use crate::blobs::{BlobError, keys};
 use crate::hash::Digest;
 use crate::meta::records::{ArtifactRecord, ChunkLocation, ManifestEntry};
-use crate::pack::decode_chunk;
 
 /// Adjacent chunks of one pack are fetched with one ranged read up to this size.
 const BATCH_BYTES: u64 = 8 << 20;
@@ -187,20 +187,32 @@ fn plan_segment(
 /// Reads chunks whose planned pack is gone (GC compacted it after the read
 /// looked the chunks up): each is looked up again and read, verified, from
 /// where the index names it now. Still the old pack, or no entry at all,
-/// means the data is really gone: an integrity error.
+/// means the data is really gone: an integrity error — and copies the index
+/// still places in the missing pack are marked bad at once (`heal.rs`).
 pub(crate) async fn read_relocated(
     engine: &Arc<Engine>,
     gone: u128,
     ids: Vec<Digest>,
 ) -> Result<Vec<Bytes>, EngineError> {
-    let missing =
-        || EngineError::Integrity(format!("pack {} missing", keys::pack(ulid::Ulid(gone))));
+    let missing = |pack: u128| {
+        EngineError::Integrity(format!("pack {} missing", keys::pack(ulid::Ulid(pack))))
+    };
     let meta = engine.meta.clone();
     let lookup = ids.clone();
     let locs = blocking(move || Ok(meta.chunks(&lookup)?)).await?;
+    let stranded: Vec<(Digest, ChunkLocation)> = ids
+        .iter()
+        .zip(&locs)
+        .filter_map(|(id, loc)| loc.filter(|l| l.pack == gone).map(|l| (*id, l)))
+        .collect();
+    if !stranded.is_empty() {
+        // The index still names the pack the read found missing.
+        engine.condemn_short_pack(gone, &stranded).await;
+        return Err(missing(gone));
+    }
     let mut out = Vec::with_capacity(ids.len());
     for (id, loc) in ids.into_iter().zip(locs) {
-        let loc = loc.filter(|l| l.pack != gone).ok_or_else(missing)?;
+        let loc = loc.ok_or_else(|| missing(gone))?;
         let key = keys::pack(ulid::Ulid(loc.pack));
         let stored = match engine
             .blobs
@@ -208,15 +220,18 @@ pub(crate) async fn read_relocated(
             .await
         {
             Ok(b) => b,
-            Err(BlobError::NotFound(_)) => return Err(missing()),
+            Err(BlobError::NotFound(_)) => {
+                engine.condemn_short_pack(loc.pack, &[(id, loc)]).await;
+                return Err(missing(loc.pack));
+            }
+            Err(e) if is_short_read(&e) => {
+                engine.condemn_short_pack(loc.pack, &[(id, loc)]).await;
+                return Err(EngineError::Integrity(format!("pack {key} truncated")));
+            }
             Err(e) => return Err(e.into()),
         };
-        let raw = blocking(move || {
-            decode_chunk(&id, loc.codec, loc.raw_len, stored)
-                .map_err(|err| EngineError::Integrity(format!("{err} (pack {key})")))
-        })
-        .await?;
-        out.push(raw);
+        let mut raw = decode_span(engine, loc.pack, loc.offset, stored, vec![(id, loc)]).await?;
+        out.append(&mut raw);
     }
     Stats::add(&engine.stats.read_relocations, 1);
     Ok(out)
@@ -227,7 +242,8 @@ pub(crate) async fn read_relocated(
 /// Chunks found in the verified-chunk cache are served from it; the ranged
 /// read then covers only the span from the first to the last chunk the cache
 /// lacks (none at all when every chunk is cached). Chunks read from the pack
-/// go into the cache after their BLAKE3 check, never before.
+/// go into the cache after their BLAKE3 check, never before. A copy proved
+/// bad (hash, decode, truncated pack) is marked bad at once (`heal.rs`).
 async fn fetch_batch(engine: &Arc<Engine>, b: Batch) -> Result<Vec<Bytes>, EngineError> {
     let key = keys::pack(ulid::Ulid(b.pack));
     let blobs = engine.blobs.clone();
@@ -242,17 +258,19 @@ async fn fetch_batch(engine: &Arc<Engine>, b: Batch) -> Result<Vec<Bytes>, Engin
         b.chunks.len() as u64 - misses,
     );
     Stats::add(&engine.stats.chunk_cache_misses, misses);
-    let span = cached
+    let wanted: Vec<(Digest, ChunkLocation)> = b
+        .chunks
         .iter()
-        .position(Option::is_none)
-        .zip(cached.iter().rposition(Option::is_none));
-    let (base, bytes) = match span {
-        None => (b.offset, Bytes::new()),
-        Some((first, last)) => {
-            let start = b.chunks[first].1.offset;
-            let end = b.chunks[last].1.offset + u64::from(b.chunks[last].1.stored_len);
+        .zip(&cached)
+        .filter(|(_, hit)| hit.is_none())
+        .map(|((e, loc, ..), _)| (e.id, *loc))
+        .collect();
+    let mut fresh = match (wanted.first(), wanted.last()) {
+        (Some((_, first)), Some((_, last))) => {
+            let start = first.offset;
+            let end = last.offset + u64::from(last.stored_len);
             match engine.blobs.read_range(&key, start, end - start).await {
-                Ok(bytes) => (start, bytes),
+                Ok(bytes) => decode_span(engine, b.pack, start, bytes, wanted).await?,
                 Err(BlobError::NotFound(_)) => {
                     // Compacted away since the plan: read from the new place.
                     let ids = b.chunks.iter().map(|(e, ..)| e.id).collect();
@@ -264,30 +282,29 @@ async fn fetch_batch(engine: &Arc<Engine>, b: Batch) -> Result<Vec<Bytes>, Engin
                         .map(|((_, _, lo, hi), raw)| raw.slice(lo..hi))
                         .collect());
                 }
-                Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(e) if is_short_read(&e) => {
+                    engine.condemn_short_pack(b.pack, &wanted).await;
                     return Err(EngineError::Integrity(format!("pack {key} truncated")));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-    };
-    blocking(move || {
-        let mut out = Vec::with_capacity(b.chunks.len());
-        for ((e, loc, lo, hi), hit) in b.chunks.into_iter().zip(cached) {
-            let raw = match hit {
-                Some(raw) => raw,
-                None => {
-                    let rel = (loc.offset - base) as usize;
-                    let stored = bytes.slice(rel..rel + loc.stored_len as usize);
-                    let raw = decode_chunk(&e.id, loc.codec, loc.raw_len, stored)
-                        .map_err(|err| EngineError::Integrity(format!("{err} (pack {key})")))?;
-                    blobs.chunk_cache().insert(e.id, &raw);
-                    raw
-                }
-            };
-            out.push(raw.slice(lo..hi));
-        }
-        Ok(out)
-    })
-    .await
+        _ => Vec::new(),
+    }
+    .into_iter();
+    let mut out = Vec::with_capacity(b.chunks.len());
+    for ((e, _, lo, hi), hit) in b.chunks.into_iter().zip(cached) {
+        let raw = match hit {
+            Some(raw) => raw,
+            None => {
+                let raw = fresh
+                    .next()
+                    .ok_or_else(|| EngineError::Internal("decoded chunks lost".into()))?;
+                blobs.chunk_cache().insert(e.id, &raw);
+                raw
+            }
+        };
+        out.push(raw.slice(lo..hi));
+    }
+    Ok(out)
 }

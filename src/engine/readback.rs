@@ -13,12 +13,12 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use sha2::{Digest as _, Sha256};
 
+use super::heal::{decode_span, is_short_read};
 use super::{Engine, EngineError, blocking};
 use crate::blobs::{BlobError, keys};
 use crate::hash::Digest;
 use crate::meta::Meta;
 use crate::meta::records::{ChunkLocation, ManifestEntry, SegmentRef};
-use crate::pack::decode_chunk;
 
 /// Adjacent chunks of one pack are fetched with one ranged read up to this size.
 const BATCH_BYTES: u64 = 8 << 20;
@@ -133,31 +133,24 @@ fn plan(meta: &Meta, seg_id: &Digest) -> Result<Vec<Batch>, EngineError> {
     Ok(batches)
 }
 
-/// One ranged read, then decode + BLAKE3 check of every chunk in it.
+/// One ranged read, then decode + BLAKE3 check of every chunk in it. A copy
+/// proved bad (hash, decode, missing or truncated pack) is marked bad at
+/// once (`heal.rs`), so the client's retry of the session heals it.
 async fn fetch(engine: &Arc<Engine>, b: Batch) -> Result<Vec<Bytes>, EngineError> {
     let key = keys::pack(ulid::Ulid(b.pack));
+    let chunks: Vec<(Digest, ChunkLocation)> = b.chunks.iter().map(|(e, l)| (e.id, *l)).collect();
     let bytes = match engine.blobs.read_range(&key, b.offset, b.len).await {
         Ok(bytes) => bytes,
         Err(BlobError::NotFound(_)) => {
             // Compacted away since the plan: read from the new place.
-            let ids = b.chunks.iter().map(|(e, _)| e.id).collect();
+            let ids = chunks.iter().map(|(id, _)| *id).collect();
             return super::read::read_relocated(engine, b.pack, ids).await;
         }
-        Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+        Err(e) if is_short_read(&e) => {
+            engine.condemn_short_pack(b.pack, &chunks).await;
             return Err(EngineError::Integrity(format!("pack {key} truncated")));
         }
         Err(e) => return Err(e.into()),
     };
-    blocking(move || {
-        b.chunks
-            .into_iter()
-            .map(|(e, loc)| {
-                let rel = (loc.offset - b.offset) as usize;
-                let stored = bytes.slice(rel..rel + loc.stored_len as usize);
-                decode_chunk(&e.id, loc.codec, loc.raw_len, stored)
-                    .map_err(|err| EngineError::Integrity(format!("{err} (pack {key})")))
-            })
-            .collect()
-    })
-    .await
+    decode_span(engine, b.pack, b.offset, bytes, chunks).await
 }

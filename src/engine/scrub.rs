@@ -6,6 +6,9 @@
 //! (`pack-scrub-v1`). Each live chunk that fails is **marked bad** in the
 //! chunk index ([`Engine::mark_chunk_bad`]) and logged at error level.
 //!
+//! Verified reads and fsck mark the copies they prove bad at once too
+//! (`heal.rs`), so the scrubber is the safety net for data nobody reads.
+//!
 //! Self-healing: every write path treats a chunk marked bad as absent
 //! (ingest's dedup check, upload chunk batches, the "missing" answer and
 //! the upload commit check), so the next deposit or upload of that content
@@ -136,7 +139,7 @@ impl Engine {
         Ok(report)
     }
 
-    async fn scrub_pack(
+    pub(crate) async fn scrub_pack(
         self: &Arc<Self>,
         pack: u128,
         recorded: u64,

@@ -29,6 +29,9 @@ pub struct AppState {
     pub gc_compact_below: f64,
     /// `body-idle-timeout`: longest wait for the next byte of a request body.
     pub body_idle_timeout: std::time::Duration,
+    /// The token `/metrics` accepts as `Bearer metrics:<token>` besides the
+    /// admin bearer (`None`: admin bearer only).
+    pub metrics_token: Option<Arc<crate::auth::Secret>>,
 }
 
 /// Reads a whole (small) request body; more than `limit` bytes (declared

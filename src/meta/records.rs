@@ -140,6 +140,23 @@ pub struct DedupFigures {
     pub new_chunks: u64,
 }
 
+/// Dedup figures of one deposit as its depositor may observe them
+/// (invariant 4): a pure function of the deposited bytes and of the
+/// artifacts of the experiment the depositor could read at commit time.
+/// Stored lengths never enter them: a copy made by someone else may have
+/// been stored with other settings, so its length could tell who made it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisibleDedup {
+    /// Bytes of the artifact.
+    pub logical_bytes: u64,
+    /// Chunks in the artifact.
+    pub chunks: u64,
+    /// Distinct chunks that no artifact readable by the depositor held.
+    pub new_chunks: u64,
+    /// Raw bytes of those chunks.
+    pub new_raw_bytes: u64,
+}
+
 /// An artifact. Value of `artifacts-v1`, keyed by `experiment \0 ulid`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactRecord {
@@ -175,9 +192,11 @@ pub struct ArtifactRecord {
     /// Dedup figures as the depositor could observe them: a chunk counts as
     /// new unless an artifact of this experiment that the depositor may read
     /// already held it (invariant 4: answers never depend on content the
-    /// caller cannot read). Absent in records older than `/cas/v1/`.
+    /// caller cannot read). Absent in records older than `/cas/v1/`; records
+    /// written before raw figures were used also carry a `new_stored_bytes`
+    /// key, which is ignored.
     #[serde(default)]
-    pub visible_dedup: Option<DedupFigures>,
+    pub visible_dedup: Option<VisibleDedup>,
 }
 
 /// A registered worker. Value of `workers-v1`, keyed by `experiment \0 worker`.

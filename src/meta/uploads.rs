@@ -50,11 +50,28 @@ impl Meta {
         chunk: &Digest,
         limit: usize,
     ) -> Result<Vec<[u8; 16]>, MetaError> {
+        self.chunk_refs_after(experiment, chunk, None, limit)
+    }
+
+    /// Up to `limit` artifact ids of `experiment` that hold `chunk` and come
+    /// after `after` (exclusive), in id order: pages through every ref of a
+    /// chunk however many there are.
+    pub fn chunk_refs_after(
+        &self,
+        experiment: &str,
+        chunk: &Digest,
+        after: Option<&[u8; 16]>,
+        limit: usize,
+    ) -> Result<Vec<[u8; 16]>, MetaError> {
         let prefix = chunk_ref_prefix(experiment, chunk);
+        let start = match after {
+            Some(a) => chunk_ref_key(experiment, chunk, a),
+            None => prefix.clone(),
+        };
         let mut out = Vec::new();
         let iter = self.db.iterator_cf(
             self.cf(CF_CHUNK_REFS),
-            IteratorMode::From(&prefix, Direction::Forward),
+            IteratorMode::From(&start, Direction::Forward),
         );
         for item in iter {
             let (k, _) = item?;
@@ -62,7 +79,9 @@ impl Meta {
                 break;
             }
             if let Ok(id) = <[u8; 16]>::try_from(&k[prefix.len()..]) {
-                out.push(id);
+                if after != Some(&id) {
+                    out.push(id);
+                }
             }
         }
         Ok(out)
@@ -282,6 +301,15 @@ mod tests {
         meta.put_chunk_refs("exp_b", &a2, &[c2]).unwrap();
         assert_eq!(meta.chunk_refs("exp_a", &c1, 10).unwrap(), vec![a1, a2]);
         assert_eq!(meta.chunk_refs("exp_a", &c1, 1).unwrap(), vec![a1]);
+        assert_eq!(
+            meta.chunk_refs_after("exp_a", &c1, Some(&a1), 1).unwrap(),
+            vec![a2]
+        );
+        assert!(
+            meta.chunk_refs_after("exp_a", &c1, Some(&a2), 10)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(meta.chunk_refs("exp_a", &c2, 10).unwrap(), vec![a1]);
         // A prefix of another experiment's name never matches.
         assert!(meta.chunk_refs("exp_", &c2, 10).unwrap().is_empty());

@@ -177,6 +177,19 @@ impl Server {
         format!("admin:{}", self.admin_token)
     }
 
+    /// `GET /metrics` with the admin bearer (metrics are operator-only);
+    /// asserts 200 and returns the text.
+    pub fn metrics_text(&self) -> String {
+        let resp = self
+            .client
+            .get(format!("{}/metrics", self.base_url()))
+            .header("Authorization", format!("Bearer {}", self.admin_bearer()))
+            .send()
+            .expect("GET /metrics");
+        assert_eq!(resp.status().as_u16(), 200, "GET /metrics");
+        resp.text().expect("metrics text")
+    }
+
     /// The data directory; it survives [`Server::kill9`] and [`Server::restart`].
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()

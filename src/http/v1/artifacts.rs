@@ -105,7 +105,7 @@ pub async fn deposit(
         )
         .await
         .map_err(|e| at(e.into()))?;
-    Ok(created(&caller.experiment, &receipt))
+    Ok(created(&caller.experiment, &receipt, &caller.principal))
 }
 
 /// `GET …/artifacts/{id}/meta` → `Artifact` (readers only).
@@ -124,7 +124,10 @@ pub async fn meta(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .await
         .map_err(|e| at(e.into()))?;
     let hex_id = crate::engine::ingest::format_artifact_id(&id);
-    Ok(json(StatusCode::OK, &artifact_json(&hex_id, &record)))
+    Ok(json(
+        StatusCode::OK,
+        &artifact_json(&hex_id, &record, &caller.principal),
+    ))
 }
 
 /// `GET …/artifacts?limit=&cursor=&created_by=` → a page of readable artifacts.
@@ -178,7 +181,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let items: Vec<_> = page
         .items
         .iter()
-        .map(|(id, rec)| artifact_json(id, rec))
+        .map(|(id, rec)| artifact_json(id, rec, &caller.principal))
         .collect();
     Ok(json(
         StatusCode::OK,
@@ -209,7 +212,10 @@ pub async fn grant(
         .await
         .map_err(|e| at(e.into()))?;
     let hex_id = crate::engine::ingest::format_artifact_id(&id);
-    Ok(json(StatusCode::OK, &artifact_json(&hex_id, &rec)))
+    Ok(json(
+        StatusCode::OK,
+        &artifact_json(&hex_id, &rec, &caller.principal),
+    ))
 }
 
 /// `DELETE …/artifacts/{id}/grants/{principal}` → 200 `Artifact`.
@@ -227,7 +233,10 @@ pub async fn revoke(
         .await
         .map_err(|e| at(e.into()))?;
     let hex_id = crate::engine::ingest::format_artifact_id(&id);
-    Ok(json(StatusCode::OK, &artifact_json(&hex_id, &rec)))
+    Ok(json(
+        StatusCode::OK,
+        &artifact_json(&hex_id, &rec, &caller.principal),
+    ))
 }
 
 /// `DELETE …/artifacts/{id}` → 204 (depositor or admin).

@@ -3,16 +3,18 @@
 //! client-supplied names, types and lifetimes.
 //!
 //! The `dedup` figures shown are the depositor-visible ones
-//! (`ArtifactRecord::visible_dedup`), never the store-wide ones: those would
-//! tell a worker whether someone else already stored the same content
-//! (invariant 4).
+//! (`ArtifactRecord::visible_dedup`, raw bytes only), never the store-wide
+//! ones: those would tell a worker whether someone else already stored the
+//! same content (invariant 4). Readers other than the depositor see only the
+//! content figures.
 
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::auth::Principal;
 use crate::http::problem::ApiError;
-use crate::meta::records::{ArtifactRecord, DedupFigures};
+use crate::meta::records::{ArtifactRecord, VisibleDedup};
 
 /// URI prefix of artifact URIs (shared with `/v0/`).
 pub const URI_PREFIX: &str = "eden://artifacts/";
@@ -79,24 +81,36 @@ pub fn timestamp_s(s: i64) -> String {
     timestamp_ns(s.saturating_mul(1_000_000_000))
 }
 
-fn dedup_json(rec: &ArtifactRecord) -> Value {
+/// The `Dedup` object. Its `new_*` figures are relative to what the
+/// *depositor* could read at commit time, so only the depositor and the
+/// deployment admin see them; any other reader gets the content figures
+/// alone, which depend on the bytes only (invariant 4).
+fn dedup_json(rec: &ArtifactRecord, viewer: &Principal) -> Value {
+    let content = json!({
+        "logical_bytes": rec.size,
+        "chunks": rec.dedup.chunks,
+    });
+    if !viewer.is_admin() && viewer.to_string() != rec.created_by {
+        return content;
+    }
     // Records older than /cas/v1/ have no visible figures: report content
     // only, nothing about what the store already held.
-    let f = rec.visible_dedup.unwrap_or(DedupFigures {
+    let f = rec.visible_dedup.unwrap_or(VisibleDedup {
         logical_bytes: rec.size,
         chunks: rec.dedup.chunks,
-        ..DedupFigures::default()
+        ..VisibleDedup::default()
     });
     json!({
         "logical_bytes": f.logical_bytes,
-        "new_bytes": f.new_stored_bytes,
         "chunks": f.chunks,
         "new_chunks": f.new_chunks,
+        "new_raw_bytes": f.new_raw_bytes,
     })
 }
 
-/// The `Artifact` object. Optional keys are omitted, never `null`.
-pub fn artifact_json(id: &str, rec: &ArtifactRecord) -> Value {
+/// The `Artifact` object as `viewer` sees it. Optional keys are omitted,
+/// never `null`.
+pub fn artifact_json(id: &str, rec: &ArtifactRecord, viewer: &Principal) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(id));
     m.insert("uri".into(), json!(format!("{URI_PREFIX}{id}")));
@@ -119,7 +133,7 @@ pub fn artifact_json(id: &str, rec: &ArtifactRecord) -> Value {
     );
     m.insert("digest_verified".into(), json!(rec.digest_verified));
     m.insert("chunks".into(), json!(rec.dedup.chunks));
-    m.insert("dedup".into(), dedup_json(rec));
+    m.insert("dedup".into(), dedup_json(rec, viewer));
     m.insert("grants".into(), json!(rec.grants));
     Value::Object(m)
 }

@@ -14,7 +14,7 @@
 mod admin;
 mod artifacts;
 mod commit_body;
-mod dto;
+pub mod dto;
 mod fetch;
 mod limits;
 mod uploads;
@@ -118,12 +118,16 @@ async fn read_body(payload: crate::http::body::Body, limit: usize) -> Result<Vec
 
 /// 201 with `Location` and the artifact: the answer of every v1 write that
 /// records an artifact.
-fn created(experiment: &str, receipt: &crate::engine::DepositReceipt) -> HttpResponse {
+fn created(
+    experiment: &str,
+    receipt: &crate::engine::DepositReceipt,
+    viewer: &crate::auth::Principal,
+) -> HttpResponse {
     let location = format!("/cas/v1/experiments/{experiment}/artifacts/{}", receipt.id);
     HttpResponse::Created()
         .insert_header((actix_web::http::header::LOCATION, location))
         .content_type("application/json")
-        .body(dto::artifact_json(&receipt.id, &receipt.record).to_string())
+        .body(dto::artifact_json(&receipt.id, &receipt.record, viewer).to_string())
 }
 
 /// Parses a JSON body into `T` (unknown fields rejected by `T`); an empty

@@ -289,7 +289,7 @@ pub async fn commit(
         .transpose()
         .map_err(at)?;
     let receipt = check.finish(trailer).await.map_err(|e| at(e.into()))?;
-    Ok(created(&caller.experiment, &receipt))
+    Ok(created(&caller.experiment, &receipt, &caller.principal))
 }
 
 /// `GET …/uploads/{S}[?after=&limit=]` → session with what it received.
