@@ -553,7 +553,24 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
             http_service(state.clone(), addr)
         })
         .map_err(bind_err)?
+        // Signals are ours (below): installed before the listening line, so
+        // a SIGTERM right after it is always a graceful stop.
+        .disable_signals()
         .run();
+    {
+        let handle = running.handle();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(bind_err)?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(bind_err)?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping gracefully"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping gracefully"),
+            }
+            handle.stop(true).await;
+        });
+    }
     let lost = std::sync::Arc::new(std::sync::Mutex::new(None::<LeaseError>));
     if lease.is_some() {
         let handle = running.handle();

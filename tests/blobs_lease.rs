@@ -72,6 +72,12 @@ const SHORT: LeaseSettings = LeaseSettings {
     heartbeat: Duration::from_millis(300),
 };
 
+/// Lease of the takers in the takeover race: outlasts the whole race.
+const TAKER: LeaseSettings = LeaseSettings {
+    duration: Duration::from_secs(60),
+    heartbeat: Duration::from_secs(10),
+};
+
 fn run<F: Future<Output = ()>>(kind: Kind, case: fn(Ctx) -> F) {
     if kind == Kind::S3 {
         assert!(
@@ -149,7 +155,10 @@ mod cases {
             .map(|i| {
                 let s = s.clone();
                 let h = ctx.holder(&format!("taker-{i}"));
-                tokio::spawn(async move { Lease::acquire(&s, h, SHORT).await })
+                // The takers' own lease is long: on a loaded machine the
+                // losers' attempts may outlast a short one, and then a
+                // second takeover would be legitimate, not a double win.
+                tokio::spawn(async move { Lease::acquire(&s, h, TAKER).await })
             })
             .collect();
         let mut won = Vec::new();

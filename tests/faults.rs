@@ -454,6 +454,23 @@ async fn write_error_in_an_upload_batch_keeps_the_session_usable() {
             e.upload_status(EXP, &admin, &sid, None, 10)
                 .await
                 .expect("the session is still live");
+            // A readback that proved a copy bad marked it at once (heal at
+            // once): the session reports it missing, and sending it again
+            // stores a fresh copy — what a client does after a failed commit.
+            let missing = e
+                .upload_missing(EXP, &admin, &sid, ids.clone())
+                .await
+                .unwrap();
+            if !missing.is_empty() {
+                let again: Vec<Vec<u8>> = chunks
+                    .iter()
+                    .filter(|c| missing.contains(&Digest::of(c)))
+                    .cloned()
+                    .collect();
+                let mut batch = e.begin_chunk_batch(EXP, &admin, &sid).await.unwrap();
+                batch.push(frames(&again)).await.unwrap();
+                batch.finish().await.unwrap();
+            }
         }
 
         let receipt = e.commit_upload(EXP, &admin, &sid, commit()).await.unwrap();

@@ -79,15 +79,23 @@ impl Engine {
                 return;
             }
         };
+        let mut proved = false;
         for (id, loc) in chunks {
             let end = loc.offset + u64::from(loc.stored_len);
             match size {
                 None => self.condemn(*id, *loc, "pack object missing").await,
                 Some(n) if end > n => self.condemn(*id, *loc, "pack object truncated").await,
-                Some(_) => {}
+                Some(_) => continue,
             }
+            proved = true;
         }
-        self.check_pack_in_background(pack);
+        // A short answer from an object of the full size was a transient
+        // fault of the read, not of the pack: nothing to check (a background
+        // whole-pack read would only add load, and a second transient fault
+        // there must not mark healthy copies).
+        if proved {
+            self.check_pack_in_background(pack);
+        }
     }
 
     /// Runs the scrubber's whole-pack check of `pack` on a task of its own,
