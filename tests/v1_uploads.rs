@@ -610,6 +610,13 @@ fn batch_and_commit_size_limits() {
     v1::assert_problem(resp, 413, "eden://error/payload-too-large");
     let all = ids(&parts);
     assert_eq!(v1::missing(&server, &exp, &a, &sid, &all), all.to_vec());
+    // The refused batch counts for nothing: the first frame alone fits.
+    let resp = v1::put_chunks(&server, &exp, &a, &sid, v1::frames(&refs(&parts[..1])));
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(
+        v1::missing(&server, &exp, &a, &sid, &all),
+        all[1..].to_vec()
+    );
     // A commit listing more than max-artifact-bytes: 413 before any work.
     let body = v1::commit_body(
         &parts[..2],
