@@ -269,7 +269,7 @@ async fn restore_leased(
     blobs: &BlobStore,
     meta_dir: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
-    let listing = backup::list_backups(&blobs).await?;
+    let listing = backup::list_backups(blobs).await?;
     let name = match from {
         Some(name) if listing.complete.contains(&name) => name,
         Some(name) if listing.incomplete.contains(&name) => anyhow::bail!(

@@ -145,13 +145,13 @@ pub async fn check(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if let (Some(n), Some(limit)) = (declared, route_limit(state, &head.method, &t)) {
-        if n > limit {
-            return fail(ApiError::new(
-                ProblemType::PayloadTooLarge,
-                format!("the declared body of {n} bytes exceeds the limit of {limit} bytes"),
-            ));
-        }
+    if let (Some(n), Some(limit)) = (declared, route_limit(state, &head.method, &t))
+        && n > limit
+    {
+        return fail(ApiError::new(
+            ProblemType::PayloadTooLarge,
+            format!("the declared body of {n} bytes exceeds the limit of {limit} bytes"),
+        ));
     }
     Ok(req)
 }

@@ -78,10 +78,10 @@ impl Meta {
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
-            if let Ok(id) = <[u8; 16]>::try_from(&k[prefix.len()..]) {
-                if after != Some(&id) {
-                    out.push(id);
-                }
+            if let Ok(id) = <[u8; 16]>::try_from(&k[prefix.len()..])
+                && after != Some(&id)
+            {
+                out.push(id);
             }
         }
         Ok(out)

@@ -127,13 +127,16 @@ fn lookup(pairs: &[(String, String)], k: &str) -> Option<String> {
     pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone())
 }
 
+/// Builds a server's settings from a variable lookup (`None`: incomplete).
+type Parse<T> = fn(&dyn Fn(&str) -> Option<String>) -> Option<T>;
+
 /// The server for this process, from the environment, started now, or
 /// `None` when `skip_var=1`; panics (failing the test) when none can be had.
 fn server<T>(
     cell: &'static OnceLock<Result<Option<T>, String>>,
     which: &str,
     skip_var: &str,
-    parse: fn(&dyn Fn(&str) -> Option<String>) -> Option<T>,
+    parse: Parse<T>,
 ) -> Option<&'static T> {
     let res = cell.get_or_init(|| {
         if std::env::var(skip_var).as_deref() == Ok("1") {
