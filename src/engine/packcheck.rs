@@ -109,9 +109,7 @@ struct Window {
 fn read_fault(e: BlobError) -> Result<PackFault, EngineError> {
     match e {
         BlobError::NotFound(_) => Ok(PackFault::Missing),
-        BlobError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Ok(PackFault::Truncated)
-        }
+        e if super::heal::is_short_read(&e) => Ok(PackFault::Truncated),
         other => Err(other.into()),
     }
 }
