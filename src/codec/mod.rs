@@ -89,8 +89,11 @@ impl CompressionPolicy {
             return (Codec::Raw, raw);
         };
         let zstd_len = |c: &mut zstd::bulk::Compressor<'static>, out: &mut Vec<u8>| {
+            // Room for zstd's worst case, whatever the buffer held before: with
+            // less, zstd may refuse a frame that would have fit, and the
+            // stored form would depend on the previous chunk's allocation.
             out.clear();
-            out.reserve(budget);
+            out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
             match c.compress_to_buffer(raw, out) {
                 Ok(n) if n < budget => Some(n),
                 _ => None,
@@ -316,6 +319,65 @@ mod tests {
             }),
             proptest::collection::vec(0u8..4, 0..5000),
         ]
+    }
+
+    /// Regression (CI, stop 18): a bf16 chunk of a few hundred bytes was
+    /// stored raw by a fresh policy and as zstd by one whose buffers an
+    /// earlier, larger chunk had grown — zstd refused a frame that fit only
+    /// because the output buffer was exactly the budget.
+    #[test]
+    fn earlier_chunks_never_change_the_stored_form() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let big: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
+        // The chunk CI found: zstd's frame (207 bytes) fits the 208-byte
+        // budget only when the buffer has more room than the budget.
+        let found: &[u8] = &[
+            0, 0, 118, 192, 225, 62, 62, 192, 125, 64, 119, 64, 99, 191, 113, 190, 70, 192, 8, 64,
+            123, 64, 60, 64, 10, 64, 69, 192, 127, 62, 75, 64, 185, 63, 185, 191, 111, 64, 106, 64,
+            170, 190, 71, 191, 59, 63, 80, 192, 13, 64, 53, 192, 98, 192, 11, 64, 219, 190, 216,
+            63, 49, 191, 116, 192, 8, 190, 75, 192, 114, 63, 36, 192, 202, 63, 39, 191, 7, 192, 96,
+            64, 176, 63, 238, 191, 99, 63, 218, 63, 23, 64, 79, 192, 12, 63, 153, 62, 106, 192,
+            111, 192, 94, 192, 238, 189, 209, 191, 18, 192, 44, 192, 186, 63, 18, 192, 27, 64, 30,
+            64, 59, 64, 18, 192, 100, 192, 44, 192, 1, 191, 208, 191, 229, 63, 7, 192, 131, 63, 35,
+            192, 32, 61, 192, 191, 12, 64, 53, 64, 86, 190, 209, 190, 240, 63, 248, 63, 201, 63,
+            203, 63, 64, 191, 40, 192, 3, 64, 167, 63, 122, 62, 88, 64, 18, 64, 135, 191, 248, 63,
+            181, 63, 3, 192, 249, 190, 40, 192, 9, 192, 157, 63, 206, 191, 144, 63, 14, 191, 105,
+            192, 20, 192, 128, 191, 77, 191, 250, 61, 237, 63, 121, 191, 139, 191, 155, 63, 131,
+            63,
+        ];
+        let encode_both = |raw: &[u8]| {
+            let mut fresh = CompressionPolicy::new(CodecSettings::default());
+            let alone = {
+                let (c, s) = fresh.encode(raw);
+                (c, s.to_vec())
+            };
+            let mut used = CompressionPolicy::new(CodecSettings::default());
+            let _ = used.encode(&big);
+            let after = {
+                let (c, s) = used.encode(raw);
+                (c, s.to_vec())
+            };
+            (alone, after)
+        };
+        let (alone, after) = encode_both(found);
+        assert_eq!(alone, after);
+        assert_eq!(alone.0, Codec::Zstd, "the frame saves more than 1/32");
+        for len in (40..1200).step_by(3) {
+            let bf16: Vec<u8> = (0..len / 2)
+                .flat_map(|_| {
+                    let x = (next() % 8000) as f32 / 1000.0 - 4.0;
+                    ((x.to_bits() >> 16) as u16).to_le_bytes()
+                })
+                .collect();
+            let (alone, after) = encode_both(&bf16);
+            assert_eq!(alone, after, "length {len}");
+        }
     }
 
     proptest! {

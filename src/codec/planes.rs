@@ -113,7 +113,9 @@ pub fn encode(
     for k in 0..width {
         let plane = &scratch.planes[k * m..(k + 1) * m];
         scratch.frame.clear();
-        scratch.frame.reserve(m);
+        // zstd's worst case, so the outcome never depends on a capacity left
+        // over from an earlier chunk (see `CompressionPolicy::encode`).
+        scratch.frame.reserve(zstd::zstd_safe::compress_bound(m));
         let framed = compress[k]
             && matches!(compressor.compress_to_buffer(plane, &mut scratch.frame), Ok(n) if n < m);
         let (mode, body) = if framed {
