@@ -1,5 +1,5 @@
 //! The writer lease protocol (`blobs/lease.rs`) on every backend: memory,
-//! fs and a real S3 server (SeaweedFS, see `blobs_support`; S3 cases run in
+//! fs and a real S3 server (SeaweedFS, see `support::blobs`; S3 cases run in
 //! a child process holding the credentials, like `blobs_suite.rs`).
 //!
 //! Cases: a second holder is refused with the holder named; an expired
@@ -87,12 +87,7 @@ fn run<F: Future<Output = ()>>(kind: Kind, case: fn(Ctx) -> F) {
         kind,
         dir: tempfile::tempdir().expect("temp dir"),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(case(ctx));
+    crate::support::runtime().block_on(case(ctx));
 }
 
 macro_rules! suite {

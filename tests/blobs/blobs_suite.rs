@@ -1,6 +1,6 @@
 //! One storage suite, every backend: the same cases run against memory, fs,
 //! a real S3 server (SeaweedFS), Azure Blob (Azurite) and GCS
-//! (gcp-storage-emulator), all on 127.0.0.1 (see `blobs_support`).
+//! (gcp-storage-emulator), all on 127.0.0.1 (see `support::blobs`).
 //!
 //! Cases: blob round trip (single and multipart writes), create-only writes
 //! (sequential and racing), ranged reads, the not-found mapping, engine
@@ -34,15 +34,14 @@ use crate::support::blobs::emulators::{
     GCS_EMULATOR_GAPS, azurite, gcs_emulator, run_in_azurite_child,
 };
 use crate::support::blobs::{FlakyProxy, closed_port, in_child, run_in_child, s3_server};
+use crate::support::engine::{EXP, engine_over, noise, req, runtime};
 use bytes::Bytes;
-use eden_cas::auth::token::Secret;
 use eden_cas::blobs::backend::{AzblobOptions, GcsOptions, S3Options};
 use eden_cas::blobs::{
     Backend, BlobConfig, BlobError, BlobStore, PutOutcome, keys, part_bytes_for, probe,
 };
 use eden_cas::engine::ingest::parse_artifact_id;
-use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
-use eden_cas::meta::Meta;
+use eden_cas::engine::{Engine, EngineConfig, EngineError};
 use futures_util::StreamExt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,17 +178,16 @@ impl Ctx {
     }
 
     fn engine_with(&self, blobs: BlobStore, pack_target_bytes: u64) -> Arc<Engine> {
-        let meta = Meta::open(&self.dir.path().join(format!(
+        let meta_dir = self.dir.path().join(format!(
             "meta-{}",
             ulid::Ulid::new().to_string().to_ascii_lowercase()
-        )))
-        .expect("open meta");
+        ));
         let cfg = EngineConfig {
             pack_target_bytes,
             max_artifact_bytes: 1 << 30,
             ..EngineConfig::default()
         };
-        Engine::new(meta, blobs, cfg, Secret::new("suite-admin-token-0123")).expect("engine")
+        engine_over(&meta_dir, blobs, cfg)
     }
 
     fn engine(&self, pack_target_bytes: u64) -> Arc<Engine> {
@@ -222,11 +220,7 @@ fn run<F: Future<Output = ()>>(kind: Kind, name: &str, case: fn(Ctx) -> F) {
             ulid::Ulid::new().to_string().to_ascii_lowercase()
         ),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     match emulator_gap(kind, name) {
         Some(why) => {
             eprintln!("SKIPPED {kind:?}::{name}: {why}; checking that the gap is still there");
@@ -277,31 +271,6 @@ suite!(
     request_counts,
     startup_probe,
 );
-
-/// Deterministic pseudo-random bytes (xorshift).
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 29) as u8
-        })
-        .collect()
-}
-
-const EXP: &str = "exp_00000000000000000000000001";
-
-fn req() -> DepositRequest {
-    DepositRequest {
-        experiment: EXP.into(),
-        created_by: "admin".into(),
-        content_type: "application/octet-stream".into(),
-        filename: None,
-        expires_at: None,
-    }
-}
 
 async fn deposit(engine: &Arc<Engine>, data: &[u8]) -> Result<String, EngineError> {
     let mut ingest = engine.begin_ingest()?;

@@ -4,7 +4,7 @@
 //! each emulator is started once; S3 and Azure cases run in a child process
 //! that holds the credentials (`support::blobs::run_in_child`).
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../support/mod.rs"]
 mod support;
 

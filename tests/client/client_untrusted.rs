@@ -9,10 +9,11 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use crate::support::client::*;
+use crate::support::packs::pack_files;
 use crate::support::server::*;
 
 /// `get` run from `cwd`.
@@ -331,22 +332,6 @@ fn extract_never_replaces_without_force() {
     );
 }
 
-fn pack_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("blobs/packs")];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "pack") {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 /// The digest is checked before anything lands in the target: a bundle
 /// whose stored bytes are corrupt late in the stream (the server cuts the
 /// body short) leaves the target untouched, although its first file had
@@ -371,7 +356,7 @@ fn extract_writes_nothing_before_the_digest_matched() {
         "application/x-tar",
     );
     let id = uri.trim_start_matches("eden://artifacts/").to_string();
-    let packs = pack_files(server.data_dir());
+    let packs = pack_files(&server.data_dir().join("blobs"));
     assert_eq!(packs.len(), 1);
     // Random data is stored raw: tar offsets map to pack offsets + 8.
     let mut pack = fs::read(&packs[0]).unwrap();

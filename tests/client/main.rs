@@ -3,7 +3,7 @@
 //! on loopback. One binary; `cargo test --test client client_resume::` runs
 //! one file's tests.
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../support/mod.rs"]
 mod support;
 

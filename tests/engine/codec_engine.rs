@@ -25,14 +25,6 @@ fn cfg() -> EngineConfig {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 /// Float32 values like trained weights: in (-0.04, 0.04), triangular.
 fn weights(n: usize, seed: u64) -> Vec<f32> {
     noise(n * 8, seed)
@@ -91,7 +83,7 @@ async fn read(f: &Fixture, id: &[u8; 16], start: u64, end: u64) -> Result<Vec<u8
 #[test]
 fn float_data_is_stored_as_byte_planes_and_reads_back_exactly() {
     let f = Fixture::with(cfg());
-    let rt = rt();
+    let rt = runtime();
     let w = weights(150_000, 1);
     let f32_data = f32_bytes(&w);
     let bf16_data = bf16_bytes(&weights(150_000, 2));
@@ -157,7 +149,7 @@ fn float_data_is_stored_as_byte_planes_and_reads_back_exactly() {
 #[test]
 fn fsck_scrub_gc_and_reindex_carry_byte_plane_chunks() {
     let f = Fixture::with(cfg());
-    let rt = rt();
+    let rt = runtime();
     let a = f32_bytes(&weights(120_000, 4));
     let b = f32_bytes(&weights(120_000, 5));
     let ida = rt.block_on(deposit(&f.engine, &a));
@@ -208,7 +200,7 @@ fn fsck_scrub_gc_and_reindex_carry_byte_plane_chunks() {
 #[test]
 fn a_corrupt_byte_plane_chunk_is_caught_marked_bad_and_healed() {
     let f = Fixture::with(cfg());
-    let rt = rt();
+    let rt = runtime();
     let x = f32_bytes(&weights(100_000, 6));
     let id = rt.block_on(deposit(&f.engine, &x));
     let (bad, loc) = chunk_ids(&x, small_chunker())

@@ -6,16 +6,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eden_cas::auth::token::Secret;
 use eden_cas::auth::{GroupId, Principal, WorkerId};
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::engine::ingest::parse_artifact_id;
-use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
+use eden_cas::engine::{Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
-use eden_cas::meta::Meta;
-use eden_cas::pack::{TRAILER_LEN, decode_footer, decode_trailer};
 use futures_util::StreamExt;
 use proptest::prelude::*;
+
+use crate::support::engine::{engine_over, noise, req_as, runtime};
+use crate::support::packs::stored_pack_index;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -25,12 +25,6 @@ struct Fixture {
 
 fn fixture(fs: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let meta = Meta::open(&dir.path().join("meta")).unwrap();
     let blobs = if fs {
         BlobStore::fs(&dir.path().join("blobs")).unwrap()
     } else {
@@ -40,38 +34,16 @@ fn fixture(fs: bool) -> Fixture {
         pack_target_bytes: 2 << 20,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(meta, blobs, cfg, Secret::new("test-admin-token-0123")).unwrap();
+    let engine = engine_over(&dir.path().join("meta"), blobs, cfg);
     Fixture {
         _dir: dir,
-        rt,
+        rt: runtime(),
         engine,
     }
 }
 
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 29) as u8
-        })
-        .collect()
-}
-
 const EXP1: &str = "exp_00000000000000000000000001";
 const EXP2: &str = "exp_00000000000000000000000002";
-
-fn req(exp: &str, by: &str) -> DepositRequest {
-    DepositRequest {
-        experiment: exp.into(),
-        created_by: by.into(),
-        content_type: "application/octet-stream".into(),
-        filename: None,
-        expires_at: None,
-    }
-}
 
 /// Deposits `data` in frames of the given sizes (cycled).
 async fn deposit(
@@ -100,7 +72,7 @@ async fn deposit(
     }
     let prepared = ingest.finish().await.unwrap();
     engine
-        .commit_artifact(prepared, req(exp, by))
+        .commit_artifact(prepared, req_as(exp, by))
         .await
         .unwrap()
         .id
@@ -132,18 +104,7 @@ async fn stored_chunks(engine: &Arc<Engine>) -> (HashMap<Digest, usize>, u64) {
     let mut total = 0;
     for (key, size) in engine.blobs().list(keys::PACKS).await.unwrap() {
         total += size;
-        let tail = engine
-            .blobs()
-            .read_range(&key, size - TRAILER_LEN as u64, TRAILER_LEN as u64)
-            .await
-            .unwrap();
-        let t = decode_trailer(&tail).unwrap();
-        let footer = engine
-            .blobs()
-            .read_range(&key, size - TRAILER_LEN as u64 - t.footer_len, t.footer_len)
-            .await
-            .unwrap();
-        for e in decode_footer(&footer, &t).unwrap() {
+        for e in stored_pack_index(engine.blobs(), &key).await.1 {
             *seen.entry(e.id).or_insert(0) += 1;
         }
     }

@@ -15,29 +15,28 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eden_cas::auth::Principal;
-use eden_cas::auth::token::Secret;
 use eden_cas::blobs::{Backend, BlobConfig, BlobStore, Fault, FaultPlan, FaultSpec, keys};
-use eden_cas::chunking::{ChunkerParams, StreamChunker};
 use eden_cas::engine::ingest::{MANIFEST_MAGIC, parse_artifact_id};
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest, parse_session_id};
-use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
+use eden_cas::engine::{Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
-use eden_cas::meta::Meta;
 use eden_cas::meta::records::{ArtifactRecord, ManifestEntry};
+use eden_cas::pack::HEADER_MAGIC;
 use futures_util::StreamExt;
 
-const EXP: &str = "exp_00000000000000000000000001";
+use crate::support::engine::{EXP, chunks_of, engine_over, frames, noise, req};
+
 /// Every test body runs under this bound.
 const TEST_LIMIT: Duration = Duration::from_secs(60);
 /// Retries of the blob store under test (each costs ≥ 50 ms of backoff).
 const RETRIES: usize = 2;
 /// Pack header (`EDENPK01`): chunk bytes start after it.
-const PACK_HEADER_LEN: u64 = 8;
+const PACK_HEADER_LEN: u64 = HEADER_MAGIC.len() as u64;
 
 /// An engine over a fresh data dir whose blob store follows `plan`.
 pub struct Fixture {
-    /// The data dir (`meta/`, `blobs/`).
-    pub dir: tempfile::TempDir,
+    /// The data dir (`meta/`, `blobs/`), removed when the fixture drops.
+    _dir: tempfile::TempDir,
     /// The engine.
     pub engine: Arc<Engine>,
     /// The fault plan under the engine's blob store.
@@ -55,13 +54,16 @@ pub fn fixture_with_cache(chunk_cache_bytes: u64) -> Fixture {
     cfg.chunk_cache_bytes = chunk_cache_bytes;
     cfg.faults = Some(Arc::clone(&plan));
     let blobs = BlobStore::open(&cfg).unwrap();
-    let meta = Meta::open(&dir.path().join("meta")).unwrap();
     let ecfg = EngineConfig {
         pack_target_bytes: 2 << 20,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(meta, blobs, ecfg, Secret::new("test-admin-token-0123")).unwrap();
-    Fixture { dir, engine, plan }
+    let engine = engine_over(&dir.path().join("meta"), blobs, ecfg);
+    Fixture {
+        _dir: dir,
+        engine,
+        plan,
+    }
 }
 
 /// A fixture with the fs defaults.
@@ -73,28 +75,6 @@ async fn bounded<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(TEST_LIMIT, f)
         .await
         .expect("test exceeded its time bound")
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 29) as u8
-        })
-        .collect()
-}
-
-fn req() -> DepositRequest {
-    DepositRequest {
-        experiment: EXP.into(),
-        created_by: "admin".into(),
-        content_type: "application/octet-stream".into(),
-        filename: None,
-        expires_at: None,
-    }
 }
 
 /// Deposits `data` in frames of `frame` bytes.
@@ -180,25 +160,6 @@ fn is_integrity(err: &EngineError) -> bool {
 }
 
 /// Chunks of `data` as the engine's default chunker cuts them.
-fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
-    let mut c = StreamChunker::new(ChunkerParams::default()).unwrap();
-    let mut out = Vec::new();
-    c.push(data, |x| out.push(x.to_vec()));
-    c.finish(|x| out.push(x.to_vec()));
-    out
-}
-
-/// Upload-session frames: `[id 32][len u32 LE][bytes]`…
-fn frames(chunks: &[Vec<u8>]) -> Bytes {
-    let mut out = Vec::new();
-    for c in chunks {
-        out.extend_from_slice(Digest::of(c).as_bytes());
-        out.extend_from_slice(&(c.len() as u32).to_le_bytes());
-        out.extend_from_slice(c);
-    }
-    Bytes::from(out)
-}
-
 /// The manifest object of `rec` in the blob store is complete: magic, the
 /// CBOR head hashing to the manifest id, then every entry of the manifest.
 async fn assert_manifest_object_complete(e: &Arc<Engine>, rec: &ArtifactRecord) {

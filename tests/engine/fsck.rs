@@ -9,18 +9,19 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use eden_cas::auth::Principal;
-use eden_cas::auth::token::Secret;
-use eden_cas::blobs::{BlobStore, keys};
-use eden_cas::chunking::{ChunkerParams, StreamChunker};
+use eden_cas::blobs::keys;
 use eden_cas::engine::fsck::ProblemKind;
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest, parse_session_id};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError, FsckReport};
 use eden_cas::hash::Digest;
-use eden_cas::meta::Meta;
 use eden_cas::meta::records::{ChunkLocation, ManifestEntry};
 use futures_util::StreamExt;
 use serde_json::Value;
+
+use crate::support::engine::{ADMIN_TOKEN, chunks_of, frames, noise, open, req_as, runtime};
+use crate::support::packs::flip;
+use crate::support::server::{Server, deposit_ok, exp_id, register_worker};
 
 const EXP: &str = "exp_00000000000000000000000001";
 const EXP2: &str = "exp_00000000000000000000000002";
@@ -34,15 +35,9 @@ struct Store {
 
 impl Store {
     fn new() -> Store {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
         let mut s = Store {
-            dir,
-            rt,
+            dir: tempfile::tempdir().unwrap(),
+            rt: runtime(),
             engine: None,
         };
         s.open();
@@ -50,15 +45,12 @@ impl Store {
     }
 
     fn open(&mut self) {
-        let meta = Meta::open(&self.dir.path().join("meta")).unwrap();
-        let blobs = BlobStore::fs(&self.dir.path().join("blobs")).unwrap();
         let cfg = EngineConfig {
             pack_target_bytes: 1 << 20,
             compression_level: 0,
             ..EngineConfig::default()
         };
-        let engine = Engine::new(meta, blobs, cfg, Secret::new("test-admin-token-0123")).unwrap();
-        self.engine = Some(engine);
+        self.engine = Some(open(self.dir.path(), cfg));
     }
 
     /// Drops the engine (and its RocksDB lock) so the binary can open it.
@@ -75,11 +67,8 @@ impl Store {
         let data = Bytes::copy_from_slice(data);
         self.rt.block_on(async move {
             let req = DepositRequest {
-                experiment: exp.into(),
-                created_by: "admin".into(),
-                content_type: "application/octet-stream".into(),
-                filename: None,
                 expires_at,
+                ..req_as(exp, "admin")
             };
             e.deposit_bytes(req, data).await.unwrap().id
         })
@@ -130,42 +119,6 @@ impl Store {
     }
 }
 
-fn flip(path: &Path, offset: u64) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[offset as usize] ^= 0x01;
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 29) as u8
-        })
-        .collect()
-}
-
-fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
-    let mut c = StreamChunker::new(ChunkerParams::default()).unwrap();
-    let mut out = Vec::new();
-    c.push(data, |x| out.push(x.to_vec()));
-    c.finish(|x| out.push(x.to_vec()));
-    out
-}
-
-fn frames(chunks: &[&[u8]]) -> Bytes {
-    let mut out = Vec::new();
-    for c in chunks {
-        out.extend_from_slice(blake3::hash(c).as_bytes());
-        out.extend_from_slice(&(c.len() as u32).to_le_bytes());
-        out.extend_from_slice(c);
-    }
-    Bytes::from(out)
-}
-
 fn kinds(r: &FsckReport) -> Vec<ProblemKind> {
     r.problems.iter().map(|p| p.kind).collect()
 }
@@ -193,7 +146,7 @@ fn fsck_bin(dir: &Path, args: &[&str]) -> (i32, String, String) {
         .arg("--data-dir")
         .arg(dir)
         .args(args)
-        .env("EDEN_CAS_ADMIN_TOKEN", "test-admin-token-0123")
+        .env("EDEN_CAS_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -694,10 +647,10 @@ fn footer_index_and_manifest_damage_is_reported() {
 
 #[test]
 fn the_admin_endpoint_answers_the_report() {
-    let server = crate::support::server::Server::start_with(&["--scrub-bytes-per-hour", "0"]);
-    let exp = crate::support::server::exp_id();
+    let server = Server::start_with(&["--scrub-bytes-per-hour", "0"]);
+    let exp = exp_id();
     let admin = server.admin_bearer();
-    crate::support::server::deposit_ok(&server, &exp, &admin, &noise(100_000, 30), "text/plain");
+    deposit_ok(&server, &exp, &admin, &noise(100_000, 30), "text/plain");
     let url = format!("{}/cas/v1/admin/fsck", server.base_url());
     let post = |bearer: Option<&str>, query: &str| {
         let mut rb = server.client().post(format!("{url}{query}"));
@@ -718,7 +671,7 @@ fn the_admin_endpoint_answers_the_report() {
         post(Some("admin:wrong-token-000000"), "").status().as_u16(),
         401
     );
-    let (_, worker) = crate::support::server::register_worker(&server, &exp);
+    let (_, worker) = register_worker(&server, &exp);
     assert_eq!(post(Some(&worker), "").status().as_u16(), 403);
     assert_eq!(post(Some(&admin), "?deep=maybe").status().as_u16(), 400);
     let metrics = server.metrics_text();

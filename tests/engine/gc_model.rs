@@ -244,11 +244,6 @@ proptest! {
 
     #[test]
     fn lifecycle_matches_the_model(ops in prop::collection::vec(op(), 1..40)) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(run(ops));
+        runtime().block_on(run(ops));
     }
 }

@@ -4,34 +4,11 @@
 //! again stores a fresh copy, and both the old and the new artifact read
 //! back byte-identical. No scrubber pass runs in these tests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::support::engine::*;
+use crate::support::packs::{flip, pack_files};
 use eden_cas::engine::EngineError;
-
-fn pack_files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.join("packs")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "pack") {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Content of many small chunks (raw: compression is off in the fixture,
 /// so pack offsets are content offsets plus the 8-byte header).
@@ -101,12 +78,6 @@ fn chunk_list(data: &[u8]) -> Vec<Vec<u8>> {
     c.push(data, |x: &[u8]| out.push(x.to_vec()));
     c.finish(|x: &[u8]| out.push(x.to_vec()));
     out
-}
-
-fn flip(path: &Path, offset: usize) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[offset] ^= 0x01;
-    std::fs::write(path, bytes).unwrap();
 }
 
 #[test]

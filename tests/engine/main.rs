@@ -5,7 +5,7 @@
 //! actix are linked once; `cargo test --test engine gc_model::` runs one
 //! file's tests.
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -20,30 +20,22 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use eden_cas::auth::Principal;
-use eden_cas::auth::token::Secret;
 use eden_cas::blobs::BlobStore;
-use eden_cas::chunking::{ChunkerParams, StreamChunker};
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest, parse_session_id};
-use eden_cas::engine::{DepositReceipt, DepositRequest, Engine, EngineConfig};
+use eden_cas::engine::{DepositReceipt, Engine, EngineConfig};
 use eden_cas::hash::Digest;
 use eden_cas::http::v1::dto::artifact_json;
-use eden_cas::meta::Meta;
 use eden_cas::meta::records::ManifestEntry;
 use proptest::prelude::*;
 use serde_json::Value;
 
+use crate::support::engine::{
+    chunks_with, engine_over, frames, noise, req_as, runtime, small_chunker,
+};
+
 const EXP: &str = "exp_00000000000000000000000001";
 const OTHER_EXP: &str = "exp_00000000000000000000000002";
-
-fn chunker() -> ChunkerParams {
-    ChunkerParams {
-        min_bytes: 1024,
-        avg_bytes: 4096,
-        max_bytes: 16384,
-        normalization: 1,
-    }
-}
 
 struct Store {
     _dir: tempfile::TempDir,
@@ -54,18 +46,6 @@ struct Store {
     groups: Vec<String>,
     /// Artifact ids, by deposit index (`None`: not deposited here).
     artifacts: HashMap<usize, [u8; 16]>,
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 29) as u8
-        })
-        .collect()
 }
 
 fn text(n: usize, seed: u64) -> Vec<u8> {
@@ -98,12 +78,9 @@ fn contents() -> Vec<Vec<u8>> {
     ]
 }
 
+/// `data` cut as the stores cut it (small chunks).
 fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
-    let mut c = StreamChunker::new(chunker()).unwrap();
-    let mut out = Vec::new();
-    c.push(data, |x: &[u8]| out.push(x.to_vec()));
-    c.finish(|x: &[u8]| out.push(x.to_vec()));
-    out
+    chunks_with(data, small_chunker())
 }
 
 #[derive(Clone, Debug)]
@@ -169,20 +146,13 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn open_store(rt: &tokio::runtime::Runtime, s: &Setup) -> Store {
     let dir = tempfile::tempdir().unwrap();
-    let meta = Meta::open(&dir.path().join("meta")).unwrap();
     let cfg = EngineConfig {
-        chunker: chunker(),
+        chunker: small_chunker(),
         pack_target_bytes: 1 << 20,
         compression_level: 3,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(
-        meta,
-        BlobStore::memory().unwrap(),
-        cfg,
-        Secret::new("test-admin-token-0123"),
-    )
-    .unwrap();
+    let engine = engine_over(&dir.path().join("meta"), BlobStore::memory().unwrap(), cfg);
     rt.block_on(async {
         let mut workers = Vec::new();
         for _ in 0..s.workers {
@@ -269,13 +239,7 @@ impl Store {
     ) -> Vec<Value> {
         let p = self.principal(who);
         let e = &self.engine;
-        let req = DepositRequest {
-            experiment: EXP.into(),
-            created_by: p.to_string(),
-            content_type: "application/octet-stream".into(),
-            filename: None,
-            expires_at: None,
-        };
+        let req = req_as(EXP, &p.to_string());
         let mut seen = Vec::new();
         let receipt = if session {
             let chunks = chunks_of(data);
@@ -289,18 +253,16 @@ impl Store {
             seen.push(Value::from(
                 missing.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
             ));
-            let mut body = Vec::new();
             let mut sent = BTreeSet::new();
-            for c in &chunks {
-                let id = Digest::of(c);
-                if missing.contains(&id) && sent.insert(id) {
-                    body.extend_from_slice(id.as_bytes());
-                    body.extend_from_slice(&(c.len() as u32).to_le_bytes());
-                    body.extend_from_slice(c);
-                }
-            }
+            let send: Vec<&Vec<u8>> = chunks
+                .iter()
+                .filter(|c| {
+                    let id = Digest::of(c);
+                    missing.contains(&id) && sent.insert(id)
+                })
+                .collect();
             let mut batch = e.begin_chunk_batch(EXP, &p, &sid).await.unwrap();
-            batch.push(Bytes::from(body)).await.unwrap();
+            batch.push(frames(&send)).await.unwrap();
             let out = batch.finish().await.unwrap();
             seen.push(serde_json::json!([out.received, out.stored_new]));
             let st = e.upload_status(EXP, &p, &sid, None, 10_000).await.unwrap();
@@ -358,13 +320,7 @@ impl Store {
     }
 
     async fn foreign(&self, data: &[u8]) {
-        let req = DepositRequest {
-            experiment: OTHER_EXP.into(),
-            created_by: "admin".into(),
-            content_type: "application/octet-stream".into(),
-            filename: None,
-            expires_at: None,
-        };
+        let req = req_as(OTHER_EXP, "admin");
         self.engine
             .deposit_bytes(req, Bytes::copy_from_slice(data))
             .await
@@ -454,11 +410,7 @@ async fn run(
 }
 
 fn differential(s: &Setup, ops: &[Op]) -> Result<(), TestCaseError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let pool = contents();
     let mut full = open_store(&rt, s);
     let all_seen = rt.block_on(run(&mut full, ops, &pool, &|_| true));
@@ -513,11 +465,7 @@ proptest! {
 /// "missing" says present however many unreadable references come first.
 #[test]
 fn presence_is_exact_past_many_unreadable_references() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let s = Setup {
         workers: 3,
         admins: vec![false, false, false],
@@ -563,11 +511,7 @@ fn presence_is_exact_past_many_unreadable_references() {
 /// full pages of its own, and no cursor names an artifact it cannot read.
 #[test]
 fn listing_pages_are_full_and_cursors_name_readable_artifacts() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let s = Setup {
         workers: 2,
         admins: vec![false, false],

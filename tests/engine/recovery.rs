@@ -6,8 +6,6 @@
 //! end-to-end run of the binary (`POST /cas/v1/admin/backup`, `restore`,
 //! `reindex`).
 
-use crate::support::v1;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eden_cas::auth::token::Secret;
 use eden_cas::auth::{Credentials, Principal, WorkerId};
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::config::{Config, Overrides};
@@ -31,8 +28,10 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use ulid::Ulid;
 
+use crate::support::engine::{engine_over, noise, req_as, runtime};
+use crate::support::v1;
+
 const EXP: &str = "exp_00000000000000000000000001";
-const ADMIN_TOKEN: &str = "test-admin-token-0123";
 
 /// A data directory: `meta/` (RocksDB) and `blobs/` (fs blob store).
 struct Store {
@@ -60,12 +59,11 @@ impl Store {
     }
 
     fn engine(&self) -> Arc<Engine> {
-        let meta = Meta::open(&self.meta_dir()).unwrap();
         let cfg = EngineConfig {
             pack_target_bytes: 256 << 10,
             ..EngineConfig::default()
         };
-        Engine::new(meta, self.blobs(), cfg, Secret::new(ADMIN_TOKEN)).unwrap()
+        engine_over(&self.meta_dir(), self.blobs(), cfg)
     }
 
     /// Closes the engine (waiting for background tasks to let go of it).
@@ -97,25 +95,14 @@ impl Store {
     }
 }
 
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 29) as u8
-        })
-        .collect()
-}
-
+/// A deposit by `by` with every optional field set, so that a rebuilt
+/// record is seen to carry them all.
 fn req(by: &str) -> DepositRequest {
     DepositRequest {
-        experiment: EXP.into(),
-        created_by: by.into(),
         content_type: "application/x-test".into(),
         filename: Some("f.bin".into()),
         expires_at: Some(4_000_000_000),
+        ..req_as(EXP, by)
     }
 }
 
@@ -578,11 +565,7 @@ fn config(data: &Path) -> Config {
 fn open_engine_reindexes_a_new_meta_dir_over_an_existing_blob_store() {
     let store = Store::new();
     let cfg = config(&store.data);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     // A brand-new store: nothing to rebuild, nothing owed.
     let engine = eden_cas::server::open_engine(&cfg).unwrap();
     assert!(!recovery::reindex_pending(engine.meta()).unwrap());
@@ -635,7 +618,7 @@ fn binary_backup_over_http_then_offline_restore_end_to_end() {
     let admin = server.admin_bearer();
     let exp = exp_id();
     let (_, worker) = register_worker(&server, &exp);
-    let early = v1::noise(700_000, 31);
+    let early = noise(700_000, 31);
     let a = v1::deposit_ok(&server, &exp, &worker, &early);
     let a_id = a["id"].as_str().unwrap().to_string();
 
@@ -660,7 +643,7 @@ fn binary_backup_over_http_then_offline_restore_end_to_end() {
     assert_eq!(keys(&made), vec!["bytes", "files", "name"]);
 
     let mut late = early[..300_000].to_vec();
-    late.extend(v1::noise(200_000, 32));
+    late.extend(noise(200_000, 32));
     let b = v1::deposit_ok(&server, &exp, &worker, &late);
     let b_id = b["id"].as_str().unwrap().to_string();
     let b_manifest_blake3 = v1::b3(&late);

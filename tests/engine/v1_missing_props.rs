@@ -10,17 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use eden_cas::auth::token::Secret;
 use eden_cas::auth::{GroupId, Principal, WorkerId, is_transitive_member};
 use eden_cas::blobs::BlobStore;
-use eden_cas::chunking::{ChunkerParams, StreamChunker};
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest, parse_session_id};
-use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
+use eden_cas::engine::{Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
-use eden_cas::meta::Meta;
 use eden_cas::meta::records::{EndReason, ManifestEntry};
 use proptest::prelude::*;
+
+use crate::support::engine::{chunks_of, engine_over, frames, noise, req_as, runtime};
 
 const EXPS: [&str; 2] = [
     "exp_00000000000000000000000001",
@@ -35,48 +34,16 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let meta = Meta::open(&dir.path().join("meta")).unwrap();
     let cfg = EngineConfig {
         pack_target_bytes: 2 << 20,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(
-        meta,
-        BlobStore::memory().unwrap(),
-        cfg,
-        Secret::new("test-admin-token-0123"),
-    )
-    .unwrap();
+    let engine = engine_over(&dir.path().join("meta"), BlobStore::memory().unwrap(), cfg);
     Fixture {
         _dir: dir,
-        rt,
+        rt: runtime(),
         engine,
     }
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 29) as u8
-        })
-        .collect()
-}
-
-fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
-    let mut c = StreamChunker::new(ChunkerParams::default()).unwrap();
-    let mut out = Vec::new();
-    c.push(data, |x| out.push(x.to_vec()));
-    c.finish(|x| out.push(x.to_vec()));
-    out
 }
 
 /// Contents that share chunks: three bases, two concatenations, a prefix.
@@ -90,26 +57,6 @@ fn contents() -> Vec<Vec<u8>> {
         [base[2].clone(), base[0].clone()].concat(),
         base[1][..40_000].to_vec(),
     ]
-}
-
-fn frames(chunks: &[&[u8]]) -> Bytes {
-    let mut out = Vec::new();
-    for c in chunks {
-        out.extend_from_slice(blake3::hash(c).as_bytes());
-        out.extend_from_slice(&(c.len() as u32).to_le_bytes());
-        out.extend_from_slice(c);
-    }
-    Bytes::from(out)
-}
-
-fn req(exp: &str, by: &str) -> DepositRequest {
-    DepositRequest {
-        experiment: exp.into(),
-        created_by: by.into(),
-        content_type: "application/octet-stream".into(),
-        filename: None,
-        expires_at: None,
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -265,7 +212,7 @@ proptest! {
                     }
                     Op::Deposit { exp, who, content } => {
                         let by = model[exp].principal(who);
-                        let r = f.engine.deposit_bytes(req(EXPS[exp], &by), Bytes::from(pool[content].clone())).await.unwrap();
+                        let r = f.engine.deposit_bytes(req_as(EXPS[exp], &by), Bytes::from(pool[content].clone())).await.unwrap();
                         model[exp].artifacts.push(ModelArtifact { id: r.id, owner: by, content, grants: vec![], alive: true });
                     }
                     Op::Group { exp, admins, members, nest } => {

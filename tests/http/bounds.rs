@@ -9,7 +9,7 @@
 //!   reservations);
 //! - upload sessions honour their claimed size and the cap as bytes arrive.
 //!
-//! Quotas are in `tests/quota.rs`.
+//! Quotas are in `tests/http/quota.rs`.
 
 use crate::support::raw;
 use crate::support::v1;

@@ -4,13 +4,14 @@
 //! ranges across chunk boundaries, and the admin fsck (deep) verifies it;
 //! `--byte-planes false` turns the codec off.
 
-use crate::support::v1;
-
 use std::path::Path;
 
 use crate::support::server::*;
-use eden_cas::pack::{Codec, TRAILER_LEN, decode_footer, decode_trailer};
+use eden_cas::pack::Codec;
 use serde_json::Value;
+
+use crate::support::packs::{pack_file_bytes, pack_files, pack_index};
+use crate::support::v1;
 
 /// Float32 weights in (-0.04, 0.04), triangular like a sum of two uniforms.
 fn checkpoint(n: usize, seed: u64) -> Vec<u8> {
@@ -27,40 +28,11 @@ fn checkpoint(n: usize, seed: u64) -> Vec<u8> {
 
 /// Codecs of every footer entry of every pack under the data dir.
 fn footer_codecs(data_dir: &Path) -> Vec<Codec> {
-    let mut out = Vec::new();
-    let mut stack = vec![data_dir.join("blobs/packs")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "pack") {
-                let b = std::fs::read(&p).unwrap();
-                let t = decode_trailer(&b[b.len() - TRAILER_LEN..]).unwrap();
-                let end = b.len() - TRAILER_LEN;
-                let footer = &b[end - t.footer_len as usize..end];
-                out.extend(decode_footer(footer, &t).unwrap().iter().map(|e| e.codec));
-            }
-        }
-    }
-    out
-}
-
-/// Bytes of all pack objects under the data dir's fs blob store.
-fn pack_bytes(data_dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![data_dir.join("blobs/packs")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "pack") {
-                total += e.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
-    }
-    total
+    pack_files(&data_dir.join("blobs"))
+        .iter()
+        .flat_map(|p| pack_index(&std::fs::read(p).unwrap()).1)
+        .map(|e| e.codec)
+        .collect()
 }
 
 fn deep_fsck(server: &Server) -> Value {
@@ -84,7 +56,7 @@ fn a_float32_checkpoint_is_stored_as_byte_planes_and_reads_back_exactly() {
     let id = v["id"].as_str().unwrap().to_string();
     // Dedup figures no longer carry stored lengths (invariant 4): the
     // saving is measured on the pack objects themselves.
-    let stored = pack_bytes(server.data_dir());
+    let stored = pack_file_bytes(&server.data_dir().join("blobs"));
     assert!(
         stored * 100 < data.len() as u64 * 90,
         "stored {stored} of {}",

@@ -3,31 +3,9 @@
 //! response cut short of its Content-Length — never a complete wrong body.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 
+use crate::support::packs::{flip, pack_files};
 use crate::support::server::*;
-
-fn pack_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("blobs/packs")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "pack") {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-fn flip(path: &Path, offset: u64) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[offset as usize] ^= 0x01;
-    std::fs::write(path, bytes).unwrap();
-}
 
 #[test]
 fn corrupt_small_artifact_is_an_error_status() {
@@ -36,7 +14,7 @@ fn corrupt_small_artifact_is_an_error_status() {
     let admin = server.admin_bearer();
     let bytes = random_bytes(300_000);
     let uri = deposit_ok(&server, &exp, &admin, &bytes, "application/octet-stream");
-    let packs = pack_files(server.data_dir());
+    let packs = pack_files(&server.data_dir().join("blobs"));
     assert_eq!(packs.len(), 1);
     flip(&packs[0], 8 + 1000);
     let resp = fetch(&server, &exp, &admin, &uri);
@@ -62,7 +40,7 @@ fn corruption_late_in_a_large_artifact_cuts_the_body_short() {
     let admin = server.admin_bearer();
     let bytes = random_bytes(40 << 20);
     let uri = deposit_ok(&server, &exp, &admin, &bytes, "application/octet-stream");
-    let packs = pack_files(server.data_dir());
+    let packs = pack_files(&server.data_dir().join("blobs"));
     assert_eq!(packs.len(), 1);
     // Random data is stored raw, so chunk bytes sit at the same offsets as in
     // the artifact (after the 8-byte header): corrupt 35 MiB in.

@@ -4,7 +4,7 @@
 //! corruption on disk, bounds and the blob-store lease. One binary;
 //! `cargo test --test http v0_auth::` runs one file's tests.
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../support/mod.rs"]
 mod support;
 

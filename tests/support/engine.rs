@@ -1,11 +1,12 @@
-//! Shared fixtures for engine-level integration tests (GC, lifecycle):
-//! an engine over real RocksDB and a real fs blob store in a temp dir, plus
-//! deposit, fetch and storage-inspection helpers.
+//! Shared fixtures for engine-level integration tests: an engine over real
+//! RocksDB and a real blob store ([`engine_over`]; [`Fixture`] puts both in
+//! a temp dir on fs), plus deposit, fetch, session and storage-inspection
+//! helpers. Re-exports the test data helpers of [`super`].
 
 #![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,11 +20,18 @@ use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
 use eden_cas::meta::Meta;
 use eden_cas::meta::records::ManifestEntry;
-use eden_cas::pack::{TRAILER_LEN, decode_trailer};
+use eden_cas::pack::{HEADER_MAGIC, TRAILER_LEN};
 use futures_util::StreamExt;
+
+use super::packs::stored_pack_index;
+
+pub use super::{chunks_of, chunks_with, frames, noise, runtime};
 
 /// The experiment every fixture deposits into.
 pub const EXP: &str = "exp_00000000000000000000000001";
+
+/// The admin token of every engine opened here.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123";
 
 /// Small chunks (1/4/16 KiB), so small test data spans many chunks.
 pub fn small_chunker() -> ChunkerParams {
@@ -65,35 +73,34 @@ impl Fixture {
     }
 }
 
-/// Opens the engine of a data dir (`meta/`, `blobs/`).
-pub fn open(dir: &std::path::Path, cfg: EngineConfig) -> Arc<Engine> {
-    let meta = Meta::open(&dir.join("meta")).expect("open meta");
+/// Opens the engine of a data dir (`meta/`, `blobs/` on fs).
+pub fn open(dir: &Path, cfg: EngineConfig) -> Arc<Engine> {
     let blobs = BlobStore::fs(&dir.join("blobs")).expect("open blobs");
-    Engine::new(meta, blobs, cfg, Secret::new("test-admin-token-0123")).expect("engine")
+    engine_over(&dir.join("meta"), blobs, cfg)
+}
+
+/// An engine over RocksDB in `meta_dir` (created if absent) and `blobs`,
+/// with [`ADMIN_TOKEN`] as its admin token.
+pub fn engine_over(meta_dir: &Path, blobs: BlobStore, cfg: EngineConfig) -> Arc<Engine> {
+    let meta = Meta::open(meta_dir).expect("open meta");
+    Engine::new(meta, blobs, cfg, Secret::new(ADMIN_TOKEN)).expect("engine")
 }
 
 /// A deposit request by the admin into [`EXP`].
 pub fn req() -> DepositRequest {
+    req_as(EXP, "admin")
+}
+
+/// A deposit request by `by` (a principal's name) into `exp`: opaque bytes,
+/// no filename, no expiry.
+pub fn req_as(exp: &str, by: &str) -> DepositRequest {
     DepositRequest {
-        experiment: EXP.into(),
-        created_by: "admin".into(),
+        experiment: exp.into(),
+        created_by: by.into(),
         content_type: "application/octet-stream".into(),
         filename: None,
         expires_at: None,
     }
-}
-
-/// Pseudo-random bytes from a seed (xorshift).
-pub fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 29) as u8
-        })
-        .collect()
 }
 
 /// Deposits `data` as the admin; returns the artifact id.
@@ -144,12 +151,8 @@ pub async fn stored(engine: &Arc<Engine>) -> Stored {
     for (key, size) in blobs.list(keys::PACKS).await.expect("list packs") {
         s.packs += 1;
         s.bytes += size;
-        let tail = blobs
-            .read_range(&key, size - TRAILER_LEN as u64, TRAILER_LEN as u64)
-            .await
-            .expect("read trailer");
-        let t = decode_trailer(&tail).expect("complete pack");
-        s.chunk_bytes += size - 8 - t.footer_len - TRAILER_LEN as u64;
+        let (t, _) = stored_pack_index(blobs, &key).await;
+        s.chunk_bytes += size - (HEADER_MAGIC.len() + TRAILER_LEN) as u64 - t.footer_len;
     }
     s.manifests = blobs
         .list(keys::MANIFESTS)
@@ -174,15 +177,10 @@ pub fn indexed(engine: &Arc<Engine>) -> Vec<(Digest, u32)> {
 
 /// Chunk ids of content as the engine cuts it with `params`.
 pub fn chunk_ids(data: &[u8], params: ChunkerParams) -> HashSet<Digest> {
-    let mut ids = HashSet::new();
-    let mut c = eden_cas::chunking::StreamChunker::new(params).expect("chunker");
-    c.push(data, &mut |chunk: &[u8]| {
-        ids.insert(Digest::of(chunk));
-    });
-    c.finish(&mut |chunk: &[u8]| {
-        ids.insert(Digest::of(chunk));
-    });
-    ids
+    chunks_with(data, params)
+        .iter()
+        .map(|c| Digest::of(c))
+        .collect()
 }
 
 /// Opens an upload session as the admin in [`EXP`].
@@ -196,17 +194,11 @@ pub async fn open_session(engine: &Arc<Engine>) -> [u8; 16] {
 
 /// Sends `chunks` (each taken as one chunk) to a session in one batch.
 pub async fn send_chunks(engine: &Arc<Engine>, session: &[u8; 16], chunks: &[&[u8]]) {
-    let mut body = Vec::new();
-    for chunk in chunks {
-        body.extend_from_slice(Digest::of(chunk).as_bytes());
-        body.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
-        body.extend_from_slice(chunk);
-    }
     let mut batch = engine
         .begin_chunk_batch(EXP, &Principal::Admin, session)
         .await
         .expect("begin batch");
-    batch.push(Bytes::from(body)).await.expect("push batch");
+    batch.push(frames(chunks)).await.expect("push batch");
     batch.finish().await.expect("finish batch");
 }
 

@@ -1,8 +1,6 @@
 //! Raw HTTP/1.1 over a TCP socket, for the clients no HTTP library will
 //! impersonate: one that stops mid-body, one that waits for
 //! `100 Continue`, one that keeps the socket open after sending too much.
-//!
-//! Included with `#[path = "common/raw.rs"] mod raw;` next to `mod common;`.
 
 #![allow(dead_code)]
 

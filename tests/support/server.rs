@@ -1,4 +1,4 @@
-//! Test harness shared by the `v0_*` integration tests: it runs the real
+//! Test harness shared by the HTTP integration tests: it runs the real
 //! `eden-cas` binary on a loopback port over a temporary data directory and
 //! talks to it only over HTTP, the way EDEN's client does.
 //!

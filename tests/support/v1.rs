@@ -1,15 +1,14 @@
 //! Helpers for the `/cas/v1/` integration tests: request builders, the
-//! native problem vocabulary, client-side chunking and frame encoding.
-//!
-//! Included with `#[path = "common/v1.rs"] mod v1;` next to `mod common;`.
+//! native problem vocabulary, client-side chunking and frame encoding (the
+//! last two from [`super`]), against a [`Server`].
 
 #![allow(dead_code)]
 
-use eden_cas::chunking::{ChunkerParams, StreamChunker};
 use reqwest::Method;
 use reqwest::blocking::{RequestBuilder, Response};
 use serde_json::Value;
 
+pub use super::noise;
 use super::server::{ACCEPT, Server, check_problem_envelope, header, send};
 
 /// The problem types `/cas/v1/` may answer with, beyond EDEN's.
@@ -133,26 +132,9 @@ pub fn assert_problem(resp: Response, status: u16, type_uri: &str) -> Value {
     v
 }
 
-/// Deterministic pseudo-random bytes (xorshift).
-pub fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 29) as u8
-        })
-        .collect()
-}
-
 /// The server's default FastCDC chunks of `data`, as a client would cut them.
 pub fn chunks(data: &[u8]) -> Vec<Vec<u8>> {
-    let mut c = StreamChunker::new(ChunkerParams::default()).expect("chunker");
-    let mut out = Vec::new();
-    c.push(data, |x| out.push(x.to_vec()));
-    c.finish(|x| out.push(x.to_vec()));
-    out
+    super::chunks_of(data)
 }
 
 /// Lowercase hex BLAKE3 of `bytes`.
@@ -160,15 +142,9 @@ pub fn b3(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-/// Encodes chunks as `[id 32][len u32 LE][bytes]` frames.
+/// [`super::frames`] as a request body a test can still edit.
 pub fn frames(chunks: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for c in chunks {
-        out.extend_from_slice(blake3::hash(c).as_bytes());
-        out.extend_from_slice(&(c.len() as u32).to_le_bytes());
-        out.extend_from_slice(c);
-    }
-    out
+    super::frames(chunks).to_vec()
 }
 
 /// Creates an upload session; returns its id.
