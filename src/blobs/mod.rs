@@ -2,7 +2,9 @@
 //! gcs, azblob — see [`backend`]) with timeout, retry, concurrency and
 //! tracing layers, the key layout of packs and manifests ([`keys`]), the
 //! startup probe ([`probe`]), the single-writer lease ([`lease`]), per-kind request counters, a cache of
-//! verified chunks ([`cache`]) and, for tests, fault injection ([`faults`]).
+//! verified chunks ([`cache`]) and, for tests, fault injection (`faults`,
+//! compiled only with the `faults` cargo feature, which the test targets
+//! enable and release builds never do).
 //!
 //! Keeps invariant 5 (no overwrite): every object is written create-only
 //! (`If-None-Match: *` on object stores, `O_EXCL`-style on fs), and a
@@ -16,6 +18,7 @@
 pub mod backend;
 pub mod cache;
 mod counters;
+#[cfg(feature = "faults")]
 pub mod faults;
 pub mod keys;
 pub mod lease;
@@ -33,6 +36,7 @@ pub use backend::{Backend, BlobSettings, SettingError};
 pub use cache::ChunkCache;
 use counters::WriteModel;
 pub use counters::{BlobCounters, RequestCounts};
+#[cfg(feature = "faults")]
 pub use faults::{Fault, FaultLayer, FaultPlan, FaultSpec};
 
 /// Errors of the blob layer. "Object absent" is the only not-found.
@@ -99,9 +103,10 @@ pub struct BlobConfig {
     /// Size bound of the verified-chunk cache; 0 disables it
     /// (`chunk-cache-bytes`).
     pub chunk_cache_bytes: u64,
-    /// Tests only: a fault plan applied under every other layer (see
-    /// [`faults`]). No setting, variable or flag reaches it; `None` by
-    /// default.
+    /// Tests only (`faults` feature): a fault plan applied under every
+    /// other layer (see [`faults`]). No setting, variable or flag reaches
+    /// it; `None` by default.
+    #[cfg(feature = "faults")]
     pub faults: Option<Arc<FaultPlan>>,
 }
 
@@ -129,6 +134,7 @@ impl BlobConfig {
             max_concurrency: 64,
             part_bytes: part_bytes_for(64 << 20),
             chunk_cache_bytes,
+            #[cfg(feature = "faults")]
             faults: None,
         }
     }
@@ -170,6 +176,7 @@ fn layered(op: Operator, cfg: &BlobConfig, counters: &Arc<BlobCounters>) -> Oper
     // they travel the path of a real backend failure (timeout, retry, error
     // mapping): a permanent one fails the operation at once, a transient one
     // is retried.
+    #[cfg(feature = "faults")]
     let op = match &cfg.faults {
         Some(plan) => op.layer(FaultLayer::new(Arc::clone(plan))),
         None => op,

@@ -5,6 +5,19 @@ use opendal::Operator;
 
 use super::Backend;
 
+/// Installs, once per process, the rustls crypto provider (ring) and
+/// opendal's reqwest transport. TLS to S3, GCS and Azure goes through
+/// rustls with the `ring` provider, the one our own HTTP client (reqwest's
+/// `rustls-tls`) already uses, instead of reqwest 0.13's default
+/// `aws-lc-rs`, whose C build is minutes of every cold build
+/// (`docs/building.md`). Installing is first-wins: a provider installed
+/// earlier by the embedding process stays in force.
+fn install_http_transport() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    opendal_http_transport_reqwest::install_default();
+    opendal::install_default();
+}
+
 /// Builds the opendal operator (no layers) for a backend. HTTP backends use
 /// the process-wide reqwest transport (rustls), installed here on first use.
 pub(crate) fn operator(backend: &Backend) -> Result<Operator, opendal::Error> {
@@ -16,7 +29,7 @@ pub(crate) fn operator(backend: &Backend) -> Result<Operator, opendal::Error> {
         }
     }
     if backend.is_object_store() {
-        opendal::install_default();
+        install_http_transport();
     }
     Ok(match backend {
         Backend::Fs { root } => {

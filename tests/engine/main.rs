@@ -1,0 +1,22 @@
+//! Engine-level integration tests: the library driven in-process over real
+//! RocksDB and a real fs blob store in temporary directories (ingest, read,
+//! codecs, GC, fsck and scrub, healing, recovery, fault injection), with
+//! property tests against reference models. One binary, so RocksDB and
+//! actix are linked once; `cargo test --test engine gc_model::` runs one
+//! file's tests.
+
+#[allow(dead_code, unused_imports)]
+#[path = "../support/mod.rs"]
+mod support;
+
+mod codec_engine;
+mod engine_props;
+mod faults;
+mod fsck;
+mod gc_crash;
+mod gc_model;
+mod gc_stress;
+mod heal_at_once;
+mod no_oracle_props;
+mod recovery;
+mod v1_missing_props;

@@ -1,0 +1,26 @@
+//! HTTP integration tests: the real `eden-cas` binary on a loopback port
+//! over a temporary data directory, driven only over HTTP (the `/v0/` EDEN
+//! contract, `/cas/v1/`, admin and ops endpoints), including crashes,
+//! corruption on disk, bounds and the blob-store lease. One binary;
+//! `cargo test --test http v0_auth::` runs one file's tests.
+
+#[allow(dead_code, unused_imports)]
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bounds;
+mod codec_http;
+mod corruption;
+mod crash;
+mod lease;
+mod lifecycle_http;
+mod no_oracle_http;
+mod ops;
+mod quota;
+mod server;
+mod v0_artifacts;
+mod v0_auth;
+mod v0_groups;
+mod v0_registry;
+mod v1_artifacts;
+mod v1_uploads;
