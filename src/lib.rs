@@ -4,6 +4,7 @@
 //! Layers, top to bottom (see `docs/design.md`): [`http`] → [`auth`] →
 //! [`engine`] → [`chunking`] / [`pack`] ([`codec`]) → [`blobs`] / [`meta`].
 
+pub mod api;
 pub mod auth;
 pub mod blobs;
 pub mod chunking;

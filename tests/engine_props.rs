@@ -114,9 +114,8 @@ async fn read(
     end: u64,
 ) -> Result<Vec<u8>, EngineError> {
     let rec = engine
-        .artifact(exp, &parse_artifact_id(id).unwrap())
-        .await?
-        .ok_or(EngineError::NotFound)?;
+        .readable_artifact(exp, &Principal::Admin, &parse_artifact_id(id).unwrap())
+        .await?;
     let mut s = engine.read_range(&rec, start, end);
     let mut out = Vec::new();
     while let Some(b) = s.next().await {
@@ -184,7 +183,7 @@ proptest! {
             let back = read(&f.engine, EXP1, &id, 0, data.len() as u64).await.unwrap();
             prop_assert_eq!(back.len(), data.len());
             prop_assert!(back == data);
-            let rec = f.engine.artifact(EXP1, &parse_artifact_id(&id).unwrap()).await.unwrap().unwrap();
+            let rec = f.engine.readable_artifact(EXP1, &Principal::Admin, &parse_artifact_id(&id).unwrap()).await.unwrap();
             prop_assert_eq!(rec.blake3, Digest::of(&data));
             if !data.is_empty() {
                 let a = r.0 % data.len() as u64;
@@ -226,7 +225,7 @@ proptest! {
             let budget = bytes_after_base + (edits.len() as u64 * 2 + 4) * (256 << 10) + 64 * 1024;
             prop_assert!(total <= budget, "stored {} > budget {}", total, budget);
             for (exp, id) in &ids {
-                let rec = f.engine.artifact(exp, &parse_artifact_id(id).unwrap()).await.unwrap().unwrap();
+                let rec = f.engine.readable_artifact(exp, &Principal::Admin, &parse_artifact_id(id).unwrap()).await.unwrap();
                 let back = read(&f.engine, exp, id, 0, rec.size).await.unwrap();
                 prop_assert_eq!(Digest::of(&back), rec.blake3);
             }
@@ -368,14 +367,12 @@ proptest! {
                         if all.is_empty() { continue; }
                         let (home, (id, by)) = all[artifact % all.len()];
                         let caller = if who == 0 || m.workers.is_empty() { Principal::Admin } else { Principal::Worker(WorkerId::parse(&m.workers[who % m.workers.len()]).unwrap()) };
-                        let rec = f.engine.artifact(exps[exp], &parse_artifact_id(id).unwrap()).await.unwrap();
+                        let got = f.engine.readable_artifact(exps[exp], &caller, &parse_artifact_id(id).unwrap()).await;
                         if home != exp {
-                            prop_assert!(rec.is_none(), "artifact visible through another experiment");
+                            prop_assert!(matches!(got, Err(EngineError::NotFound)), "artifact visible through another experiment");
                             continue;
                         }
-                        let rec = rec.unwrap();
                         let expected = caller.is_admin() || caller.as_str() == by || m.in_admins(caller.as_str());
-                        let got = f.engine.check_read(exps[exp], &caller, &rec).await;
                         prop_assert_eq!(got.is_ok(), expected, "caller {} artifact by {}", caller, by);
                         if let Err(e) = got { prop_assert!(matches!(e, EngineError::Forbidden)); }
                     }

@@ -20,7 +20,7 @@ use eden_cas::blobs::{Backend, BlobConfig, BlobStore, Fault, FaultPlan, FaultSpe
 use eden_cas::chunking::{ChunkerParams, StreamChunker};
 use eden_cas::engine::ingest::{MANIFEST_MAGIC, parse_artifact_id};
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest, parse_session_id};
-use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
+use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError, ReadableArtifact};
 use eden_cas::hash::Digest;
 use eden_cas::meta::Meta;
 use eden_cas::meta::records::{ArtifactRecord, ManifestEntry};
@@ -107,10 +107,9 @@ async fn deposit(e: &Arc<Engine>, data: &[u8], frame: usize) -> Result<String, E
     Ok(e.commit_artifact(prepared, req()).await?.id)
 }
 
-async fn record(e: &Arc<Engine>, id: &str) -> ArtifactRecord {
-    e.artifact(EXP, &parse_artifact_id(id).unwrap())
+async fn record(e: &Arc<Engine>, id: &str) -> ReadableArtifact {
+    e.readable_artifact(EXP, &Principal::Admin, &parse_artifact_id(id).unwrap())
         .await
-        .unwrap()
         .expect("artifact recorded")
 }
 

@@ -91,7 +91,10 @@ impl Store {
         let e = Arc::clone(self.e());
         let (exp, id) = (exp.to_string(), parse_artifact_id(id).unwrap());
         self.rt.block_on(async move {
-            let rec = e.meta().artifact(&exp, &id).unwrap().unwrap();
+            let rec = e
+                .readable_artifact(&exp, &Principal::Admin, &id)
+                .await
+                .expect("artifact");
             let mut s = e.read_range(&rec, 0, rec.size);
             let mut out = Vec::new();
             while let Some(part) = s.next().await {

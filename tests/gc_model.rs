@@ -212,7 +212,10 @@ async fn check_exact(fx: &Fixture, m: &Model) {
     let mut expected: HashSet<Digest> = HashSet::new();
     let mut manifests = HashSet::new();
     for (id, data) in &m.live {
-        let rec = e.artifact(EXP, id).await.unwrap().unwrap();
+        let rec = e
+            .readable_artifact(EXP, &Principal::Admin, id)
+            .await
+            .unwrap();
         manifests.insert(rec.manifest);
         // The artifact's own chunk list (deposits and sessions cut differently).
         let manifest = e.meta().manifest(&rec.manifest).unwrap().unwrap();

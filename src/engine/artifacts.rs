@@ -21,10 +21,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub(crate) use super::access::now_unix_s;
+use super::access::{ReadGate, expired};
+
 use super::ingest::{DepositReceipt, DepositRequest, PreparedContent, mint_artifact_id};
 use super::quota::{Part, session_reservation};
 use super::{Engine, EngineError, Stats, blocking};
-use crate::auth::{GroupId, MemberId, Principal, can_manage, can_read};
+use crate::auth::{MemberId, Principal};
 use crate::hash::Digest;
 use crate::meta::Meta;
 use crate::meta::records::{ArtifactRecord, EndReason, UploadEnd, VisibleDedup};
@@ -39,72 +42,6 @@ const REFS_STEP: usize = 256;
 const MAX_CACHED_DECISIONS: usize = 65_536;
 /// Records read from RocksDB at a time while listing.
 const LIST_STEP: usize = 256;
-
-/// Unix seconds now.
-pub(crate) fn now_unix_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Whether a record is past its expiry at `now_s`.
-fn expired(rec: &ArtifactRecord, now_s: i64) -> bool {
-    rec.expires_at.is_some_and(|t| t <= now_s)
-}
-
-/// The read rule of `Engine::check_read`, loaded once (groups of one
-/// experiment) and applied to many records without further I/O.
-pub(crate) struct ReadGate {
-    caller: Principal,
-    graph: HashMap<GroupId, Vec<String>>,
-    admins: Vec<GroupId>,
-}
-
-impl ReadGate {
-    /// Loads the experiment's groups (blocking). The admin needs none.
-    pub(crate) fn load(
-        meta: &Meta,
-        experiment: &str,
-        caller: Principal,
-    ) -> Result<Self, EngineError> {
-        let groups = if caller.is_admin() {
-            Vec::new()
-        } else {
-            meta.groups(experiment)?
-        };
-        let admins = groups
-            .iter()
-            .filter(|(_, g)| g.name == "admins")
-            .filter_map(|(id, _)| GroupId::parse(id))
-            .collect();
-        let graph = groups
-            .into_iter()
-            .filter_map(|(id, g)| GroupId::parse(&id).map(|gid| (gid, g.members)))
-            .collect();
-        Ok(ReadGate {
-            caller,
-            graph,
-            admins,
-        })
-    }
-
-    /// Whether the caller may read `rec` (expiry is checked separately).
-    pub(crate) fn allows(&self, rec: &ArtifactRecord) -> bool {
-        let Some(owner) = Principal::parse(&rec.created_by) else {
-            return false;
-        };
-        if self.caller.is_admin() || self.caller == owner {
-            return true;
-        }
-        if self.admins.is_empty() {
-            return can_read(&self.caller, &owner, &rec.grants, &self.graph, None).is_allowed();
-        }
-        self.admins
-            .iter()
-            .any(|a| can_read(&self.caller, &owner, &rec.grants, &self.graph, Some(a)).is_allowed())
-    }
-}
 
 /// Answers "does an artifact of this experiment that the principal may read
 /// hold this chunk?" through `chunk-refs-v1`, checking each ref's artifact
@@ -399,27 +336,6 @@ impl Engine {
             }
         })
         .await
-    }
-
-    /// Loads an artifact for a management change: 404 if absent or expired,
-    /// 403 unless `caller` is its depositor or the admin.
-    async fn managed(
-        &self,
-        experiment: &str,
-        caller: &Principal,
-        id: &[u8; 16],
-    ) -> Result<ArtifactRecord, EngineError> {
-        let rec = self
-            .artifact(experiment, id)
-            .await?
-            .ok_or(EngineError::NotFound)?;
-        let owner = Principal::parse(&rec.created_by)
-            .ok_or_else(|| EngineError::Internal("artifact has an invalid created_by".into()))?;
-        if can_manage(caller, &owner) {
-            Ok(rec)
-        } else {
-            Err(EngineError::Forbidden)
-        }
     }
 
     /// Grants read access to `principal` (`wkr_…` or `grp_…`, need not

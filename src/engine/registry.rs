@@ -1,19 +1,18 @@
-//! Workers, groups, bearer verification and artifact read decisions for one
-//! experiment at a time. The rules themselves live in `auth/` (pure); this
+//! Workers, groups and bearer verification for one experiment at a time
+//! (artifact read decisions: `access.rs`). The rules themselves live in `auth/` (pure); this
 //! file loads what they need from `meta/` and stores the outcome.
 //!
 //! Invariant 4 (isolation): every lookup is scoped by experiment, so a worker
 //! of E1 is unknown on E2 and an artifact of E1 does not exist on E2.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use super::{Engine, EngineError, blocking};
 use crate::auth::{
-    Credentials, GroupId, MemberId, NameError, Principal, ReadDecision, Secret, WorkerId, can_read,
-    is_reserved_group_name, mint_token, validate_name, would_create_cycle,
+    Credentials, GroupId, MemberId, NameError, Principal, Secret, WorkerId, is_reserved_group_name,
+    mint_token, validate_name, would_create_cycle,
 };
-use crate::meta::records::{ArtifactRecord, GroupRecord, WorkerRecord};
+use crate::meta::records::{GroupRecord, WorkerRecord};
 
 /// A worker as the API shows it (never with its token hash).
 #[derive(Clone, Debug)]
@@ -338,46 +337,6 @@ impl Engine {
             Ok(b.commit()?)
         })
         .await
-    }
-
-    /// May `caller` read `record` (an artifact of `experiment`)?
-    pub async fn check_read(
-        self: &Arc<Self>,
-        experiment: &str,
-        caller: &Principal,
-        record: &ArtifactRecord,
-    ) -> Result<(), EngineError> {
-        let owner = Principal::parse(&record.created_by)
-            .ok_or_else(|| EngineError::Internal("artifact has an invalid created_by".into()))?;
-        if caller.is_admin() || *caller == owner {
-            return Ok(());
-        }
-        let groups = self.group_map(experiment).await?;
-        let admins: Vec<GroupId> = groups
-            .iter()
-            .filter(|(_, g)| g.name == "admins")
-            .filter_map(|(id, _)| GroupId::parse(id))
-            .collect();
-        let graph = graph_of(groups);
-        let allowed = if admins.is_empty() {
-            can_read(caller, &owner, &record.grants, &graph, None)
-        } else {
-            // More than one `admins` group can exist only if created before the
-            // reservation; any of them grants access.
-            if admins
-                .iter()
-                .any(|a| can_read(caller, &owner, &record.grants, &graph, Some(a)).is_allowed())
-            {
-                ReadDecision::Allow
-            } else {
-                ReadDecision::Forbidden
-            }
-        };
-        if allowed.is_allowed() {
-            Ok(())
-        } else {
-            Err(EngineError::Forbidden)
-        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! Bearer authentication and the `X-Eden-Experiment-Id` check, shared by
 //! both surfaces (`/v0/` and `/cas/v1/`): one auth model for both.
 //!
+//! Handlers take a [`Caller`] (or, on deployment-wide admin routes, a
+//! [`DeploymentAdmin`]) as an argument: the extractor authenticates before
+//! the handler body runs, so no handler can forget to.
+//!
 //! Order on every request: authentication (401), then the header check
 //! (400), then the experiment id shape (404). A worker bearer is verified
 //! against the path's experiment only (invariant 4: a worker of E1 is
@@ -8,11 +12,14 @@
 
 use std::sync::Arc;
 
-use actix_web::HttpRequest;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
 
 use super::problem::{ApiError, ProblemType};
 use crate::auth::{ExperimentId, Principal, parse_authorization};
 use crate::engine::Engine;
+use crate::http::AppState;
 
 /// An authenticated caller of one experiment.
 #[derive(Clone, Debug)]
@@ -33,6 +40,49 @@ impl Caller {
                 "endpoint is admin-gated; worker bearers may not access it",
             ))
         }
+    }
+}
+
+/// The engine of the app state; 500 if the app was built without one.
+fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::new(ProblemType::Internal, "internal error; see the server log"))
+}
+
+/// Extracts the authenticated [`Caller`] of the path's experiment
+/// ([`authorize`]); errors carry the request URL as `instance`.
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state_of(&req).map_err(|e| e.at(&req))?;
+            authorize(&req, &state.engine).await.map_err(|e| e.at(&req))
+        })
+    }
+}
+
+/// The deployment admin on a route without an experiment in its path
+/// ([`authorize_admin`]: 401, or 403 for a worker bearer).
+#[derive(Clone, Copy, Debug)]
+pub struct DeploymentAdmin;
+
+impl FromRequest for DeploymentAdmin {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state_of(&req).map_err(|e| e.at(&req))?;
+            authorize_admin(&req, &state.engine)
+                .await
+                .map(|()| DeploymentAdmin)
+                .map_err(|e| e.at(&req))
+        })
     }
 }
 

@@ -8,16 +8,15 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
 
-use super::dto::{artifact_json, check_filename, parse_ttl, sanitize_content_type};
-use super::{AppState, artifact_id, created, engine, json, parse_json, read_body};
+use super::dto::{artifact_view, check_filename, parse_ttl, sanitize_content_type};
+use super::{AppState, artifact_error, artifact_id, created, engine, json, parse_json, read_body};
+use crate::api::v1::{ArtifactPage, GrantRequest};
 use crate::auth::Principal;
 use crate::engine::DepositRequest;
 use crate::engine::artifacts::now_unix_s;
 use crate::engine::ingest::parse_artifact_id;
-use crate::http::auth::authorize;
+use crate::http::auth::Caller;
 use crate::http::body::closing;
 use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
@@ -41,12 +40,12 @@ fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, A
 /// `POST …/artifacts`: the body is the artifact → 201 `Artifact`.
 pub async fn deposit(
     req: HttpRequest,
+    caller: Caller,
     mut payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let content_type = sanitize_content_type(
         req.headers()
             .get(header::CONTENT_TYPE)
@@ -109,32 +108,33 @@ pub async fn deposit(
 }
 
 /// `GET …/artifacts/{id}/meta` → `Artifact` (readers only).
-pub async fn meta(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn meta(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let id = artifact_id(&req).map_err(at)?;
-    let record = engine
-        .artifact(&caller.experiment, &id)
+    let artifact = engine
+        .readable_artifact(&caller.experiment, &caller.principal, &id)
         .await
-        .map_err(|e| at(e.into()))?
-        .ok_or_else(|| at(ApiError::not_found("no such artifact in this experiment")))?;
-    engine
-        .check_read(&caller.experiment, &caller.principal, &record)
-        .await
-        .map_err(|e| at(e.into()))?;
+        .map_err(|e| at(artifact_error(e)))?;
     let hex_id = crate::engine::ingest::format_artifact_id(&id);
     Ok(json(
         StatusCode::OK,
-        &artifact_json(&hex_id, &record, &caller.principal),
+        &artifact_view(&hex_id, artifact.record(), &caller.principal),
     ))
 }
 
 /// `GET …/artifacts?limit=&cursor=&created_by=` → a page of readable artifacts.
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let params =
         query::parse(req.query_string()).map_err(|e| at(ApiError::bad_request(e.to_string())))?;
     let (mut limit, mut cursor, mut created_by) = (DEFAULT_LIMIT, None, None);
@@ -178,34 +178,31 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         )
         .await
         .map_err(|e| at(e.into()))?;
-    let items: Vec<_> = page
+    let artifacts = page
         .items
         .iter()
-        .map(|(id, rec)| artifact_json(id, rec, &caller.principal))
+        .map(|(id, rec)| artifact_view(id, rec, &caller.principal))
         .collect();
     Ok(json(
         StatusCode::OK,
-        &json!({ "artifacts": items, "next_cursor": page.next_cursor }),
+        &ArtifactPage {
+            artifacts,
+            next_cursor: page.next_cursor,
+        },
     ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GrantBody {
-    principal: String,
 }
 
 /// `POST …/artifacts/{id}/grants` `{"principal"}` → 200 `Artifact`.
 pub async fn grant(
     req: HttpRequest,
+    caller: Caller,
     payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let id = artifact_id(&req).map_err(at)?;
-    let body: GrantBody =
+    let body: GrantRequest =
         parse_json(&read_body(payload, MAX_GRANT_BODY).await.map_err(at)?).map_err(at)?;
     let rec = engine
         .grant(&caller.experiment, &caller.principal, &id, &body.principal)
@@ -214,18 +211,18 @@ pub async fn grant(
     let hex_id = crate::engine::ingest::format_artifact_id(&id);
     Ok(json(
         StatusCode::OK,
-        &artifact_json(&hex_id, &rec, &caller.principal),
+        &artifact_view(&hex_id, &rec, &caller.principal),
     ))
 }
 
 /// `DELETE …/artifacts/{id}/grants/{principal}` → 200 `Artifact`.
 pub async fn revoke(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let id = artifact_id(&req).map_err(at)?;
     let principal = req.match_info().get("principal").unwrap_or_default();
     let rec = engine
@@ -235,18 +232,18 @@ pub async fn revoke(
     let hex_id = crate::engine::ingest::format_artifact_id(&id);
     Ok(json(
         StatusCode::OK,
-        &artifact_json(&hex_id, &rec, &caller.principal),
+        &artifact_view(&hex_id, &rec, &caller.principal),
     ))
 }
 
 /// `DELETE …/artifacts/{id}` → 204 (depositor or admin).
 pub async fn delete(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let id = artifact_id(&req).map_err(at)?;
     engine
         .delete_artifact(&caller.experiment, &caller.principal, &id)

@@ -1,6 +1,7 @@
-//! JSON shapes and header values of `/cas/v1/` (`docs/api.md`): the
-//! `Artifact` object, timestamps, digests, and validation of the
-//! client-supplied names, types and lifetimes.
+//! From records to the wire types of `crate::api::v1` (`docs/api.md`):
+//! the `Artifact` object as a given viewer sees it, timestamps, digests,
+//! header values, and validation of the client-supplied names, content
+//! types (both surfaces) and lifetimes.
 //!
 //! The `dedup` figures shown are the depositor-visible ones
 //! (`ArtifactRecord::visible_dedup`, raw bytes only), never the store-wide
@@ -10,14 +11,11 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
-
+use crate::api::v1::{Artifact, Dedup, Digests};
 use crate::auth::Principal;
 use crate::http::problem::ApiError;
 use crate::meta::records::{ArtifactRecord, VisibleDedup};
 
-/// URI prefix of artifact URIs (shared with `/v0/`).
-pub const URI_PREFIX: &str = "eden://artifacts/";
 /// Longest filename accepted, in bytes.
 pub const MAX_FILENAME_BYTES: usize = 255;
 /// Longest artifact lifetime accepted (100 years).
@@ -85,13 +83,14 @@ pub fn timestamp_s(s: i64) -> String {
 /// *depositor* could read at commit time, so only the depositor and the
 /// deployment admin see them; any other reader gets the content figures
 /// alone, which depend on the bytes only (invariant 4).
-fn dedup_json(rec: &ArtifactRecord, viewer: &Principal) -> Value {
-    let content = json!({
-        "logical_bytes": rec.size,
-        "chunks": rec.dedup.chunks,
-    });
+fn dedup_view(rec: &ArtifactRecord, viewer: &Principal) -> Dedup {
     if !viewer.is_admin() && viewer.to_string() != rec.created_by {
-        return content;
+        return Dedup {
+            chunks: rec.dedup.chunks,
+            logical_bytes: rec.size,
+            new_chunks: None,
+            new_raw_bytes: None,
+        };
     }
     // Records older than /cas/v1/ have no visible figures: report content
     // only, nothing about what the store already held.
@@ -100,42 +99,34 @@ fn dedup_json(rec: &ArtifactRecord, viewer: &Principal) -> Value {
         chunks: rec.dedup.chunks,
         ..VisibleDedup::default()
     });
-    json!({
-        "logical_bytes": f.logical_bytes,
-        "chunks": f.chunks,
-        "new_chunks": f.new_chunks,
-        "new_raw_bytes": f.new_raw_bytes,
-    })
+    Dedup {
+        chunks: f.chunks,
+        logical_bytes: f.logical_bytes,
+        new_chunks: Some(f.new_chunks),
+        new_raw_bytes: Some(f.new_raw_bytes),
+    }
 }
 
-/// The `Artifact` object as `viewer` sees it. Optional keys are omitted,
-/// never `null`.
-pub fn artifact_json(id: &str, rec: &ArtifactRecord, viewer: &Principal) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), json!(id));
-    m.insert("uri".into(), json!(format!("{URI_PREFIX}{id}")));
-    m.insert("size_bytes".into(), json!(rec.size));
-    m.insert("content_type".into(), json!(rec.content_type));
-    if let Some(f) = &rec.filename {
-        m.insert("filename".into(), json!(f));
+/// The `Artifact` object as `viewer` sees it.
+pub fn artifact_view(id: &str, rec: &ArtifactRecord, viewer: &Principal) -> Artifact {
+    Artifact {
+        chunks: rec.dedup.chunks,
+        content_type: rec.content_type.clone(),
+        created_at: timestamp_ns(rec.created_at_ns),
+        created_by: rec.created_by.clone(),
+        dedup: dedup_view(rec, viewer),
+        digest_verified: rec.digest_verified,
+        digests: Digests {
+            blake3: format!("blake3:{}", rec.blake3.to_hex()),
+            sha256: format!("sha256:{}", hex::encode(rec.sha256)),
+        },
+        expires_at: rec.expires_at.map(timestamp_s),
+        filename: rec.filename.clone(),
+        grants: rec.grants.clone(),
+        id: id.to_string(),
+        size_bytes: rec.size,
+        uri: crate::api::artifact_uri(id),
     }
-    m.insert("created_by".into(), json!(rec.created_by));
-    m.insert("created_at".into(), json!(timestamp_ns(rec.created_at_ns)));
-    if let Some(t) = rec.expires_at {
-        m.insert("expires_at".into(), json!(timestamp_s(t)));
-    }
-    m.insert(
-        "digests".into(),
-        json!({
-            "blake3": format!("blake3:{}", rec.blake3.to_hex()),
-            "sha256": format!("sha256:{}", hex::encode(rec.sha256)),
-        }),
-    );
-    m.insert("digest_verified".into(), json!(rec.digest_verified));
-    m.insert("chunks".into(), json!(rec.dedup.chunks));
-    m.insert("dedup".into(), dedup_json(rec, viewer));
-    m.insert("grants".into(), json!(rec.grants));
-    Value::Object(m)
 }
 
 /// Standard base64 with padding (RFC 4648 §4), for `Repr-Digest`.

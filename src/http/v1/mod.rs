@@ -4,7 +4,7 @@
 //! deployment admin routes under `/cas/v1/admin/` (backup).
 //!
 //! Same authentication, experiment check and ACL as `/v0/` (`http/auth.rs`,
-//! `Engine::check_read`), so an artifact deposited through one surface is
+//! `Engine::readable_artifact`), so an artifact deposited through one surface is
 //! fetchable through the other. Handlers parse, authorise and translate; the
 //! engine does the work. Unknown routes or methods answer 404 problem+json,
 //! after a 401 for a missing or malformed bearer (and, under an experiment,
@@ -106,8 +106,19 @@ fn artifact_id(req: &HttpRequest) -> Result<[u8; 16], ApiError> {
         .ok_or_else(|| ApiError::not_found("no such artifact in this experiment"))
 }
 
+/// An engine error of a single-artifact read: `NotFound` names the
+/// artifact, like a malformed id does.
+pub(crate) fn artifact_error(e: crate::engine::EngineError) -> ApiError {
+    match e {
+        crate::engine::EngineError::NotFound => {
+            ApiError::not_found("no such artifact in this experiment")
+        }
+        other => other.into(),
+    }
+}
+
 /// A 200/201 JSON answer.
-fn json(status: actix_web::http::StatusCode, v: &serde_json::Value) -> HttpResponse {
+fn json(status: actix_web::http::StatusCode, v: &impl serde::Serialize) -> HttpResponse {
     super::json_response(status, v)
 }
 
@@ -124,10 +135,16 @@ fn created(
     viewer: &crate::auth::Principal,
 ) -> HttpResponse {
     let location = format!("/cas/v1/experiments/{experiment}/artifacts/{}", receipt.id);
-    HttpResponse::Created()
-        .insert_header((actix_web::http::header::LOCATION, location))
-        .content_type("application/json")
-        .body(dto::artifact_json(&receipt.id, &receipt.record, viewer).to_string())
+    let mut answer = json(
+        actix_web::http::StatusCode::CREATED,
+        &dto::artifact_view(&receipt.id, &receipt.record, viewer),
+    );
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&location) {
+        answer
+            .headers_mut()
+            .insert(actix_web::http::header::LOCATION, v);
+    }
+    answer
 }
 
 /// Parses a JSON body into `T` (unknown fields rejected by `T`); an empty

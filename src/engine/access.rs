@@ -1,0 +1,181 @@
+//! The only ways to an artifact record for a caller: [`Engine::readable_artifact`]
+//! (read access) and `Engine::managed` (depositor or admin), both deciding
+//! with the caller in hand, and the [`ReadGate`] that listing and the
+//! "missing" oracle apply to many records at once.
+//!
+//! Invariant 4 (isolation) by construction: a [`ReadableArtifact`] can only
+//! be made here, after the read rule allowed the caller, and it is what
+//! [`Engine::read_range`] takes; `http/` never sees a record otherwise.
+//! An artifact of another experiment, a missing or expired one, and a
+//! malformed id are the same `NotFound`; an existing artifact the caller may
+//! not read is `Forbidden` (403, as `eden-v0-contract.md` §3 requires).
+
+use std::collections::HashMap;
+
+use super::{Engine, EngineError, blocking};
+use crate::auth::{GroupId, Principal, can_manage, can_read};
+use crate::meta::Meta;
+use crate::meta::records::ArtifactRecord;
+
+/// Unix seconds now.
+pub(crate) fn now_unix_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Whether a record is past its expiry at `now_s`.
+pub(crate) fn expired(rec: &ArtifactRecord, now_s: i64) -> bool {
+    rec.expires_at.is_some_and(|t| t <= now_s)
+}
+
+/// An artifact its holder was allowed to read: made only by
+/// [`Engine::readable_artifact`], taken by [`Engine::read_range`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadableArtifact {
+    id: [u8; 16],
+    record: ArtifactRecord,
+}
+
+/// The record's fields read through the artifact (`a.size`, `a.blake3`).
+impl std::ops::Deref for ReadableArtifact {
+    type Target = ArtifactRecord;
+
+    fn deref(&self) -> &ArtifactRecord {
+        &self.record
+    }
+}
+
+impl ReadableArtifact {
+    /// The artifact id.
+    pub fn id(&self) -> &[u8; 16] {
+        &self.id
+    }
+
+    /// The stored record (digests, size, content type, grants, …).
+    pub fn record(&self) -> &ArtifactRecord {
+        &self.record
+    }
+}
+
+/// The read rule, loaded once (groups of one experiment) and applied to
+/// many records without further I/O.
+pub(crate) struct ReadGate {
+    caller: Principal,
+    graph: HashMap<GroupId, Vec<String>>,
+    admins: Vec<GroupId>,
+}
+
+impl ReadGate {
+    /// Loads the experiment's groups (blocking). The admin needs none.
+    pub(crate) fn load(
+        meta: &Meta,
+        experiment: &str,
+        caller: Principal,
+    ) -> Result<Self, EngineError> {
+        let groups = if caller.is_admin() {
+            Vec::new()
+        } else {
+            meta.groups(experiment)?
+        };
+        // More than one `admins` group can exist only if created before the
+        // name was reserved; any of them grants access.
+        let admins = groups
+            .iter()
+            .filter(|(_, g)| g.name == "admins")
+            .filter_map(|(id, _)| GroupId::parse(id))
+            .collect();
+        let graph = groups
+            .into_iter()
+            .filter_map(|(id, g)| GroupId::parse(&id).map(|gid| (gid, g.members)))
+            .collect();
+        Ok(ReadGate {
+            caller,
+            graph,
+            admins,
+        })
+    }
+
+    /// Whether the caller may read `rec` (expiry is checked separately).
+    pub(crate) fn allows(&self, rec: &ArtifactRecord) -> bool {
+        let Some(owner) = Principal::parse(&rec.created_by) else {
+            return false;
+        };
+        if self.caller.is_admin() || self.caller == owner {
+            return true;
+        }
+        if self.admins.is_empty() {
+            return can_read(&self.caller, &owner, &rec.grants, &self.graph, None).is_allowed();
+        }
+        self.admins
+            .iter()
+            .any(|a| can_read(&self.caller, &owner, &rec.grants, &self.graph, Some(a)).is_allowed())
+    }
+}
+
+impl Engine {
+    /// The served (present, unexpired) record of an artifact, whoever asks.
+    async fn served_record(
+        &self,
+        experiment: &str,
+        id: &[u8; 16],
+    ) -> Result<ArtifactRecord, EngineError> {
+        let meta = self.meta.clone();
+        let (exp, aid) = (experiment.to_string(), *id);
+        let rec = blocking(move || Ok(meta.artifact(&exp, &aid)?)).await?;
+        let now = now_unix_s();
+        rec.filter(|r| !expired(r, now))
+            .ok_or(EngineError::NotFound)
+    }
+
+    /// An artifact of `experiment` that `caller` may read: the one entry
+    /// point to an artifact's record and bytes for a request.
+    ///
+    /// # Errors
+    /// `NotFound` when no served artifact has this id in this experiment
+    /// (absent, expired, or another experiment's); `Forbidden` when it
+    /// exists but the caller is not its depositor, the admin, a transitive
+    /// member of `admins`, or a grantee.
+    pub async fn readable_artifact(
+        &self,
+        experiment: &str,
+        caller: &Principal,
+        id: &[u8; 16],
+    ) -> Result<ReadableArtifact, EngineError> {
+        let record = self.served_record(experiment, id).await?;
+        let allowed = if caller.is_admin() {
+            true
+        } else {
+            let meta = self.meta.clone();
+            let (exp, who, rec) = (experiment.to_string(), caller.clone(), record.clone());
+            blocking(move || Ok(ReadGate::load(&meta, &exp, who)?.allows(&rec))).await?
+        };
+        if allowed {
+            Ok(ReadableArtifact { id: *id, record })
+        } else {
+            Err(EngineError::Forbidden)
+        }
+    }
+
+    /// Loads an artifact for a management change (grants, expiry, delete).
+    ///
+    /// # Errors
+    /// `NotFound` as [`Engine::readable_artifact`]; `Forbidden` unless
+    /// `caller` is its depositor or the admin.
+    pub(crate) async fn managed(
+        &self,
+        experiment: &str,
+        caller: &Principal,
+        id: &[u8; 16],
+    ) -> Result<ArtifactRecord, EngineError> {
+        let rec = self.served_record(experiment, id).await?;
+        let owner = Principal::parse(&rec.created_by)
+            .ok_or_else(|| EngineError::Internal("artifact has an invalid created_by".into()))?;
+        if can_manage(caller, &owner) {
+            Ok(rec)
+        } else {
+            Err(EngineError::Forbidden)
+        }
+    }
+}
