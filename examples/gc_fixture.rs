@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::Bytes;
-use eden_cas::auth::Principal;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::auth::token::Secret;
 use eden_cas::blobs::BlobStore;
 use eden_cas::chunking::ChunkerParams;
@@ -18,7 +18,7 @@ use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig};
 use eden_cas::meta::Meta;
 
-const EXP: &str = "exp_00000000000000000000000001";
+const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
 
 fn noise(buf: &mut [u8], seed: u64) {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -77,8 +77,8 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             let req = DepositRequest {
-                experiment: EXP.into(),
-                created_by: "admin".into(),
+                experiment: EXP,
+                created_by: Principal::Admin,
                 content_type: "application/octet-stream".into(),
                 filename: Some(format!("checkpoint-{i}.bin")),
                 expires_at: None,

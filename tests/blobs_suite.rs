@@ -36,6 +36,7 @@ use blobs_support::emulators::{GCS_EMULATOR_GAPS, azurite, gcs_emulator, run_in_
 use blobs_support::{FlakyProxy, closed_port, in_child, run_in_child, s3_server};
 use bytes::Bytes;
 use eden_cas::auth::token::Secret;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::blobs::backend::{AzblobOptions, GcsOptions, S3Options};
 use eden_cas::blobs::{
     Backend, BlobConfig, BlobError, BlobStore, PutOutcome, keys, part_bytes_for, probe,
@@ -291,12 +292,12 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-const EXP: &str = "exp_00000000000000000000000001";
+const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
 
 fn req() -> DepositRequest {
     DepositRequest {
-        experiment: EXP.into(),
-        created_by: "admin".into(),
+        experiment: EXP,
+        created_by: Principal::Admin,
         content_type: "application/octet-stream".into(),
         filename: None,
         expires_at: None,

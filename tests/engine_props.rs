@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use eden_cas::auth::token::Secret;
-use eden_cas::auth::{GroupId, Principal, WorkerId};
+use eden_cas::auth::{ExperimentId, GroupId, Principal, WorkerId};
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
@@ -60,13 +60,13 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-const EXP1: &str = "exp_00000000000000000000000001";
-const EXP2: &str = "exp_00000000000000000000000002";
+const EXP1: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
+const EXP2: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000002");
 
-fn req(exp: &str, by: &str) -> DepositRequest {
+fn req(exp: ExperimentId, by: &str) -> DepositRequest {
     DepositRequest {
-        experiment: exp.into(),
-        created_by: by.into(),
+        experiment: exp,
+        created_by: Principal::parse(by).expect("principal"),
         content_type: "application/octet-stream".into(),
         filename: None,
         expires_at: None,
@@ -76,7 +76,7 @@ fn req(exp: &str, by: &str) -> DepositRequest {
 /// Deposits `data` in frames of the given sizes (cycled).
 async fn deposit(
     engine: &Arc<Engine>,
-    exp: &str,
+    exp: ExperimentId,
     by: &str,
     data: &[u8],
     frames: &[usize],
@@ -108,7 +108,7 @@ async fn deposit(
 
 async fn read(
     engine: &Arc<Engine>,
-    exp: &str,
+    exp: ExperimentId,
     id: &str,
     start: u64,
     end: u64,

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eden_cas::auth::Principal;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::auth::token::Secret;
 use eden_cas::blobs::{Backend, BlobConfig, BlobStore, Fault, FaultPlan, FaultSpec, keys};
 use eden_cas::chunking::{ChunkerParams, StreamChunker};
@@ -26,7 +26,7 @@ use eden_cas::meta::Meta;
 use eden_cas::meta::records::{ArtifactRecord, ManifestEntry};
 use futures_util::StreamExt;
 
-const EXP: &str = "exp_00000000000000000000000001";
+const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
 /// Every test body runs under this bound.
 const TEST_LIMIT: Duration = Duration::from_secs(60);
 /// Retries of the blob store under test (each costs ≥ 50 ms of backoff).
@@ -89,8 +89,8 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
 
 fn req() -> DepositRequest {
     DepositRequest {
-        experiment: EXP.into(),
-        created_by: "admin".into(),
+        experiment: EXP,
+        created_by: Principal::Admin,
         content_type: "application/octet-stream".into(),
         filename: None,
         expires_at: None,

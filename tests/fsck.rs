@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use eden_cas::auth::Principal;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::auth::token::Secret;
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::chunking::{ChunkerParams, StreamChunker};
@@ -24,8 +24,8 @@ use eden_cas::meta::records::{ChunkLocation, ManifestEntry};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-const EXP: &str = "exp_00000000000000000000000001";
-const EXP2: &str = "exp_00000000000000000000000002";
+const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
+const EXP2: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000002");
 
 /// A store laid out as `serve` lays it out: `<dir>/meta`, `<dir>/blobs`.
 struct Store {
@@ -72,22 +72,23 @@ impl Store {
         self.engine.as_ref().unwrap()
     }
 
-    fn deposit(&self, exp: &str, data: &[u8], expires_at: Option<i64>) -> String {
+    fn deposit(&self, exp: ExperimentId, data: &[u8], expires_at: Option<i64>) -> String {
+        let expires_at = expires_at.map(eden_cas::clock::Timestamp::from_unix_secs);
         let e = Arc::clone(self.e());
         let data = Bytes::copy_from_slice(data);
         self.rt.block_on(async move {
             let req = DepositRequest {
-                experiment: exp.into(),
-                created_by: "admin".into(),
+                experiment: exp,
+                created_by: Principal::Admin,
                 content_type: "application/octet-stream".into(),
                 filename: None,
                 expires_at,
             };
-            e.deposit_bytes(req, data).await.unwrap().id
+            e.deposit_bytes(req, data).await.unwrap().id.to_string()
         })
     }
 
-    fn read(&self, exp: &str, id: &str) -> Result<Vec<u8>, EngineError> {
+    fn read(&self, exp: ExperimentId, id: &str) -> Result<Vec<u8>, EngineError> {
         let e = Arc::clone(self.e());
         let (exp, id) = (exp.to_string(), parse_artifact_id(id).unwrap());
         self.rt.block_on(async move {

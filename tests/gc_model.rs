@@ -15,10 +15,10 @@ mod engine_support;
 use std::collections::{BTreeSet, HashSet};
 
 use bytes::Bytes;
+use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::auth::Principal;
 use eden_cas::engine::PreparedContent;
 use eden_cas::engine::gc::{GcOptions, GcRun};
-use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::hash::Digest;
 use engine_support::*;
 use proptest::prelude::*;
@@ -64,10 +64,10 @@ fn op() -> impl Strategy<Value = Op> {
 
 struct Model {
     pool: Vec<Vec<u8>>,
-    live: Vec<([u8; 16], Vec<u8>)>,
-    gone: Vec<[u8; 16]>,
+    live: Vec<(ArtifactId, Vec<u8>)>,
+    gone: Vec<ArtifactId>,
     inflight: Vec<(PreparedContent, Vec<u8>)>,
-    sessions: Vec<([u8; 16], BTreeSet<u8>)>,
+    sessions: Vec<(SessionId, BTreeSet<u8>)>,
     gc: Option<GcRun>,
 }
 
@@ -115,7 +115,7 @@ async fn run(ops: Vec<Op>) {
             Op::Commit(i) if !m.inflight.is_empty() => {
                 let (prepared, data) = m.inflight.remove(i % m.inflight.len());
                 let r = e.commit_artifact(prepared, req()).await.unwrap();
-                m.live.push((parse_artifact_id(&r.id).unwrap(), data));
+                m.live.push((r.id, data));
             }
             Op::Abort(i) if !m.inflight.is_empty() => {
                 m.inflight.remove(i % m.inflight.len());
@@ -200,7 +200,7 @@ async fn run(ops: Vec<Op>) {
     }
     for (prepared, data) in std::mem::take(&mut m.inflight) {
         let r = e.commit_artifact(prepared, req()).await.unwrap();
-        let id = parse_artifact_id(&r.id).unwrap();
+        let id = r.id;
         assert_eq!(fetch(e, &id).await.unwrap().as_deref(), Some(&data[..]));
     }
 }

@@ -11,15 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use eden_cas::ids::ArtifactId;
 use eden_cas::engine::gc::GcOptions;
-use eden_cas::engine::ingest::parse_artifact_id;
 use engine_support::*;
 
 const RUN_FOR: Duration = Duration::from_secs(6);
 const POOL: usize = 24;
 
 /// (id, content, may be deleted)
-type Live = Vec<([u8; 16], Vec<u8>, bool)>;
+type Live = Vec<(ArtifactId, Vec<u8>, bool)>;
 
 struct Shared {
     pool: Vec<Vec<u8>>,
@@ -68,7 +68,7 @@ async fn depositor(
             let prepared = ingest.finish().await.unwrap();
             tokio::task::yield_now().await;
             let r = e.commit_artifact(prepared, req()).await.unwrap();
-            parse_artifact_id(&r.id).unwrap()
+            r.id
         };
         let deletable = pick(&mut seed, 3) != 0;
         s.live.lock().unwrap().push((id, data, deletable));

@@ -8,6 +8,7 @@ mod engine_support;
 
 use std::path::{Path, PathBuf};
 
+use eden_cas::ids::ArtifactId;
 use eden_cas::engine::EngineError;
 use engine_support::*;
 
@@ -42,7 +43,7 @@ fn content() -> Vec<u8> {
 }
 
 /// Reads `id` back; `Ok(bytes)` or the read error.
-async fn read(f: &Fixture, id: &[u8; 16]) -> Result<Vec<u8>, EngineError> {
+async fn read(f: &Fixture, id: &ArtifactId) -> Result<Vec<u8>, EngineError> {
     fetch(&f.engine, id)
         .await
         .map(|o| o.expect("artifact served"))

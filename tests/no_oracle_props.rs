@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eden_cas::auth::Principal;
+use eden_cas::auth::{ExperimentId, MemberId, Principal};
 use eden_cas::auth::token::Secret;
 use eden_cas::blobs::BlobStore;
 use eden_cas::chunking::{ChunkerParams, StreamChunker};
@@ -33,8 +33,8 @@ use eden_cas::meta::records::ManifestEntry;
 use proptest::prelude::*;
 use serde_json::Value;
 
-const EXP: &str = "exp_00000000000000000000000001";
-const OTHER_EXP: &str = "exp_00000000000000000000000002";
+const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
+const OTHER_EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000002");
 
 fn chunker() -> ChunkerParams {
     ChunkerParams {
@@ -53,7 +53,7 @@ struct Store {
     /// Group ids, by index (the `admins` group last, if any).
     groups: Vec<String>,
     /// Artifact ids, by deposit index (`None`: not deposited here).
-    artifacts: HashMap<usize, [u8; 16]>,
+    artifacts: HashMap<usize, eden_cas::ids::ArtifactId>,
 }
 
 fn noise(n: usize, seed: u64) -> Vec<u8> {
@@ -272,8 +272,8 @@ impl Store {
         let p = self.principal(who);
         let e = &self.engine;
         let req = DepositRequest {
-            experiment: EXP.into(),
-            created_by: p.to_string(),
+            experiment: EXP,
+            created_by: p,
             content_type: "application/octet-stream".into(),
             filename: None,
             expires_at: None,
@@ -338,7 +338,7 @@ impl Store {
         };
         seen.push(self.shown(&receipt, &p));
         self.artifacts
-            .insert(index, parse_artifact_id(&receipt.id).unwrap());
+            .insert(index, receipt.id);
         // Ids are ULIDs: a later millisecond keeps the listing order the
         // deposit order on both stores.
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
@@ -354,15 +354,15 @@ impl Store {
             Target::Group(w) | Target::Worker(w) => self.workers[w % self.workers.len()].clone(),
         };
         self.engine
-            .grant(EXP, &Principal::Admin, &id, &principal)
+            .grant(EXP, &Principal::Admin, &id, &MemberId::parse(&principal).unwrap())
             .await
             .unwrap();
     }
 
     async fn foreign(&self, data: &[u8]) {
         let req = DepositRequest {
-            experiment: OTHER_EXP.into(),
-            created_by: "admin".into(),
+            experiment: OTHER_EXP,
+            created_by: Principal::Admin,
             content_type: "application/octet-stream".into(),
             filename: None,
             expires_at: None,

@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eden_cas::auth::token::Secret;
-use eden_cas::auth::{Credentials, Principal, WorkerId};
+use eden_cas::auth::{Credentials, ExperimentId, MemberId, Principal, WorkerId};
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::config::{Config, Overrides};
 use eden_cas::engine::backup::{self, BACKUP_INDEX};
 use eden_cas::engine::ingest::parse_artifact_id;
+use eden_cas::ids::ArtifactId;
 use eden_cas::engine::recovery::{self, ReindexReport};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError, ReadableArtifact};
 use eden_cas::hash::Digest;
@@ -33,7 +34,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use ulid::Ulid;
 
-const EXP: &str = "exp_00000000000000000000000001";
+const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
 const ADMIN_TOKEN: &str = "test-admin-token-0123";
 
 /// A data directory: `meta/` (RocksDB) and `blobs/` (fs blob store).
@@ -113,11 +114,11 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
 
 fn req(by: &str) -> DepositRequest {
     DepositRequest {
-        experiment: EXP.into(),
-        created_by: by.into(),
+        experiment: EXP,
+        created_by: Principal::parse(by).expect("principal"),
         content_type: "application/x-test".into(),
         filename: Some("f.bin".into()),
-        expires_at: Some(4_000_000_000),
+        expires_at: Some(eden_cas::clock::Timestamp::from_unix_secs(4_000_000_000)),
     }
 }
 
@@ -133,12 +134,12 @@ fn contents() -> Vec<Vec<u8>> {
 }
 
 /// Deposits `data`; returns the artifact id and its record.
-async fn deposit(engine: &Arc<Engine>, by: &str, data: &[u8]) -> ([u8; 16], ArtifactRecord) {
+async fn deposit(engine: &Arc<Engine>, by: &str, data: &[u8]) -> (ArtifactId, ArtifactRecord) {
     let r = engine
         .deposit_bytes(req(by), Bytes::copy_from_slice(data))
         .await
         .unwrap();
-    (parse_artifact_id(&r.id).unwrap(), r.record)
+    (r.id, r.record)
 }
 
 async fn read_all(engine: &Arc<Engine>, rec: &ReadableArtifact) -> Vec<u8> {
@@ -158,8 +159,8 @@ async fn read_manifest(engine: &Arc<Engine>, id: &Digest) -> Vec<u8> {
         size: m.size,
         content_type: String::new(),
         filename: None,
-        created_by: "admin".into(),
-        created_at_ns: 0,
+        created_by: Principal::Admin,
+        created_at: eden_cas::clock::Timestamp::UNIX_EPOCH,
         blake3: m.blake3,
         sha256: m.sha256,
         grants: Vec::new(),
@@ -462,7 +463,10 @@ async fn backup_then_restore_brings_records_back_and_reports_later_content() {
     let w = worker.worker_id.clone();
     let all = contents();
     let (a1, _) = deposit(&engine, "admin", &all[0]).await;
-    let r1 = engine.grant(EXP, &Principal::Admin, &a1, &w).await.unwrap();
+    let r1 = engine
+        .grant(EXP, &Principal::Admin, &a1, &MemberId::parse(&w).unwrap())
+        .await
+        .unwrap();
     let (a2, r2) = deposit(&engine, &w, &all[1]).await;
 
     let made = engine.backup().await.unwrap();

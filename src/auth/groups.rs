@@ -32,7 +32,7 @@ impl GroupGraph for BTreeMap<GroupId, Vec<String>> {
 }
 
 /// A well-formed group member: a worker or a group (which need not exist).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MemberId {
     /// A `wkr_…` member.
     Worker(WorkerId),

@@ -47,7 +47,7 @@ pub fn progress(len: Option<u64>, prefix: &'static str) -> ProgressBar {
 }
 
 /// Prints `v` on stdout as one JSON document.
-pub fn print_json(v: &Value) -> Result<()> {
+pub fn print_json(v: &serde_json::Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(v).unwrap_or_default();
     text.push('\n');
     print_stdout(&text)

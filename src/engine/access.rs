@@ -13,28 +13,17 @@
 use std::collections::HashMap;
 
 use super::{Engine, EngineError, blocking};
-use crate::auth::{GroupId, Principal, can_manage, can_read};
+use crate::auth::{ExperimentId, GroupId, Principal, can_manage, can_read};
+use crate::clock::Timestamp;
+use crate::ids::ArtifactId;
 use crate::meta::Meta;
 use crate::meta::records::ArtifactRecord;
-
-/// Unix seconds now.
-pub(crate) fn now_unix_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Whether a record is past its expiry at `now_s`.
-pub(crate) fn expired(rec: &ArtifactRecord, now_s: i64) -> bool {
-    rec.expires_at.is_some_and(|t| t <= now_s)
-}
 
 /// An artifact its holder was allowed to read: made only by
 /// [`Engine::readable_artifact`], taken by [`Engine::read_range`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadableArtifact {
-    id: [u8; 16],
+    id: ArtifactId,
     record: ArtifactRecord,
 }
 
@@ -49,8 +38,8 @@ impl std::ops::Deref for ReadableArtifact {
 
 impl ReadableArtifact {
     /// The artifact id.
-    pub fn id(&self) -> &[u8; 16] {
-        &self.id
+    pub fn id(&self) -> ArtifactId {
+        self.id
     }
 
     /// The stored record (digests, size, content type, grants, …).
@@ -71,13 +60,13 @@ impl ReadGate {
     /// Loads the experiment's groups (blocking). The admin needs none.
     pub(crate) fn load(
         meta: &Meta,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: Principal,
     ) -> Result<Self, EngineError> {
         let groups = if caller.is_admin() {
             Vec::new()
         } else {
-            meta.groups(experiment)?
+            meta.groups(experiment.as_str())?
         };
         // More than one `admins` group can exist only if created before the
         // name was reserved; any of them grants access.
@@ -99,18 +88,16 @@ impl ReadGate {
 
     /// Whether the caller may read `rec` (expiry is checked separately).
     pub(crate) fn allows(&self, rec: &ArtifactRecord) -> bool {
-        let Some(owner) = Principal::parse(&rec.created_by) else {
-            return false;
-        };
-        if self.caller.is_admin() || self.caller == owner {
+        let owner = &rec.created_by;
+        if self.caller.is_admin() || self.caller == *owner {
             return true;
         }
         if self.admins.is_empty() {
-            return can_read(&self.caller, &owner, &rec.grants, &self.graph, None).is_allowed();
+            return can_read(&self.caller, owner, &rec.grants, &self.graph, None).is_allowed();
         }
         self.admins
             .iter()
-            .any(|a| can_read(&self.caller, &owner, &rec.grants, &self.graph, Some(a)).is_allowed())
+            .any(|a| can_read(&self.caller, owner, &rec.grants, &self.graph, Some(a)).is_allowed())
     }
 }
 
@@ -118,15 +105,14 @@ impl Engine {
     /// The served (present, unexpired) record of an artifact, whoever asks.
     async fn served_record(
         &self,
-        experiment: &str,
-        id: &[u8; 16],
+        experiment: ExperimentId,
+        id: &ArtifactId,
     ) -> Result<ArtifactRecord, EngineError> {
         let meta = self.meta.clone();
-        let (exp, aid) = (experiment.to_string(), *id);
-        let rec = blocking(move || Ok(meta.artifact(&exp, &aid)?)).await?;
-        let now = now_unix_s();
-        rec.filter(|r| !expired(r, now))
-            .ok_or(EngineError::NotFound)
+        let aid = *id;
+        let rec = blocking(move || Ok(meta.artifact(experiment.as_str(), aid.as_bytes())?)).await?;
+        let now = Timestamp::now();
+        rec.filter(|r| !r.expired(now)).ok_or(EngineError::NotFound)
     }
 
     /// An artifact of `experiment` that `caller` may read: the one entry
@@ -139,17 +125,17 @@ impl Engine {
     /// member of `admins`, or a grantee.
     pub async fn readable_artifact(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
+        id: &ArtifactId,
     ) -> Result<ReadableArtifact, EngineError> {
         let record = self.served_record(experiment, id).await?;
         let allowed = if caller.is_admin() {
             true
         } else {
             let meta = self.meta.clone();
-            let (exp, who, rec) = (experiment.to_string(), caller.clone(), record.clone());
-            blocking(move || Ok(ReadGate::load(&meta, &exp, who)?.allows(&rec))).await?
+            let (who, rec) = (*caller, record.clone());
+            blocking(move || Ok(ReadGate::load(&meta, experiment, who)?.allows(&rec))).await?
         };
         if allowed {
             Ok(ReadableArtifact { id: *id, record })
@@ -165,14 +151,12 @@ impl Engine {
     /// `caller` is its depositor or the admin.
     pub(crate) async fn managed(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
+        id: &ArtifactId,
     ) -> Result<ArtifactRecord, EngineError> {
         let rec = self.served_record(experiment, id).await?;
-        let owner = Principal::parse(&rec.created_by)
-            .ok_or_else(|| EngineError::Internal("artifact has an invalid created_by".into()))?;
-        if can_manage(caller, &owner) {
+        if can_manage(caller, &rec.created_by) {
             Ok(rec)
         } else {
             Err(EngineError::Forbidden)

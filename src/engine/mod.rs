@@ -280,7 +280,8 @@ pub struct Engine {
     /// (activity stamps, chunk rows, ending a session) within this process.
     pub(crate) upload_lock: tokio::sync::Mutex<()>,
     /// One commit (or abandon) at a time per upload session.
-    pub(crate) session_locks: std::sync::Mutex<HashMap<[u8; 16], Weak<tokio::sync::Mutex<()>>>>,
+    pub(crate) session_locks:
+        std::sync::Mutex<HashMap<crate::ids::SessionId, Weak<tokio::sync::Mutex<()>>>>,
     /// Serialises conditional changes of chunk index entries (GC removal and
     /// relocation, scrub marking a chunk bad) with each other and with
     /// indexing new packs, so each change applies only if the entry still

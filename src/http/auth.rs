@@ -25,7 +25,7 @@ use crate::http::AppState;
 #[derive(Clone, Debug)]
 pub struct Caller {
     /// The experiment of the path.
-    pub experiment: String,
+    pub experiment: ExperimentId,
     /// Who is calling.
     pub principal: Principal,
 }
@@ -124,8 +124,7 @@ pub async fn authorize_admin(req: &HttpRequest, engine: &Arc<Engine>) -> Result<
         ));
     }
     engine
-        .authenticate("", &creds)
-        .await
+        .authenticate_unscoped(&creds)
         .map_err(|_| unauthorized())?;
     Ok(())
 }
@@ -134,24 +133,24 @@ pub async fn authorize_admin(req: &HttpRequest, engine: &Arc<Engine>) -> Result<
 /// checks the header and the experiment id's shape.
 pub async fn authorize(req: &HttpRequest, engine: &Arc<Engine>) -> Result<Caller, ApiError> {
     let creds = credentials(req)?;
-    let experiment = req.match_info().get("exp").unwrap_or_default().to_string();
-    let principal = engine
-        .authenticate(&experiment, &creds)
-        .await
-        .map_err(|_| unauthorized())?;
+    let path = req.match_info().get("exp").unwrap_or_default();
+    let experiment = ExperimentId::parse(path);
+    let principal = match experiment {
+        Some(exp) => engine.authenticate(exp, &creds).await,
+        None => engine.authenticate_unscoped(&creds),
+    }
+    .map_err(|_| unauthorized())?;
     let declared = req
         .headers()
         .get("x-eden-experiment-id")
         .and_then(|v| v.to_str().ok());
-    if declared != Some(experiment.as_str()) {
+    if declared != Some(path) {
         return Err(ApiError::new(
             ProblemType::ExperimentIdMismatch,
             "the X-Eden-Experiment-Id header must be present and equal the experiment id of the path",
         ));
     }
-    if ExperimentId::parse(&experiment).is_none() {
-        return Err(ApiError::not_found("no such experiment"));
-    }
+    let experiment = experiment.ok_or_else(|| ApiError::not_found("no such experiment"))?;
     Ok(Caller {
         experiment,
         principal,

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eden_cas::auth::Principal;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::auth::token::Secret;
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::chunking::ChunkerParams;
-use eden_cas::engine::ingest::parse_artifact_id;
+use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
@@ -23,7 +23,7 @@ use eden_cas::pack::{TRAILER_LEN, decode_trailer};
 use futures_util::StreamExt;
 
 /// The experiment every fixture deposits into.
-pub const EXP: &str = "exp_00000000000000000000000001";
+pub const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
 
 /// Small chunks (1/4/16 KiB), so small test data spans many chunks.
 pub fn small_chunker() -> ChunkerParams {
@@ -75,8 +75,8 @@ pub fn open(dir: &std::path::Path, cfg: EngineConfig) -> Arc<Engine> {
 /// A deposit request by the admin into [`EXP`].
 pub fn req() -> DepositRequest {
     DepositRequest {
-        experiment: EXP.into(),
-        created_by: "admin".into(),
+        experiment: EXP,
+        created_by: Principal::Admin,
         content_type: "application/octet-stream".into(),
         filename: None,
         expires_at: None,
@@ -97,17 +97,17 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Deposits `data` as the admin; returns the artifact id.
-pub async fn deposit(engine: &Arc<Engine>, data: &[u8]) -> [u8; 16] {
+pub async fn deposit(engine: &Arc<Engine>, data: &[u8]) -> ArtifactId {
     let receipt = engine
         .deposit_bytes(req(), Bytes::copy_from_slice(data))
         .await
         .expect("deposit");
-    parse_artifact_id(&receipt.id).expect("artifact id")
+    receipt.id
 }
 
 /// Fetches a whole artifact as the admin: `None` if it is not served
 /// (absent or expired), `Err` if the read failed.
-pub async fn fetch(engine: &Arc<Engine>, id: &[u8; 16]) -> Result<Option<Vec<u8>>, EngineError> {
+pub async fn fetch(engine: &Arc<Engine>, id: &ArtifactId) -> Result<Option<Vec<u8>>, EngineError> {
     let rec = match engine.readable_artifact(EXP, &Principal::Admin, id).await {
         Ok(rec) => rec,
         Err(EngineError::NotFound) => return Ok(None),
@@ -122,7 +122,7 @@ pub async fn fetch(engine: &Arc<Engine>, id: &[u8; 16]) -> Result<Option<Vec<u8>
 }
 
 /// Deletes an artifact as the admin.
-pub async fn delete(engine: &Arc<Engine>, id: &[u8; 16]) {
+pub async fn delete(engine: &Arc<Engine>, id: &ArtifactId) {
     engine
         .delete_artifact(EXP, &Principal::Admin, id)
         .await
@@ -188,16 +188,16 @@ pub fn chunk_ids(data: &[u8], params: ChunkerParams) -> HashSet<Digest> {
 }
 
 /// Opens an upload session as the admin in [`EXP`].
-pub async fn open_session(engine: &Arc<Engine>) -> [u8; 16] {
+pub async fn open_session(engine: &Arc<Engine>) -> SessionId {
     let v = engine
         .create_upload(EXP, &Principal::Admin, SessionRequest::default())
         .await
         .expect("create session");
-    parse_artifact_id(&v.id).expect("session id")
+    v.id
 }
 
 /// Sends `chunks` (each taken as one chunk) to a session in one batch.
-pub async fn send_chunks(engine: &Arc<Engine>, session: &[u8; 16], chunks: &[&[u8]]) {
+pub async fn send_chunks(engine: &Arc<Engine>, session: &SessionId, chunks: &[&[u8]]) {
     let mut body = Vec::new();
     for chunk in chunks {
         body.extend_from_slice(Digest::of(chunk).as_bytes());
@@ -214,7 +214,11 @@ pub async fn send_chunks(engine: &Arc<Engine>, session: &[u8; 16], chunks: &[&[u
 
 /// Commits a session as the content `chunks` (in order); returns the
 /// artifact id.
-pub async fn commit_chunks(engine: &Arc<Engine>, session: &[u8; 16], chunks: &[&[u8]]) -> [u8; 16] {
+pub async fn commit_chunks(
+    engine: &Arc<Engine>,
+    session: &SessionId,
+    chunks: &[&[u8]],
+) -> ArtifactId {
     let entries = chunks
         .iter()
         .map(|c| ManifestEntry {
@@ -236,5 +240,5 @@ pub async fn commit_chunks(engine: &Arc<Engine>, session: &[u8; 16], chunks: &[&
         )
         .await
         .expect("commit");
-    parse_artifact_id(&r.id).expect("artifact id")
+    r.id
 }

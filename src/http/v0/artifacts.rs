@@ -13,7 +13,7 @@ use futures_util::{StreamExt, stream};
 
 use super::{AppState, Caller, engine};
 use crate::api::v0::Deposited;
-use crate::api::{ARTIFACT_URI_PREFIX, artifact_uri};
+use crate::api::ARTIFACT_URI_PREFIX;
 use crate::engine::ingest::parse_artifact_id;
 use crate::engine::{DepositRequest, EngineError};
 use crate::http::body::closing;
@@ -75,7 +75,7 @@ pub async fn deposit(
     }
     let mut quota = engine
         .reserve_deposit(
-            &caller.experiment,
+            caller.experiment,
             payload.declared_len().unwrap_or(0).min(cap),
         )
         .map_err(|e| at(v0_error(e)))?;
@@ -140,8 +140,8 @@ pub async fn deposit(
         .commit_artifact(
             prepared,
             DepositRequest {
-                experiment: caller.experiment.clone(),
-                created_by: caller.principal.to_string(),
+                experiment: caller.experiment,
+                created_by: caller.principal,
                 content_type: content_type.clone(),
                 filename,
                 expires_at: None,
@@ -153,7 +153,7 @@ pub async fn deposit(
     Ok(crate::http::json_response(
         actix_web::http::StatusCode::CREATED,
         &Deposited {
-            artifacts_uri: artifact_uri(&receipt.id),
+            artifacts_uri: receipt.id.uri(),
             content_type,
             size_bytes: receipt.record.size,
         },
@@ -179,7 +179,7 @@ pub async fn fetch(
         parse_artifact_id(id_str).ok_or_else(|| at(ApiError::not_found("no such artifact")))?;
     let engine = engine(&state).clone();
     let artifact = engine
-        .readable_artifact(&caller.experiment, &caller.principal, &id)
+        .readable_artifact(caller.experiment, &caller.principal, &id)
         .await
         .map_err(|e| at(crate::http::v1::artifact_error(e)))?;
     let record = artifact.record();

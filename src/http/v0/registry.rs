@@ -5,7 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::json as body;
 use super::{AppState, Caller, engine};
 use crate::api::v0::{Group, Groups, WhoAmI, Worker, Workers};
-use crate::auth::{Principal, Secret};
+use crate::auth::{GroupId, Principal, Secret, WorkerId};
+use crate::engine::EngineError;
 use crate::engine::registry::{GroupView, WorkerView};
 use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
@@ -28,25 +29,35 @@ fn json_ok(v: &impl serde::Serialize) -> HttpResponse {
 
 fn worker_view(w: &WorkerView, token: Option<&Secret>) -> Worker {
     Worker {
-        experiment_id: w.experiment_id.clone(),
+        experiment_id: w.experiment_id.to_string(),
         labels: w.record.labels.clone(),
         name: w.record.name.clone(),
-        registered_at: w.record.registered_at.clone(),
-        registered_by: w.record.registered_by.clone(),
+        registered_at: w.record.registered_at.to_rfc3339(),
+        registered_by: w.record.registered_by.to_string(),
         registration_token: token.map(|t| t.expose().to_string()),
-        worker_id: w.worker_id.clone(),
+        worker_id: w.worker_id.to_string(),
     }
 }
 
 fn group_view(g: &GroupView) -> Group {
     Group {
-        created_at: g.record.created_at.clone(),
-        created_by: g.record.created_by.clone(),
-        experiment_id: g.experiment_id.clone(),
-        group_id: g.group_id.clone(),
+        created_at: g.record.created_at.to_rfc3339(),
+        created_by: g.record.created_by.to_string(),
+        experiment_id: g.experiment_id.to_string(),
+        group_id: g.group_id.to_string(),
         members: g.record.members.clone(),
         name: g.record.name.clone(),
     }
+}
+
+/// The `{worker}` path segment; a malformed id names no worker (404).
+fn worker_id(s: &str) -> Result<WorkerId, ApiError> {
+    WorkerId::parse(s).ok_or_else(|| EngineError::NotFound.into())
+}
+
+/// The `{group}` path segment; a malformed id names no group (404).
+fn group_id(s: &str) -> Result<GroupId, ApiError> {
+    GroupId::parse(s).ok_or_else(|| EngineError::NotFound.into())
 }
 
 fn name_filter(req: &HttpRequest) -> Result<Option<String>, ApiError> {
@@ -78,7 +89,7 @@ pub async fn register_worker(
         ))));
     }
     let (w, token) = engine(&state)
-        .register_worker(&caller.experiment, name, labels)
+        .register_worker(caller.experiment, name, labels)
         .await
         .map_err(|e| at(e.into()))?;
     tracing::info!(experiment = %caller.experiment, worker = %w.worker_id, "worker registered");
@@ -94,7 +105,7 @@ pub async fn list_workers(
     let at = |e: ApiError| e.at(&req);
     let name = name_filter(&req).map_err(at)?;
     let workers = engine(&state)
-        .workers(&caller.experiment, name.as_deref())
+        .workers(caller.experiment, name.as_deref())
         .await
         .map_err(|e| at(e.into()))?;
     let workers = workers.iter().map(|w| worker_view(w, None)).collect();
@@ -110,7 +121,7 @@ pub async fn read_worker(
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let w = engine(&state)
-        .worker(&caller.experiment, &path.1)
+        .worker(caller.experiment, &worker_id(&path.1).map_err(at)?)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(json_ok(&worker_view(&w, None)))
@@ -126,7 +137,7 @@ pub async fn reissue_credential(
     let at = |e: ApiError| e.at(&req);
     caller.require_admin().map_err(at)?;
     let (w, token) = engine(&state)
-        .reissue_credential(&caller.experiment, &path.1)
+        .reissue_credential(caller.experiment, &worker_id(&path.1).map_err(at)?)
         .await
         .map_err(|e| at(e.into()))?;
     tracing::info!(experiment = %caller.experiment, worker = %w.worker_id, "credential reissued");
@@ -146,12 +157,12 @@ pub async fn whoami(
         )));
     };
     let w = engine(&state)
-        .worker(&caller.experiment, wid.as_str())
+        .worker(caller.experiment, wid)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(json_ok(&WhoAmI {
         name: w.record.name,
-        worker_id: w.worker_id,
+        worker_id: w.worker_id.to_string(),
     }))
 }
 
@@ -171,7 +182,7 @@ pub async fn create_group(
         .map_err(at)?
         .unwrap_or_default();
     let g = engine(&state)
-        .create_group(&caller.experiment, name, members, &caller.principal)
+        .create_group(caller.experiment, name, members, &caller.principal)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(json_ok(&group_view(&g)))
@@ -186,7 +197,7 @@ pub async fn list_groups(
     let at = |e: ApiError| e.at(&req);
     let name = name_filter(&req).map_err(at)?;
     let groups = engine(&state)
-        .groups(&caller.experiment, name.as_deref())
+        .groups(caller.experiment, name.as_deref())
         .await
         .map_err(|e| at(e.into()))?;
     let groups = groups.iter().map(group_view).collect();
@@ -202,7 +213,7 @@ pub async fn read_group(
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let g = engine(&state)
-        .group(&caller.experiment, &path.1)
+        .group(caller.experiment, &group_id(&path.1).map_err(at)?)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(json_ok(&group_view(&g)))
@@ -218,7 +229,7 @@ pub async fn delete_group(
     let at = |e: ApiError| e.at(&req);
     caller.require_admin().map_err(at)?;
     engine(&state)
-        .delete_group(&caller.experiment, &path.1)
+        .delete_group(caller.experiment, &group_id(&path.1).map_err(at)?)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(HttpResponse::NoContent().finish())
@@ -240,7 +251,7 @@ pub async fn add_member(
         .map_err(at)?
         .ok_or_else(|| at(ApiError::bad_request("member_id is required")))?;
     let g = engine(&state)
-        .add_member(&caller.experiment, &path.1, &member)
+        .add_member(caller.experiment, &group_id(&path.1).map_err(at)?, &member)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(json_ok(&group_view(&g)))
@@ -256,7 +267,7 @@ pub async fn remove_member(
     let at = |e: ApiError| e.at(&req);
     caller.require_admin().map_err(at)?;
     let g = engine(&state)
-        .remove_member(&caller.experiment, &path.1, &path.2)
+        .remove_member(caller.experiment, &group_id(&path.1).map_err(at)?, &path.2)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(json_ok(&group_view(&g)))

@@ -5,6 +5,8 @@
 //! as bytes arrive, invariant 8) and commits only once the body ended
 //! cleanly, so a cut connection leaves nothing visible (invariant 3).
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -12,9 +14,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::dto::{artifact_view, check_filename, parse_ttl, sanitize_content_type};
 use super::{AppState, artifact_error, artifact_id, created, engine, json, parse_json, read_body};
 use crate::api::v1::{ArtifactPage, GrantRequest};
-use crate::auth::Principal;
+use crate::auth::{MemberId, Principal};
 use crate::engine::DepositRequest;
-use crate::engine::artifacts::now_unix_s;
+use crate::clock::Timestamp;
 use crate::engine::ingest::parse_artifact_id;
 use crate::http::auth::Caller;
 use crate::http::body::closing;
@@ -26,6 +28,11 @@ const MAX_GRANT_BODY: usize = 4096;
 /// Default and largest listing page.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+
+/// A grant's principal: a worker or group id (400 otherwise).
+fn grantee(s: &str) -> Result<MemberId, ApiError> {
+    MemberId::parse(s).ok_or_else(|| ApiError::bad_request("principal must be a wkr_ or grp_ id"))
+}
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, ApiError> {
     match req.headers().get(name) {
@@ -61,7 +68,8 @@ pub async fn deposit(
         .map(parse_ttl)
         .transpose()
         .map_err(at)?
-        .map(|d| now_unix_s().saturating_add(d.as_secs() as i64));
+        // Lifetimes count whole seconds, as expiries always have.
+        .map(|d| Timestamp::now().whole_secs().plus(Duration::from_secs(d.as_secs())));
 
     // Refused before a byte is read: the body could never fit.
     let cap = engine.config().max_artifact_bytes;
@@ -69,7 +77,7 @@ pub async fn deposit(
         .check_declared(cap, ProblemType::PayloadTooLarge)
         .map_err(at)?;
     let mut quota = engine
-        .reserve_deposit(&caller.experiment, payload.declared_len().unwrap_or(0))
+        .reserve_deposit(caller.experiment, payload.declared_len().unwrap_or(0))
         .map_err(|e| at(e.into()))?;
     let mut ingest = engine.begin_ingest().map_err(|e| at(e.into()))?;
     while let Some(part) = payload.next().await {
@@ -95,8 +103,8 @@ pub async fn deposit(
         .commit_artifact(
             prepared,
             DepositRequest {
-                experiment: caller.experiment.clone(),
-                created_by: caller.principal.to_string(),
+                experiment: caller.experiment,
+                created_by: caller.principal,
                 content_type,
                 filename,
                 expires_at,
@@ -104,7 +112,7 @@ pub async fn deposit(
         )
         .await
         .map_err(|e| at(e.into()))?;
-    Ok(created(&caller.experiment, &receipt, &caller.principal))
+    Ok(created(caller.experiment, &receipt, &caller.principal))
 }
 
 /// `GET …/artifacts/{id}/meta` → `Artifact` (readers only).
@@ -117,13 +125,12 @@ pub async fn meta(
     let engine = engine(&state).clone();
     let id = artifact_id(&req).map_err(at)?;
     let artifact = engine
-        .readable_artifact(&caller.experiment, &caller.principal, &id)
+        .readable_artifact(caller.experiment, &caller.principal, &id)
         .await
         .map_err(|e| at(artifact_error(e)))?;
-    let hex_id = crate::engine::ingest::format_artifact_id(&id);
     Ok(json(
         StatusCode::OK,
-        &artifact_view(&hex_id, artifact.record(), &caller.principal),
+        &artifact_view(&id, artifact.record(), &caller.principal),
     ))
 }
 
@@ -158,19 +165,16 @@ pub async fn list(
                 );
             }
             "created_by" if !v.is_empty() => {
-                if Principal::parse(&v).is_none() {
-                    return Err(at(ApiError::bad_request(
-                        "created_by must be admin or a wkr_ id",
-                    )));
-                }
-                created_by = Some(v);
+                created_by = Some(Principal::parse(&v).ok_or_else(|| {
+                    at(ApiError::bad_request("created_by must be admin or a wkr_ id"))
+                })?);
             }
             _ => {}
         }
     }
     let page = engine
         .list_artifacts(
-            &caller.experiment,
+            caller.experiment,
             &caller.principal,
             created_by,
             cursor,
@@ -187,7 +191,7 @@ pub async fn list(
         StatusCode::OK,
         &ArtifactPage {
             artifacts,
-            next_cursor: page.next_cursor,
+            next_cursor: page.next_cursor.map(|c| c.to_string()),
         },
     ))
 }
@@ -204,14 +208,14 @@ pub async fn grant(
     let id = artifact_id(&req).map_err(at)?;
     let body: GrantRequest =
         parse_json(&read_body(payload, MAX_GRANT_BODY).await.map_err(at)?).map_err(at)?;
+    let principal = grantee(&body.principal).map_err(at)?;
     let rec = engine
-        .grant(&caller.experiment, &caller.principal, &id, &body.principal)
+        .grant(caller.experiment, &caller.principal, &id, &principal)
         .await
         .map_err(|e| at(e.into()))?;
-    let hex_id = crate::engine::ingest::format_artifact_id(&id);
     Ok(json(
         StatusCode::OK,
-        &artifact_view(&hex_id, &rec, &caller.principal),
+        &artifact_view(&id, &rec, &caller.principal),
     ))
 }
 
@@ -224,15 +228,15 @@ pub async fn revoke(
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
     let id = artifact_id(&req).map_err(at)?;
-    let principal = req.match_info().get("principal").unwrap_or_default();
+    let principal =
+        grantee(req.match_info().get("principal").unwrap_or_default()).map_err(at)?;
     let rec = engine
-        .revoke(&caller.experiment, &caller.principal, &id, principal)
+        .revoke(caller.experiment, &caller.principal, &id, &principal)
         .await
         .map_err(|e| at(e.into()))?;
-    let hex_id = crate::engine::ingest::format_artifact_id(&id);
     Ok(json(
         StatusCode::OK,
-        &artifact_view(&hex_id, &rec, &caller.principal),
+        &artifact_view(&id, &rec, &caller.principal),
     ))
 }
 
@@ -246,7 +250,7 @@ pub async fn delete(
     let engine = engine(&state).clone();
     let id = artifact_id(&req).map_err(at)?;
     engine
-        .delete_artifact(&caller.experiment, &caller.principal, &id)
+        .delete_artifact(caller.experiment, &caller.principal, &id)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(HttpResponse::NoContent().finish())

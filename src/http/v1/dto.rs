@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use crate::api::v1::{Artifact, Dedup, Digests};
 use crate::auth::Principal;
+use crate::clock::Timestamp;
+use crate::ids::ArtifactId;
 use crate::http::problem::ApiError;
 use crate::meta::records::{ArtifactRecord, VisibleDedup};
 
@@ -63,28 +65,12 @@ pub fn parse_ttl(s: &str) -> Result<Duration, ApiError> {
     Ok(d)
 }
 
-/// RFC 3339 UTC with milliseconds and `Z` from Unix nanoseconds.
-pub fn timestamp_ns(ns: i64) -> String {
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .ok()
-        .and_then(|t| t.format(&fmt).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into())
-}
-
-/// RFC 3339 UTC from Unix seconds.
-pub fn timestamp_s(s: i64) -> String {
-    timestamp_ns(s.saturating_mul(1_000_000_000))
-}
-
 /// The `Dedup` object. Its `new_*` figures are relative to what the
 /// *depositor* could read at commit time, so only the depositor and the
 /// deployment admin see them; any other reader gets the content figures
 /// alone, which depend on the bytes only (invariant 4).
 fn dedup_view(rec: &ArtifactRecord, viewer: &Principal) -> Dedup {
-    if !viewer.is_admin() && viewer.to_string() != rec.created_by {
+    if !viewer.is_admin() && *viewer != rec.created_by {
         return Dedup {
             chunks: rec.dedup.chunks,
             logical_bytes: rec.size,
@@ -108,24 +94,24 @@ fn dedup_view(rec: &ArtifactRecord, viewer: &Principal) -> Dedup {
 }
 
 /// The `Artifact` object as `viewer` sees it.
-pub fn artifact_view(id: &str, rec: &ArtifactRecord, viewer: &Principal) -> Artifact {
+pub fn artifact_view(id: &ArtifactId, rec: &ArtifactRecord, viewer: &Principal) -> Artifact {
     Artifact {
         chunks: rec.dedup.chunks,
         content_type: rec.content_type.clone(),
-        created_at: timestamp_ns(rec.created_at_ns),
-        created_by: rec.created_by.clone(),
+        created_at: rec.created_at.to_rfc3339(),
+        created_by: rec.created_by.to_string(),
         dedup: dedup_view(rec, viewer),
         digest_verified: rec.digest_verified,
         digests: Digests {
             blake3: format!("blake3:{}", rec.blake3.to_hex()),
             sha256: format!("sha256:{}", hex::encode(rec.sha256)),
         },
-        expires_at: rec.expires_at.map(timestamp_s),
+        expires_at: rec.expires_at.map(Timestamp::to_rfc3339),
         filename: rec.filename.clone(),
         grants: rec.grants.clone(),
         id: id.to_string(),
         size_bytes: rec.size,
-        uri: crate::api::artifact_uri(id),
+        uri: id.uri(),
     }
 }
 
@@ -184,7 +170,6 @@ mod tests {
         assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(7 * 86400));
         assert!(parse_ttl("0s").is_err());
         assert!(parse_ttl("soon").is_err());
-        assert_eq!(timestamp_ns(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(
             sanitize_content_type(Some(b" text/plain\x01 ")),
             "text/plain"

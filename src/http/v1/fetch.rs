@@ -115,9 +115,9 @@ pub async fn fetch(
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
     let id = artifact_id(&req).map_err(at)?;
-    let id_str = crate::engine::ingest::format_artifact_id(&id);
+    let id_str = id.to_string();
     let artifact = engine
-        .readable_artifact(&caller.experiment, &caller.principal, &id)
+        .readable_artifact(caller.experiment, &caller.principal, &id)
         .await
         .map_err(|e| at(artifact_error(e)))?;
     let record = artifact.record();

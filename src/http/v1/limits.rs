@@ -23,7 +23,7 @@ pub async fn quota(
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     caller.require_admin().map_err(at)?;
-    let v = engine(&state).quota(&caller.experiment);
+    let v = engine(&state).quota(caller.experiment);
     Ok(json(
         StatusCode::OK,
         &Quota {
@@ -40,11 +40,9 @@ pub async fn quota(
 /// `GET /cas/v1/admin/inflight` (admin) → `{"operations", "pinned_chunks",
 /// "open_packs", "reserved_bytes"}`.
 pub async fn inflight(
-    req: HttpRequest,
     _admin: DeploymentAdmin,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let at = |e: ApiError| e.at(&req);
     let v = engine(&state).in_flight();
     Ok(json(
         StatusCode::OK,

@@ -28,6 +28,7 @@ use super::auth::{has_wellformed_bearer, unauthorized};
 use super::problem::{ApiError, ProblemType};
 use crate::engine::Engine;
 use crate::engine::ingest::parse_artifact_id;
+use crate::ids::ArtifactId;
 
 pub use dto::sanitize_content_type;
 
@@ -99,7 +100,7 @@ fn engine(state: &web::Data<AppState>) -> &Arc<Engine> {
 }
 
 /// The `{id}` path segment as an artifact id; malformed ids name nothing (404).
-fn artifact_id(req: &HttpRequest) -> Result<[u8; 16], ApiError> {
+fn artifact_id(req: &HttpRequest) -> Result<ArtifactId, ApiError> {
     req.match_info()
         .get("id")
         .and_then(parse_artifact_id)
@@ -130,7 +131,7 @@ async fn read_body(payload: crate::http::body::Body, limit: usize) -> Result<Vec
 /// 201 with `Location` and the artifact: the answer of every v1 write that
 /// records an artifact.
 fn created(
-    experiment: &str,
+    experiment: crate::auth::ExperimentId,
     receipt: &crate::engine::DepositReceipt,
     viewer: &crate::auth::Principal,
 ) -> HttpResponse {

@@ -10,12 +10,13 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::commit_body;
-use super::dto::{check_filename, parse_ttl, sanitize_content_type, timestamp_ns};
+use super::dto::{check_filename, parse_ttl, sanitize_content_type};
 use super::{AppState, created, engine, json, parse_json, read_body};
 use crate::api::v1::{self as api, Chunker, Session};
 use crate::engine::EngineError;
 use crate::engine::uploads::{MAX_MISSING_QUERY, MAX_STATUS_IDS, SessionView, parse_session_id};
 use crate::hash::Digest;
+use crate::ids::SessionId;
 use crate::http::auth::Caller;
 use crate::http::body::{closing, commit_body_limit};
 use crate::http::problem::{ApiError, ProblemType};
@@ -27,7 +28,7 @@ const MAX_CREATE_BODY: usize = 16 << 10;
 /// 10 000 quoted 64-hex ids and separators, with room to spare.
 const MAX_MISSING_BODY: usize = 1 << 20;
 
-fn session_id(req: &HttpRequest) -> Result<[u8; 16], ApiError> {
+fn session_id(req: &HttpRequest) -> Result<SessionId, ApiError> {
     req.match_info()
         .get("sid")
         .and_then(parse_session_id)
@@ -58,11 +59,11 @@ fn chunker_view(v: &SessionView) -> Chunker {
 fn session_view(v: &SessionView) -> Session {
     Session {
         chunker: chunker_view(v),
-        created_at: timestamp_ns(v.record.created_at_ns),
-        expires_at: timestamp_ns(v.expires_at_ns),
+        created_at: v.record.created_at.to_rfc3339(),
+        expires_at: v.expires_at.to_rfc3339(),
         max_batch_bytes: v.max_batch_bytes,
         max_bytes: v.max_bytes,
-        session_id: v.id.clone(),
+        session_id: v.id.to_string(),
         size: v.record.claimed_size,
     }
 }
@@ -94,7 +95,7 @@ pub async fn create(
         claimed_size: body.size,
     };
     let view = engine(&state)
-        .create_upload(&caller.experiment, &caller.principal, request)
+        .create_upload(caller.experiment, &caller.principal, request)
         .await
         .map_err(|e| at(e.into()))?;
     let location = format!(
@@ -131,7 +132,7 @@ pub async fn missing(
         .collect::<Result<Vec<_>, _>>()
         .map_err(at)?;
     let missing = engine(&state)
-        .upload_missing(&caller.experiment, &caller.principal, &sid, ids)
+        .upload_missing(caller.experiment, &caller.principal, &sid, ids)
         .await
         .map_err(|e| at(e.into()))?;
     let missing = missing.iter().map(Digest::to_hex).collect();
@@ -163,7 +164,7 @@ pub async fn chunks(
         ))));
     }
     let mut batch = engine
-        .begin_chunk_batch(&caller.experiment, &caller.principal, &sid)
+        .begin_chunk_batch(caller.experiment, &caller.principal, &sid)
         .await
         .map_err(|e| at(e.into()))?;
     let mut complete = true;
@@ -216,7 +217,7 @@ pub async fn commit(
         .check_declared(limit, ProblemType::PayloadTooLarge)
         .map_err(at)?;
     let check = engine
-        .begin_commit(&caller.experiment, &caller.principal, &sid)
+        .begin_commit(caller.experiment, &caller.principal, &sid)
         .await
         .map_err(|e| at(e.into()))?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -273,7 +274,7 @@ pub async fn commit(
         .transpose()
         .map_err(at)?;
     let receipt = check.finish(trailer).await.map_err(|e| at(e.into()))?;
-    Ok(created(&caller.experiment, &receipt, &caller.principal))
+    Ok(created(caller.experiment, &receipt, &caller.principal))
 }
 
 /// `GET …/uploads/{S}[?after=&limit=]` → session with what it received.
@@ -305,7 +306,7 @@ pub async fn status(
         }
     }
     let s = engine(&state)
-        .upload_status(&caller.experiment, &caller.principal, &sid, after, limit)
+        .upload_status(caller.experiment, &caller.principal, &sid, after, limit)
         .await
         .map_err(|e| at(e.into()))?;
     let session = session_view(&s.view);
@@ -334,7 +335,7 @@ pub async fn abandon(
     let at = |e: ApiError| e.at(&req);
     let sid = session_id(&req).map_err(at)?;
     engine(&state)
-        .abandon_upload(&caller.experiment, &caller.principal, &sid)
+        .abandon_upload(caller.experiment, &caller.principal, &sid)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(HttpResponse::NoContent().finish())
