@@ -86,8 +86,8 @@ impl Timestamp {
 
     /// Parses RFC 3339 (any offset, any sub-second precision).
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .ok()?;
+        let t =
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
         i64::try_from(t.unix_timestamp_nanos()).ok().map(Timestamp)
     }
 }
@@ -147,7 +147,10 @@ mod tests {
     fn renders_and_parses_rfc3339() {
         let t = Timestamp::from_unix_nanos(1_767_225_600_123_456_789);
         assert_eq!(t.to_rfc3339(), "2026-01-01T00:00:00.123Z");
-        assert_eq!(Timestamp::UNIX_EPOCH.to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp::UNIX_EPOCH.to_rfc3339(),
+            "1970-01-01T00:00:00.000Z"
+        );
         let back = Timestamp::parse_rfc3339("2026-01-01T00:00:00.123Z").unwrap();
         assert_eq!(back.to_rfc3339(), "2026-01-01T00:00:00.123Z");
         assert_eq!(t.whole_secs().unix_secs(), t.unix_secs());
@@ -159,7 +162,10 @@ mod tests {
     fn arithmetic_saturates() {
         let t = Timestamp::from_unix_secs(10);
         assert_eq!(t.plus(Duration::from_secs(5)).unix_secs(), 15);
-        assert_eq!(t.since(Timestamp::from_unix_secs(4)), Duration::from_secs(6));
+        assert_eq!(
+            t.since(Timestamp::from_unix_secs(4)),
+            Duration::from_secs(6)
+        );
         assert_eq!(Timestamp::from_unix_secs(4).since(t), Duration::ZERO);
         assert_eq!(
             Timestamp::from_unix_nanos(i64::MAX).plus(Duration::MAX),

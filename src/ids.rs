@@ -175,7 +175,10 @@ mod tests {
         let text = a.to_string();
         assert_eq!(text.len(), 32);
         assert_eq!(ArtifactId::parse(&text), Some(a));
-        assert_eq!(text.parse::<SessionId>().map(|s| *s.as_bytes()), Ok(*a.as_bytes()));
+        assert_eq!(
+            text.parse::<SessionId>().map(|s| *s.as_bytes()),
+            Ok(*a.as_bytes())
+        );
         assert!(ArtifactId::parse(&text.to_uppercase()).is_none());
         assert!(ArtifactId::parse("abc").is_none());
         assert_ne!(ArtifactId::mint(Timestamp::now()), a);

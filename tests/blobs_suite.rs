@@ -310,7 +310,11 @@ async fn deposit(engine: &Arc<Engine>, data: &[u8]) -> Result<String, EngineErro
         ingest.push(Bytes::copy_from_slice(part)).await?;
     }
     let prepared = ingest.finish().await?;
-    Ok(engine.commit_artifact(prepared, req()).await?.id)
+    Ok(engine
+        .commit_artifact(prepared, req())
+        .await?
+        .id
+        .to_string())
 }
 
 async fn fetch(engine: &Arc<Engine>, id: &str, start: u64, end: u64) -> Vec<u8> {

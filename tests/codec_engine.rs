@@ -9,11 +9,11 @@ mod engine_support;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use eden_cas::ids::ArtifactId;
 use eden_cas::engine::fsck::ProblemKind;
 use eden_cas::engine::gc::GcOptions;
 use eden_cas::engine::{EngineConfig, EngineError};
 use eden_cas::hash::Digest;
+use eden_cas::ids::ArtifactId;
 use eden_cas::meta::records::ChunkLocation;
 use eden_cas::pack::Codec;
 use engine_support::*;

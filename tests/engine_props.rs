@@ -104,6 +104,7 @@ async fn deposit(
         .await
         .unwrap()
         .id
+        .to_string()
 }
 
 async fn read(
@@ -322,7 +323,7 @@ proptest! {
                 match op {
                     Op::Register { exp } => {
                         let (w, _) = f.engine.register_worker(exps[exp], None, BTreeMap::new()).await.unwrap();
-                        model[exp].workers.push(w.worker_id);
+                        model[exp].workers.push(w.worker_id.to_string());
                     }
                     Op::Deposit { exp, by } => {
                         let m = &model[exp];
@@ -338,8 +339,8 @@ proptest! {
                         let g = f.engine.create_group(exps[exp], name, members.clone(), &Principal::Admin).await.unwrap();
                         let mut uniq = Vec::new();
                         for x in members { if !uniq.contains(&x) { uniq.push(x); } }
-                        model[exp].members.insert(g.group_id.clone(), uniq);
-                        model[exp].groups.push((g.group_id, admins));
+                        model[exp].members.insert(g.group_id.to_string(), uniq);
+                        model[exp].groups.push((g.group_id.to_string(), admins));
                     }
                     Op::AddMember { exp, group, member, member_is_group } => {
                         let m = &model[exp];

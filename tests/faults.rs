@@ -14,8 +14,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::auth::token::Secret;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::blobs::{Backend, BlobConfig, BlobStore, Fault, FaultPlan, FaultSpec, keys};
 use eden_cas::chunking::{ChunkerParams, StreamChunker};
 use eden_cas::engine::ingest::{MANIFEST_MAGIC, parse_artifact_id};
@@ -104,7 +104,7 @@ async fn deposit(e: &Arc<Engine>, data: &[u8], frame: usize) -> Result<String, E
         ingest.push(Bytes::copy_from_slice(part)).await?;
     }
     let prepared = ingest.finish().await?;
-    Ok(e.commit_artifact(prepared, req()).await?.id)
+    Ok(e.commit_artifact(prepared, req()).await?.id.to_string())
 }
 
 async fn record(e: &Arc<Engine>, id: &str) -> ReadableArtifact {
@@ -116,7 +116,7 @@ async fn record(e: &Arc<Engine>, id: &str) -> ReadableArtifact {
 /// Artifact ids of the experiment, newest first.
 fn artifacts(e: &Arc<Engine>) -> Vec<[u8; 16]> {
     e.meta()
-        .artifacts_newest_first(EXP, None, 1000)
+        .artifacts_newest_first(EXP.as_str(), None, 1000)
         .unwrap()
         .into_iter()
         .map(|(id, _)| id)
@@ -378,7 +378,7 @@ async fn write_error_in_an_upload_batch_keeps_the_session_usable() {
             .create_upload(EXP, &admin, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&view.id).unwrap();
+        let sid = view.id;
 
         for spec in [
             FaultSpec::new(Fault::WriteError, keys::PACKS),
@@ -398,7 +398,7 @@ async fn write_error_in_an_upload_batch_keeps_the_session_usable() {
             assert_eq!(missing.unwrap(), ids, "{spec:?}: all chunks still missing");
             assert!(
                 e.meta()
-                    .upload_chunks(&sid, &ids)
+                    .upload_chunks(sid.as_bytes(), &ids)
                     .unwrap()
                     .iter()
                     .all(Option::is_none),

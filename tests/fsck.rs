@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::auth::token::Secret;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::chunking::{ChunkerParams, StreamChunker};
 use eden_cas::engine::fsck::ProblemKind;
@@ -90,10 +90,10 @@ impl Store {
 
     fn read(&self, exp: ExperimentId, id: &str) -> Result<Vec<u8>, EngineError> {
         let e = Arc::clone(self.e());
-        let (exp, id) = (exp.to_string(), parse_artifact_id(id).unwrap());
+        let id = parse_artifact_id(id).unwrap();
         self.rt.block_on(async move {
             let rec = e
-                .readable_artifact(&exp, &Principal::Admin, &id)
+                .readable_artifact(exp, &Principal::Admin, &id)
                 .await
                 .expect("artifact");
             let mut s = e.read_range(&rec, 0, rec.size);
@@ -405,7 +405,7 @@ fn scrub_marks_a_corrupt_chunk_bad_and_a_new_deposit_heals_it() {
     let rec = s
         .e()
         .meta()
-        .artifact(EXP2, &parse_artifact_id(&b).unwrap())
+        .artifact(EXP2.as_str(), parse_artifact_id(&b).unwrap().as_bytes())
         .unwrap()
         .unwrap();
     assert_eq!(rec.dedup.new_chunks, 1);
@@ -445,7 +445,7 @@ fn an_upload_session_heals_a_bad_chunk() {
             .create_upload(EXP, &admin, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let ids: Vec<Digest> = chunks.iter().map(|c| Digest::of(c)).collect();
         // Everything is present for the admin but the bad chunk.
         let missing = e
@@ -509,7 +509,7 @@ fn a_pinned_chunk_marked_bad_is_sent_again() {
             .create_upload(EXP, &admin, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let all: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
         let mut batch = e.begin_chunk_batch(EXP, &admin, &sid).await.unwrap();
         batch.push(frames(&all)).await.unwrap();
@@ -644,7 +644,7 @@ fn footer_index_and_manifest_damage_is_reported() {
     let zrec = s
         .e()
         .meta()
-        .artifact(EXP, &parse_artifact_id(&c).unwrap())
+        .artifact(EXP.as_str(), parse_artifact_id(&c).unwrap().as_bytes())
         .unwrap()
         .unwrap();
     std::fs::remove_file(

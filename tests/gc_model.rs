@@ -15,11 +15,11 @@ mod engine_support;
 use std::collections::{BTreeSet, HashSet};
 
 use bytes::Bytes;
-use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::auth::Principal;
 use eden_cas::engine::PreparedContent;
 use eden_cas::engine::gc::{GcOptions, GcRun};
 use eden_cas::hash::Digest;
+use eden_cas::ids::{ArtifactId, SessionId};
 use engine_support::*;
 use proptest::prelude::*;
 

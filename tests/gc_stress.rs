@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eden_cas::ids::ArtifactId;
 use eden_cas::engine::gc::GcOptions;
+use eden_cas::ids::ArtifactId;
 use engine_support::*;
 
 const RUN_FOR: Duration = Duration::from_secs(6);

@@ -8,8 +8,8 @@ mod engine_support;
 
 use std::path::{Path, PathBuf};
 
-use eden_cas::ids::ArtifactId;
 use eden_cas::engine::EngineError;
+use eden_cas::ids::ArtifactId;
 use engine_support::*;
 
 fn pack_files(root: &Path) -> Vec<PathBuf> {

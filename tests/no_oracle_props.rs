@@ -19,8 +19,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eden_cas::auth::{ExperimentId, MemberId, Principal};
 use eden_cas::auth::token::Secret;
+use eden_cas::auth::{ExperimentId, MemberId, Principal};
 use eden_cas::blobs::BlobStore;
 use eden_cas::chunking::{ChunkerParams, StreamChunker};
 use eden_cas::engine::ingest::parse_artifact_id;
@@ -190,7 +190,7 @@ fn open_store(rt: &tokio::runtime::Runtime, s: &Setup) -> Store {
                 .register_worker(EXP, None, Default::default())
                 .await
                 .unwrap();
-            workers.push(w.worker_id);
+            workers.push(w.worker_id.to_string());
         }
         let members = |flags: &[bool]| -> Vec<String> {
             flags
@@ -206,7 +206,7 @@ fn open_store(rt: &tokio::runtime::Runtime, s: &Setup) -> Store {
                 .create_group(EXP, None, members(g), &Principal::Admin)
                 .await
                 .unwrap();
-            groups.push(v.group_id);
+            groups.push(v.group_id.to_string());
         }
         if s.admins.iter().any(|a| *a) {
             engine
@@ -285,7 +285,7 @@ impl Store {
                 .create_upload(EXP, &p, SessionRequest::default())
                 .await
                 .unwrap();
-            let sid = parse_session_id(&v.id).unwrap();
+            let sid = v.id;
             let ids: Vec<Digest> = chunks.iter().map(|c| Digest::of(c)).collect();
             let missing = e.upload_missing(EXP, &p, &sid, ids.clone()).await.unwrap();
             seen.push(Value::from(
@@ -337,8 +337,7 @@ impl Store {
                 .unwrap()
         };
         seen.push(self.shown(&receipt, &p));
-        self.artifacts
-            .insert(index, receipt.id);
+        self.artifacts.insert(index, receipt.id);
         // Ids are ULIDs: a later millisecond keeps the listing order the
         // deposit order on both stores.
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
@@ -354,7 +353,12 @@ impl Store {
             Target::Group(w) | Target::Worker(w) => self.workers[w % self.workers.len()].clone(),
         };
         self.engine
-            .grant(EXP, &Principal::Admin, &id, &MemberId::parse(&principal).unwrap())
+            .grant(
+                EXP,
+                &Principal::Admin,
+                &id,
+                &MemberId::parse(&principal).unwrap(),
+            )
             .await
             .unwrap();
     }
@@ -399,7 +403,7 @@ impl Store {
             .create_upload(EXP, &p, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let mut all = BTreeSet::new();
         for c in pool {
             for chunk in chunks_of(c) {
@@ -541,7 +545,7 @@ fn presence_is_exact_past_many_unreadable_references() {
             .create_upload(EXP, &b, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let ids: Vec<Digest> = chunks_of(&data).iter().map(|c| Digest::of(c)).collect();
         let missing = e.upload_missing(EXP, &b, &sid, ids).await.unwrap();
         assert!(missing.is_empty(), "B's own artifact holds every chunk");
@@ -551,7 +555,7 @@ fn presence_is_exact_past_many_unreadable_references() {
             .create_upload(EXP, &none, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let ids: Vec<Digest> = chunks_of(&data).iter().map(|c| Digest::of(c)).collect();
         assert_eq!(
             e.upload_missing(EXP, &none, &sid, ids.clone())

@@ -23,10 +23,10 @@ use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::config::{Config, Overrides};
 use eden_cas::engine::backup::{self, BACKUP_INDEX};
 use eden_cas::engine::ingest::parse_artifact_id;
-use eden_cas::ids::ArtifactId;
 use eden_cas::engine::recovery::{self, ReindexReport};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError, ReadableArtifact};
 use eden_cas::hash::Digest;
+use eden_cas::ids::ArtifactId;
 use eden_cas::meta::Meta;
 use eden_cas::meta::records::{ArtifactRecord, ChunkLocation, DedupFigures, Manifest, PackRecord};
 use eden_cas::pack::TRAILER_LEN;
@@ -460,7 +460,7 @@ async fn backup_then_restore_brings_records_back_and_reports_later_content() {
         .register_worker(EXP, Some("trainer".into()), BTreeMap::new())
         .await
         .unwrap();
-    let w = worker.worker_id.clone();
+    let w = worker.worker_id.to_string();
     let all = contents();
     let (a1, _) = deposit(&engine, "admin", &all[0]).await;
     let r1 = engine

@@ -16,9 +16,9 @@ use eden_cas::blobs::BlobStore;
 use eden_cas::chunking::{ChunkerParams, StreamChunker};
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
-use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
+use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::meta::Meta;
 use eden_cas::meta::records::{EndReason, ManifestEntry};
 use proptest::prelude::*;
@@ -242,8 +242,7 @@ async fn session_for(
         .create_upload(exp, &principal(who), SessionRequest::default())
         .await
         .unwrap();
-    m.sessions
-        .insert(who.to_string(), (v.id, HashSet::new()));
+    m.sessions.insert(who.to_string(), (v.id, HashSet::new()));
     v.id
 }
 

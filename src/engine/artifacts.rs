@@ -191,12 +191,12 @@ impl Engine {
             let mut released = 0;
             if let Some(sid) = end_id {
                 let sid = sid.as_bytes();
-                let mut session = meta
-                    .upload(sid)?
-                    .filter(|s| s.ended.is_none())
-                    .ok_or_else(|| {
-                        EngineError::SessionEnded("the session ended during the commit".into())
-                    })?;
+                let mut session =
+                    meta.upload(sid)?
+                        .filter(|s| s.ended.is_none())
+                        .ok_or_else(|| {
+                            EngineError::SessionEnded("the session ended during the commit".into())
+                        })?;
                 session.ended = Some(UploadEnd {
                     at: now,
                     reason: EndReason::Committed(id),

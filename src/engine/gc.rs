@@ -48,9 +48,9 @@ use serde::Serialize;
 use ulid::Ulid;
 
 use super::artifacts::now_unix_s;
-use crate::clock::Timestamp;
 use super::{Engine, EngineError, Stats, blocking};
 use crate::blobs::keys;
+use crate::clock::Timestamp;
 use crate::hash::Digest;
 use crate::meta::Meta;
 use crate::meta::records::{ChunkLocation, PackRecord};

@@ -23,7 +23,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-
 use super::{Engine, EngineError};
 use crate::auth::ExperimentId;
 use crate::meta::Meta;
@@ -217,18 +216,22 @@ impl DepositReservation {
             return Ok(());
         }
         let want = total.div_ceil(DEPOSIT_STEP).saturating_mul(DEPOSIT_STEP);
-        let more = match self
-            .quotas
-            .try_add(self.experiment.as_str(), Part::InFlight, want - self.held)
-        {
-            Ok(()) => want - self.held,
-            // Near the quota: reserve exactly what arrived.
-            Err(_) => {
-                self.quotas
-                    .try_add(self.experiment.as_str(), Part::InFlight, total - self.held)?;
-                total - self.held
-            }
-        };
+        let more =
+            match self
+                .quotas
+                .try_add(self.experiment.as_str(), Part::InFlight, want - self.held)
+            {
+                Ok(()) => want - self.held,
+                // Near the quota: reserve exactly what arrived.
+                Err(_) => {
+                    self.quotas.try_add(
+                        self.experiment.as_str(),
+                        Part::InFlight,
+                        total - self.held,
+                    )?;
+                    total - self.held
+                }
+            };
         self.held += more;
         Ok(())
     }

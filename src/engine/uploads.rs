@@ -256,8 +256,7 @@ impl Engine {
         })
         .await;
         if let Err(e) = written {
-            self.quotas
-                .sub(experiment.as_str(), Part::Session, claimed);
+            self.quotas.sub(experiment.as_str(), Part::Session, claimed);
             return Err(e);
         }
         tracing::info!(%experiment, session = %id, by = %caller, "upload session created");
@@ -354,7 +353,10 @@ impl Engine {
         let (meta, sid) = (self.meta.clone(), *id);
         blocking(move || {
             // Re-read under the lock: the session may have ended meanwhile.
-            if meta.upload(sid.as_bytes())?.is_none_or(|r| r.ended.is_some()) {
+            if meta
+                .upload(sid.as_bytes())?
+                .is_none_or(|r| r.ended.is_some())
+            {
                 return Err(EngineError::SessionEnded(
                     "the upload session already ended".into(),
                 ));
@@ -378,10 +380,7 @@ impl Engine {
     /// pins are released) and drops tombstones older than the idle timeout.
     /// Sessions with a commit in flight are skipped. Returns how many
     /// sessions expired.
-    pub async fn expire_sessions(
-        &self,
-        now: impl Into<Timestamp>,
-    ) -> Result<u64, EngineError> {
+    pub async fn expire_sessions(&self, now: impl Into<Timestamp>) -> Result<u64, EngineError> {
         let now = now.into();
         let idle = self.upload_idle_timeout();
         let busy: HashSet<SessionId> = {

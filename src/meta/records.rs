@@ -449,8 +449,7 @@ mod tests {
         let at = Timestamp::from_unix_secs(1_700_000_000);
         assert_eq!(rec.expires_at, Some(at));
         assert!(rec.expired(at) && !rec.expired(Timestamp::from_unix_secs(1_699_999_999)));
-        let again: ArtifactRecord =
-            ciborium::from_reader(&crate::meta::encode(&rec)[..]).unwrap();
+        let again: ArtifactRecord = ciborium::from_reader(&crate::meta::encode(&rec)[..]).unwrap();
         assert_eq!(again, rec);
     }
 

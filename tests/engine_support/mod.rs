@@ -9,14 +9,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::auth::token::Secret;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::chunking::ChunkerParams;
-use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
+use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::meta::Meta;
 use eden_cas::meta::records::ManifestEntry;
 use eden_cas::pack::{TRAILER_LEN, decode_trailer};

@@ -17,15 +17,15 @@ use bytes::{Bytes, BytesMut};
 
 use super::{FRAME_HEADER_LEN, MAX_FRAMES_PER_BATCH};
 use crate::auth::ExperimentId;
-use crate::clock::Timestamp;
-use crate::ids::SessionId;
 use crate::auth::Principal;
+use crate::clock::Timestamp;
 use crate::engine::artifacts::Presence;
 use crate::engine::ingest::PackSink;
 use crate::engine::pins::OpPins;
 use crate::engine::quota::Part;
 use crate::engine::{Engine, EngineError, blocking};
 use crate::hash::Digest;
+use crate::ids::SessionId;
 use crate::meta::Meta;
 use crate::meta::records::UploadChunk;
 use crate::pack::{CompressionPolicy, PackBuilder};

@@ -21,18 +21,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{COMMIT_STEP, CommitRequest, MISSING_NAMED};
+use crate::auth::ExperimentId;
 use crate::auth::Principal;
 use crate::chunking::FASTCDC_2020;
-use crate::auth::ExperimentId;
 use crate::clock::Timestamp;
 use crate::engine::artifacts::{Presence, SessionEnding};
-use crate::ids::SessionId;
 use crate::engine::ingest::{
     DepositReceipt, DepositRequest, PreparedContent, SegmentBuilder, write_manifest_object,
 };
 use crate::engine::pins::OpPins;
 use crate::engine::{Engine, EngineError, blocking};
 use crate::hash::Digest;
+use crate::ids::SessionId;
 use crate::meta::records::{DedupFigures, Manifest, ManifestEntry, UploadRecord};
 use crate::meta::{Meta, encode};
 

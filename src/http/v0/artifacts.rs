@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
 use super::{AppState, Caller, engine};
-use crate::api::v0::Deposited;
 use crate::api::ARTIFACT_URI_PREFIX;
+use crate::api::v0::Deposited;
 use crate::engine::ingest::parse_artifact_id;
 use crate::engine::{DepositRequest, EngineError};
 use crate::http::body::closing;

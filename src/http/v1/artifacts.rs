@@ -15,8 +15,8 @@ use super::dto::{artifact_view, check_filename, parse_ttl, sanitize_content_type
 use super::{AppState, artifact_error, artifact_id, created, engine, json, parse_json, read_body};
 use crate::api::v1::{ArtifactPage, GrantRequest};
 use crate::auth::{MemberId, Principal};
-use crate::engine::DepositRequest;
 use crate::clock::Timestamp;
+use crate::engine::DepositRequest;
 use crate::engine::ingest::parse_artifact_id;
 use crate::http::auth::Caller;
 use crate::http::body::closing;
@@ -69,7 +69,11 @@ pub async fn deposit(
         .transpose()
         .map_err(at)?
         // Lifetimes count whole seconds, as expiries always have.
-        .map(|d| Timestamp::now().whole_secs().plus(Duration::from_secs(d.as_secs())));
+        .map(|d| {
+            Timestamp::now()
+                .whole_secs()
+                .plus(Duration::from_secs(d.as_secs()))
+        });
 
     // Refused before a byte is read: the body could never fit.
     let cap = engine.config().max_artifact_bytes;
@@ -166,7 +170,9 @@ pub async fn list(
             }
             "created_by" if !v.is_empty() => {
                 created_by = Some(Principal::parse(&v).ok_or_else(|| {
-                    at(ApiError::bad_request("created_by must be admin or a wkr_ id"))
+                    at(ApiError::bad_request(
+                        "created_by must be admin or a wkr_ id",
+                    ))
                 })?);
             }
             _ => {}
@@ -228,8 +234,7 @@ pub async fn revoke(
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
     let id = artifact_id(&req).map_err(at)?;
-    let principal =
-        grantee(req.match_info().get("principal").unwrap_or_default()).map_err(at)?;
+    let principal = grantee(req.match_info().get("principal").unwrap_or_default()).map_err(at)?;
     let rec = engine
         .revoke(caller.experiment, &caller.principal, &id, &principal)
         .await

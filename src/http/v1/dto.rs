@@ -14,8 +14,8 @@ use std::time::Duration;
 use crate::api::v1::{Artifact, Dedup, Digests};
 use crate::auth::Principal;
 use crate::clock::Timestamp;
-use crate::ids::ArtifactId;
 use crate::http::problem::ApiError;
+use crate::ids::ArtifactId;
 use crate::meta::records::{ArtifactRecord, VisibleDedup};
 
 /// Longest filename accepted, in bytes.

@@ -16,11 +16,11 @@ use crate::api::v1::{self as api, Chunker, Session};
 use crate::engine::EngineError;
 use crate::engine::uploads::{MAX_MISSING_QUERY, MAX_STATUS_IDS, SessionView, parse_session_id};
 use crate::hash::Digest;
-use crate::ids::SessionId;
 use crate::http::auth::Caller;
 use crate::http::body::{closing, commit_body_limit};
 use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
+use crate::ids::SessionId;
 
 /// Media type of a chunk batch body.
 pub const CHUNKS_MEDIA_TYPE: &str = "application/vnd.eden-cas.chunks";
