@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::Bytes;
-use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::auth::token::Secret;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::blobs::BlobStore;
 use eden_cas::chunking::ChunkerParams;
 use eden_cas::engine::ingest::parse_artifact_id;
