@@ -27,8 +27,8 @@ fn data(n: usize, seed: u64) -> Vec<u8> {
 
 fn request() -> DepositRequest {
     DepositRequest {
-        experiment: "exp_0000000000000000000000bench".into(),
-        created_by: "admin".into(),
+        experiment: eden_cas::auth::ExperimentId::from_static("exp_0000000000000000000000bench"),
+        created_by: eden_cas::auth::Principal::Admin,
         content_type: "application/octet-stream".into(),
         filename: None,
         expires_at: None,

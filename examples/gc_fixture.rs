@@ -10,15 +10,15 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::Bytes;
-use eden_cas::auth::Principal;
 use eden_cas::auth::token::Secret;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::blobs::BlobStore;
 use eden_cas::chunking::ChunkerParams;
-use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig};
+use eden_cas::ids::ArtifactId;
 use eden_cas::meta::Meta;
 
-const EXP: &str = "exp_00000000000000000000000001";
+const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
 
 fn noise(buf: &mut [u8], seed: u64) {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -77,8 +77,8 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             let req = DepositRequest {
-                experiment: EXP.into(),
-                created_by: "admin".into(),
+                experiment: EXP,
+                created_by: Principal::Admin,
                 content_type: "application/octet-stream".into(),
                 filename: Some(format!("checkpoint-{i}.bin")),
                 expires_at: None,
@@ -89,10 +89,10 @@ fn main() -> anyhow::Result<()> {
             }
             let prepared = ingest.finish().await?;
             let r = engine.commit_artifact(prepared, req).await?;
-            ids.push(parse_artifact_id(&r.id).ok_or_else(|| anyhow::anyhow!("bad id"))?);
+            ids.push(r.id);
         }
         let built = start.elapsed();
-        let doomed: Vec<&[u8; 16]> = if alternate {
+        let doomed: Vec<&ArtifactId> = if alternate {
             ids.iter().step_by(2).collect()
         } else {
             ids.iter().take(ids.len() / 2).collect()

@@ -4,16 +4,19 @@
 //! Layers, top to bottom (see `docs/design.md`): [`http`] → [`auth`] →
 //! [`engine`] → [`chunking`] / [`pack`] ([`codec`]) → [`blobs`] / [`meta`].
 
+pub mod api;
 pub mod auth;
 pub mod blobs;
 pub mod chunking;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod hash;
 pub mod http;
+pub mod ids;
 pub mod maintenance;
 pub mod meta;
 pub mod pack;

@@ -29,9 +29,9 @@ use crate::blobs::lease::Lease;
 use crate::blobs::{Backend, BlobStore};
 use crate::cli::ServeArgs;
 use crate::config::{Config, Overrides};
+use crate::engine::Engine;
 use crate::engine::backup::{self, dir_has_entries};
 use crate::engine::gc::{GcOptions, GcReport};
-use crate::engine::{Engine, recovery};
 use crate::server::{self, OpenMode};
 
 /// One maintenance command.
@@ -203,7 +203,7 @@ async fn reindex(config: &Config) -> anyhow::Result<ExitCode> {
     require_store(config, Needs::DataDir)?;
     probe_blobs(config).await?;
     let opened = open(config, "reindex", false).await?;
-    let report = recovery::reindex(opened.engine.meta(), opened.engine.blobs()).await;
+    let report = opened.engine.reindex().await;
     opened.close().await;
     print!("{}", report?);
     Ok(ExitCode::SUCCESS)
@@ -224,7 +224,7 @@ async fn backup(config: &Config) -> anyhow::Result<ExitCode> {
         report.files,
         report.bytes,
         report.name,
-        engine.blobs().describe()
+        engine.describe_blobs()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -305,7 +305,7 @@ async fn restore_leased(
         let config = config.clone();
         tokio::task::spawn_blocking(move || server::open_engine_for_recovery(&config)).await??
     };
-    let report = recovery::reindex(engine.meta(), engine.blobs()).await?;
+    let report = engine.reindex().await?;
     print!("{report}");
     if !report.unclaimed_manifests.is_empty() {
         println!(
@@ -357,11 +357,8 @@ async fn gc(config: &Config, dry_run: bool, json: bool) -> anyhow::Result<ExitCo
 
 /// Flushes RocksDB before the process exits.
 async fn flush(engine: &std::sync::Arc<crate::engine::Engine>) {
-    let meta = engine.meta().clone();
-    match tokio::task::spawn_blocking(move || meta.flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "metadata flush failed"),
-        Err(e) => tracing::warn!(error = %e, "metadata flush task failed"),
+    if let Err(e) = engine.flush().await {
+        tracing::warn!(error = %e, "metadata flush failed");
     }
 }
 

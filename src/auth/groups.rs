@@ -32,7 +32,7 @@ impl GroupGraph for BTreeMap<GroupId, Vec<String>> {
 }
 
 /// A well-formed group member: a worker or a group (which need not exist).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MemberId {
     /// A `wkr_…` member.
     Worker(WorkerId),
@@ -77,8 +77,8 @@ where
     let mut visited: HashSet<GroupId> = HashSet::new();
     let mut pending: Vec<GroupId> = Vec::new();
     for root in roots {
-        if visited.insert(root.clone()) {
-            pending.push(root.clone());
+        if visited.insert(*root) {
+            pending.push(*root);
         }
     }
     while let Some(group) = pending.pop() {
@@ -92,7 +92,7 @@ where
             if !visited.contains(member.as_str())
                 && let Some(child) = GroupId::parse(member)
             {
-                visited.insert(child.clone());
+                visited.insert(child);
                 pending.push(child);
             }
         }
@@ -270,7 +270,7 @@ mod tests {
     fn naive_closure(g: &HashMap<GroupId, Vec<String>>) -> HashMap<GroupId, BTreeSet<String>> {
         let mut closure: HashMap<GroupId, BTreeSet<String>> = g
             .iter()
-            .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
+            .map(|(k, v)| (*k, v.iter().cloned().collect()))
             .collect();
         loop {
             let mut changed = false;
@@ -282,7 +282,7 @@ mod tests {
                     }
                 }
                 changed |= next.len() != closure[group].len();
-                closure.insert(group.clone(), next);
+                closure.insert(*group, next);
             }
             if !changed {
                 return closure;

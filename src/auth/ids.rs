@@ -8,6 +8,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,7 @@ pub struct InvalidId {
     pub kind: &'static str,
 }
 
-fn is_crockford_lower(b: u8) -> bool {
+const fn is_crockford_lower(b: u8) -> bool {
     matches!(b, b'0'..=b'9' | b'a'..=b'h' | b'j' | b'k' | b'm' | b'n' | b'p'..=b't' | b'v'..=b'z')
 }
 
@@ -35,27 +36,60 @@ fn has_id_shape(s: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.len() == ID_SUFFIX_CHARS && rest.bytes().all(is_crockford_lower))
 }
 
+/// Bytes of every id: a 4-byte prefix and 26 base32 characters.
+pub const ID_BYTES: usize = 4 + ID_SUFFIX_CHARS;
+
 /// `prefix` followed by 26 uniformly random base32 characters (5 bits each).
-fn mint_with_prefix(prefix: &str) -> String {
+fn mint_with_prefix(prefix: &str) -> [u8; ID_BYTES] {
     let mut bytes = [0u8; ID_SUFFIX_CHARS];
     super::fill_random(&mut bytes);
-    let mut id = String::with_capacity(prefix.len() + ID_SUFFIX_CHARS);
-    id.push_str(prefix);
+    let mut id = [0u8; ID_BYTES];
+    id[..4].copy_from_slice(prefix.as_bytes());
     // 256 is a multiple of 32, so masking keeps every character equally likely.
-    id.extend(
-        bytes
-            .iter()
-            .map(|b| char::from(CROCKFORD_LOWER[usize::from(b & 31)])),
-    );
+    for (out, b) in id[4..].iter_mut().zip(bytes) {
+        *out = CROCKFORD_LOWER[usize::from(b & 31)];
+    }
     id
+}
+
+/// `s` as an id's bytes, if it has the shape of `prefix`.
+fn id_bytes(s: &str, prefix: &str) -> Option<[u8; ID_BYTES]> {
+    if !has_id_shape(s, prefix) {
+        return None;
+    }
+    let mut out = [0u8; ID_BYTES];
+    out.copy_from_slice(s.as_bytes());
+    Some(out)
+}
+
+/// [`has_id_shape`] for constants: panics (at compile time in a `const`)
+/// unless `s` is `prefix` + 26 lowercase Crockford characters.
+const fn const_id_bytes(s: &str, prefix: &str) -> [u8; ID_BYTES] {
+    let (b, p) = (s.as_bytes(), prefix.as_bytes());
+    assert!(b.len() == ID_BYTES && p.len() == 4, "an id is 30 bytes");
+    let mut out = [0u8; ID_BYTES];
+    let mut i = 0;
+    while i < ID_BYTES {
+        let c = b[i];
+        if i < 4 {
+            assert!(c == p[i], "wrong id prefix");
+        } else {
+            assert!(is_crockford_lower(c), "not lowercase Crockford base32");
+        }
+        out[i] = c;
+        i += 1;
+    }
+    out
 }
 
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        ///
+        /// `Copy`: the id is its 30 ASCII bytes, held inline.
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name([u8; ID_BYTES]);
 
         impl $name {
             /// The fixed prefix of every id of this kind.
@@ -64,7 +98,13 @@ macro_rules! prefixed_id {
             /// Parses `s`: exactly the prefix followed by 26 lowercase Crockford
             /// base32 characters, nothing before or after.
             pub fn parse(s: &str) -> Option<Self> {
-                Self::is_valid(s).then(|| Self(s.to_owned()))
+                id_bytes(s, $prefix).map(Self)
+            }
+
+            /// A constant id (tests, fixtures); a malformed one fails to
+            /// compile in a `const`, and panics elsewhere.
+            pub const fn from_static(s: &'static str) -> Self {
+                Self(const_id_bytes(s, $prefix))
             }
 
             /// Whether `s` has the shape `parse` accepts, without allocating.
@@ -74,13 +114,28 @@ macro_rules! prefixed_id {
 
             /// The id as it appears on the wire.
             pub fn as_str(&self) -> &str {
-                &self.0
+                // Only ASCII is ever stored (see `parse`, `mint`).
+                std::str::from_utf8(&self.0).unwrap_or_default()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({:?})"), self.as_str())
+            }
+        }
+
+        // Hashes like its text, as `Borrow<str>` requires (Eq and Ord of
+        // the bytes already agree with those of the text).
+        impl Hash for $name {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.as_str().hash(state)
             }
         }
 
@@ -94,26 +149,25 @@ macro_rules! prefixed_id {
         impl TryFrom<String> for $name {
             type Error = InvalidId;
             fn try_from(s: String) -> Result<Self, InvalidId> {
-                if Self::is_valid(&s) { Ok(Self(s)) } else { Err(InvalidId { kind: $kind }) }
+                s.parse()
             }
         }
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.as_str().to_owned()
             }
         }
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
 
-        // Sound because the derived Hash/Eq/Ord of a one-field struct are those of the field.
         impl Borrow<str> for $name {
             fn borrow(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
     };
@@ -148,8 +202,9 @@ impl GroupId {
 
 /// Who a request acts as: the deployment admin or one registered worker.
 ///
-/// Its text form (`Display`, serde, stored `created_by`) is `admin` or the worker id.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Its text form (`Display`, serde, stored `created_by`) is `admin` or the
+/// worker id; records store it in that form and decode it back to this type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Principal {
     /// The holder of the deployment admin token.
@@ -217,7 +272,7 @@ impl From<Principal> for String {
     fn from(p: Principal) -> String {
         match p {
             Principal::Admin => Principal::ADMIN.to_owned(),
-            Principal::Worker(id) => id.into(),
+            Principal::Worker(id) => id.as_str().to_owned(),
         }
     }
 }

@@ -16,12 +16,15 @@ use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::wire::{Artifact, ListPage, NewSession, SessionCreated, SessionStatus};
+use super::wire::{Artifact, ListPage};
 use super::{ClientError, Result};
+use crate::api::problem::Problem;
+use crate::api::v1::{
+    GrantRequest, Missing, MissingRequest, Session, SessionRequest, SessionStatus,
+};
 use crate::auth::Secret;
 use crate::hash::Digest;
 
@@ -57,11 +60,6 @@ struct Inner {
     experiment: String,
     principal: String,
     sent: AtomicU64,
-}
-
-#[derive(Deserialize)]
-struct MissingAnswer {
-    missing: Vec<String>,
 }
 
 impl Api {
@@ -180,25 +178,9 @@ impl Api {
     }
 
     /// `POST …/uploads`.
-    pub async fn create_session(&self, s: &NewSession<'_>) -> Result<SessionCreated> {
-        let mut body = serde_json::Map::new();
-        for (k, v) in [
-            ("content_type", s.content_type),
-            ("filename", s.filename),
-            ("expires_in", s.expires_in),
-        ] {
-            if let Some(v) = v {
-                body.insert(k.into(), Value::from(v));
-            }
-        }
-        if let Some(n) = s.size {
-            body.insert("size".into(), Value::from(n));
-        }
-        self.json_call(Call::post(
-            "/uploads".into(),
-            json_body(&Value::Object(body)),
-        ))
-        .await
+    pub async fn create_session(&self, s: &SessionRequest) -> Result<Session> {
+        self.json_call(Call::post("/uploads".into(), json_body(s)))
+            .await
     }
 
     /// `GET …/uploads/{S}`; `None` when the session is unknown, expired or ended.
@@ -215,13 +197,13 @@ impl Api {
 
     /// `POST …/uploads/{S}/missing` for at most [`MAX_MISSING_IDS`] ids.
     pub async fn missing(&self, session: &str, ids: &[Digest]) -> Result<Vec<Digest>> {
-        let hex: Vec<String> = ids.iter().map(Digest::to_hex).collect();
+        let chunks = ids.iter().map(Digest::to_hex).collect();
         let mut call = Call::post(
             format!("/uploads/{}/missing", seg(session)),
-            json_body(&json!({ "chunks": hex })),
+            json_body(&MissingRequest { chunks }),
         );
         call.idempotent = true;
-        let answer: MissingAnswer = self.json_call(call).await?;
+        let answer: Missing = self.json_call(call).await?;
         answer
             .missing
             .iter()
@@ -296,19 +278,22 @@ impl Api {
         if let Some(p) = created_by {
             path.push_str(&format!("&created_by={}", seg(p)));
         }
-        let v: Value = self.json_call(Call::get(path)).await?;
-        let artifacts = match v.get("artifacts") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .cloned()
-                .map(Artifact::from_value)
-                .collect::<Result<Vec<_>>>()?,
-            _ => return Err(ClientError::Protocol("listing without artifacts".into())),
-        };
-        let next_cursor = v["next_cursor"].as_str().map(str::to_string);
+        // Each item is kept whole for `--json` as well as decoded.
+        #[derive(serde::Deserialize)]
+        struct Page {
+            artifacts: Vec<Value>,
+            #[serde(default)]
+            next_cursor: Option<String>,
+        }
+        let page: Page = self.json_call(Call::get(path)).await?;
+        let artifacts = page
+            .artifacts
+            .into_iter()
+            .map(Artifact::from_value)
+            .collect::<Result<Vec<_>>>()?;
         Ok(ListPage {
             artifacts,
-            next_cursor,
+            next_cursor: page.next_cursor,
         })
     }
 
@@ -316,7 +301,9 @@ impl Api {
     pub async fn grant(&self, id: &str, principal: &str) -> Result<Artifact> {
         let call = Call::post(
             format!("/artifacts/{}/grants", seg(id)),
-            json_body(&json!({ "principal": principal })),
+            json_body(&GrantRequest {
+                principal: principal.to_string(),
+            }),
         );
         self.artifact_call(call).await
     }
@@ -384,8 +371,9 @@ fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
-fn json_body(v: &Value) -> Bytes {
-    // Serialising a `Value` cannot fail.
+fn json_body(v: &impl serde::Serialize) -> Bytes {
+    // Serialising the request types of `crate::api` cannot fail (no maps
+    // with non-string keys, no failing `Serialize` impls).
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
@@ -424,16 +412,11 @@ async fn problem(mut resp: Response) -> ClientError {
 /// Builds the error for `status` with body `body` (problem+json or anything else).
 pub fn problem_from_parts(status: StatusCode, body: &[u8]) -> ClientError {
     let reason = status.canonical_reason().unwrap_or("error");
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let field = |k: &str| {
-        parsed
-            .as_ref()
-            .and_then(|v| v[k].as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let detail = field("detail")
-        .or_else(|| field("title"))
+    let parsed: Option<Problem> = serde_json::from_slice(body).ok();
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let detail = parsed
+        .as_ref()
+        .and_then(|p| nonempty(&p.detail).or_else(|| nonempty(&p.title)))
         .unwrap_or_else(|| {
             let text = String::from_utf8_lossy(body);
             let line = text.lines().next().unwrap_or("").trim();
@@ -444,7 +427,9 @@ pub fn problem_from_parts(status: StatusCode, body: &[u8]) -> ClientError {
             }
         });
     if status.is_client_error() {
-        let kind = field("type")
+        let kind = parsed
+            .as_ref()
+            .and_then(|p| nonempty(&p.kind))
             .filter(|t| t != "about:blank")
             .and_then(|t| t.rsplit('/').next().map(str::to_string))
             .unwrap_or_else(|| reason.to_ascii_lowercase().replace(' ', "-"));

@@ -250,7 +250,7 @@ fn check(expected: Option<Digest>, actual: Digest, id: &str) -> Result<()> {
 /// else the id (for `-o` absent or a directory).
 async fn default_name(api: &Api, id: &str) -> Result<PathBuf> {
     let meta = api.meta(id).await?;
-    let recorded = meta.str_field("filename").filter(|n| !n.is_empty());
+    let recorded = meta.filename.as_deref().filter(|n| !n.is_empty());
     let name = match recorded.map(|n| (n, safe_file_name(n))) {
         Some((_, Some(safe))) => safe,
         Some((raw, None)) => {

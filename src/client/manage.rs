@@ -72,17 +72,13 @@ pub async fn grant(api: Api, args: &GrantArgs) -> Result<()> {
     if args.client.json {
         return print_json(&a.raw);
     }
-    let grants: Vec<&str> = a.raw["grants"]
-        .as_array()
-        .map(|g| g.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
     print_stdout(&format!(
         "{} grants: {}\n",
         a.uri,
-        if grants.is_empty() {
+        if a.grants.is_empty() {
             "-".to_string()
         } else {
-            grants.join(" ")
+            a.grants.join(" ")
         }
     ))
 }

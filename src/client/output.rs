@@ -8,7 +8,6 @@ use std::io::Write;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
 
 use super::local::display_safe;
 use super::wire::Artifact;
@@ -48,7 +47,7 @@ pub fn progress(len: Option<u64>, prefix: &'static str) -> ProgressBar {
 }
 
 /// Prints `v` on stdout as one JSON document.
-pub fn print_json(v: &Value) -> Result<()> {
+pub fn print_json(v: &serde_json::Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(v).unwrap_or_default();
     text.push('\n');
     print_stdout(&text)
@@ -65,80 +64,63 @@ pub fn print_stdout(text: &str) -> Result<()> {
 /// One `ls` line: id, size, creation time, creator, filename (control
 /// characters escaped).
 pub fn list_line(a: &Artifact) -> String {
-    let field = |k: &str| display_safe(a.str_field(k).unwrap_or("-")).into_owned();
     format!(
         "{}  {:>12}  {}  {}  {}\n",
         display_safe(&a.id),
         human_bytes(a.size_bytes),
-        field("created_at"),
-        field("created_by"),
-        field("filename"),
+        display_safe(&a.created_at),
+        display_safe(&a.created_by),
+        display_safe(a.filename.as_deref().unwrap_or("-")),
     )
 }
 
 /// `stat` text: one `key: value` line per field.
 pub fn stat_text(a: &Artifact) -> String {
-    let raw = &a.raw;
     let mut s = String::new();
     // Every value may come from another principal (filename, grants): escape
     // control characters so it cannot drive the terminal.
-    let mut line = |k: &str, v: String| s.push_str(&format!("{k:<16}{}\n", display_safe(&v)));
-    line("uri", a.uri.clone());
+    let mut line = |k: &str, v: &str| s.push_str(&format!("{k:<16}{}\n", display_safe(v)));
+    line("uri", &a.uri);
     line(
         "size",
-        format!("{} ({} bytes)", human_bytes(a.size_bytes), a.size_bytes),
+        &format!("{} ({} bytes)", human_bytes(a.size_bytes), a.size_bytes),
     );
-    for key in [
-        "content_type",
-        "filename",
-        "created_by",
-        "created_at",
-        "expires_at",
-    ] {
-        if let Some(v) = raw[key].as_str() {
-            line(key, v.to_string());
-        }
+    line("content_type", &a.content_type);
+    if let Some(f) = &a.filename {
+        line("filename", f);
     }
-    for key in ["blake3", "sha256"] {
-        if let Some(v) = raw["digests"][key].as_str() {
-            line(key, v.to_string());
-        }
+    line("created_by", &a.created_by);
+    line("created_at", &a.created_at);
+    if let Some(t) = &a.expires_at {
+        line("expires_at", t);
     }
-    if let Some(v) = raw["digest_verified"].as_bool() {
-        line("digest_verified", v.to_string());
-    }
-    if let Some(v) = raw["chunks"].as_u64() {
-        line("chunks", v.to_string());
-    }
-    let dedup = &raw["dedup"];
+    line("blake3", &a.digests.blake3);
+    line("sha256", &a.digests.sha256);
+    line("digest_verified", &a.digest_verified.to_string());
+    line("chunks", &a.chunks.to_string());
     // `new_raw_bytes` is relative to what the depositor could read; other
     // readers are not shown it. Servers before it existed sent `new_bytes`.
-    let new = dedup["new_raw_bytes"]
-        .as_u64()
-        .or_else(|| dedup["new_bytes"].as_u64());
-    match (dedup["logical_bytes"].as_u64(), new) {
-        (Some(logical), Some(new)) => line(
+    let new = a
+        .dedup
+        .new_raw_bytes
+        .or_else(|| a.raw["dedup"]["new_bytes"].as_u64());
+    let logical = human_bytes(a.dedup.logical_bytes);
+    match new {
+        Some(new) => line(
             "dedup",
-            format!(
-                "{} logical, {} new to the depositor",
-                human_bytes(logical),
+            &format!(
+                "{logical} logical, {} new to the depositor",
                 human_bytes(new)
             ),
         ),
-        (Some(logical), None) => line("dedup", format!("{} logical", human_bytes(logical))),
-        _ => {}
+        None => line("dedup", &format!("{logical} logical")),
     }
-    if let Some(grants) = raw["grants"].as_array() {
-        let g: Vec<&str> = grants.iter().filter_map(Value::as_str).collect();
-        line(
-            "grants",
-            if g.is_empty() {
-                "-".into()
-            } else {
-                g.join(" ")
-            },
-        );
-    }
+    let grants = if a.grants.is_empty() {
+        "-".to_string()
+    } else {
+        a.grants.join(" ")
+    };
+    line("grants", &grants);
     s
 }
 
@@ -155,23 +137,27 @@ mod tests {
         assert_eq!(human_bytes(1 << 30), "1.00 GiB");
     }
 
+    fn sample(filename: &str) -> Artifact {
+        let id = "0193c2a5b1e04c7f8d2e9a1b3c4d5e6f";
+        Artifact::from_value(json!({
+            "chunks": 1, "content_type": "application/octet-stream",
+            "created_at": "2026-01-01T00:00:00.000Z", "created_by": "admin",
+            "dedup": {"chunks": 1, "logical_bytes": 2048},
+            "digest_verified": true,
+            "digests": {"blake3": format!("blake3:{}", "0".repeat(64)),
+                        "sha256": format!("sha256:{}", "0".repeat(64))},
+            "filename": filename, "grants": [], "id": id,
+            "size_bytes": 2048, "uri": format!("eden://artifacts/{id}"),
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn stat_lists_fields() {
-        let a = Artifact::from_value(json!({
-            "id": "0193c2a5b1e04c7f8d2e9a1b3c4d5e6f",
-            "uri": "eden://artifacts/0193c2a5b1e04c7f8d2e9a1b3c4d5e6f",
-            "size_bytes": 2048, "created_by": "admin", "grants": [],
-            "digests": {"blake3": format!("blake3:{}", "0".repeat(64))},
-        }))
-        .unwrap();
+        let a = sample("ckpt.tar");
         let t = stat_text(&a);
         assert!(t.contains("size            2.00 KiB (2048 bytes)"), "{t}");
-        let evil = Artifact::from_value(json!({
-            "id": "0193c2a5b1e04c7f8d2e9a1b3c4d5e6f",
-            "uri": "eden://artifacts/0193c2a5b1e04c7f8d2e9a1b3c4d5e6f",
-            "size_bytes": 1, "filename": "x\u{1b}]0;pwned\u{7}", "grants": [],
-        }))
-        .unwrap();
+        let evil = sample("x\u{1b}]0;pwned\u{7}");
         assert!(!stat_text(&evil).contains('\u{1b}'));
         assert!(!list_line(&evil).contains('\u{1b}'));
         assert!(t.contains("grants          -"), "{t}");

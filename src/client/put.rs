@@ -27,8 +27,9 @@ use super::output::{human_bytes, print_json, print_stdout, progress};
 use super::scan::{Scan, Source, scan};
 use super::state::{StateKey, StateStore};
 use super::upload::{self, Batch, DEFAULT_BATCH_BYTES};
-use super::wire::{Artifact, NewSession};
+use super::wire::{Artifact, chunker_params};
 use super::{ClientError, Result, bundle};
+use crate::api::v1::SessionRequest;
 use crate::chunking::ChunkerParams;
 use crate::cli::PutArgs;
 use crate::hash::Digest;
@@ -73,10 +74,10 @@ pub async fn run(api: Api, args: &PutArgs) -> Result<()> {
         size: scanned.size,
     };
     let store = StateStore::from_env();
-    let new = NewSession {
-        content_type: Some(&content_type),
-        filename: filename.as_deref(),
-        expires_in: args.expires_in.as_deref(),
+    let new = SessionRequest {
+        content_type: Some(content_type.clone()),
+        filename: filename.clone(),
+        expires_in: args.expires_in.clone(),
         size: Some(scanned.size),
     };
     let session = open_session(&api, &store, &key, &source, &new).await?;
@@ -205,7 +206,7 @@ async fn open_session(
     store: &StateStore,
     key: &StateKey,
     source: &Source,
-    new: &NewSession<'_>,
+    new: &SessionRequest,
 ) -> Result<Session> {
     if let Some(saved) = store.load(key) {
         if let Some(status) = api.session(&saved.session_id).await? {
@@ -225,7 +226,7 @@ async fn open_session(
         store.remove(key);
     }
     let created = api.create_session(new).await?;
-    let chunker = created.chunker.params()?;
+    let chunker = chunker_params(&created.chunker)?;
     let state = StateStore::new_state(
         key,
         api.server(),

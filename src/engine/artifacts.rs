@@ -19,13 +19,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use super::ingest::{DepositReceipt, DepositRequest, PreparedContent, mint_artifact_id};
+use super::access::ReadGate;
+use super::ingest::{DepositReceipt, DepositRequest, PreparedContent};
 use super::quota::{Part, session_reservation};
 use super::{Engine, EngineError, Stats, blocking};
-use crate::auth::{GroupId, MemberId, Principal, can_manage, can_read};
+use crate::auth::{ExperimentId, MemberId, Principal};
+use crate::clock::Timestamp;
 use crate::hash::Digest;
+use crate::ids::{ArtifactId, SessionId};
 use crate::meta::Meta;
 use crate::meta::records::{ArtifactRecord, EndReason, UploadEnd, VisibleDedup};
 
@@ -40,70 +43,10 @@ const MAX_CACHED_DECISIONS: usize = 65_536;
 /// Records read from RocksDB at a time while listing.
 const LIST_STEP: usize = 256;
 
-/// Unix seconds now.
+/// [`Timestamp::now`] in whole Unix seconds, for the records that still
+/// store seconds (pack records, scrub stamps).
 pub(crate) fn now_unix_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Whether a record is past its expiry at `now_s`.
-fn expired(rec: &ArtifactRecord, now_s: i64) -> bool {
-    rec.expires_at.is_some_and(|t| t <= now_s)
-}
-
-/// The read rule of `Engine::check_read`, loaded once (groups of one
-/// experiment) and applied to many records without further I/O.
-pub(crate) struct ReadGate {
-    caller: Principal,
-    graph: HashMap<GroupId, Vec<String>>,
-    admins: Vec<GroupId>,
-}
-
-impl ReadGate {
-    /// Loads the experiment's groups (blocking). The admin needs none.
-    pub(crate) fn load(
-        meta: &Meta,
-        experiment: &str,
-        caller: Principal,
-    ) -> Result<Self, EngineError> {
-        let groups = if caller.is_admin() {
-            Vec::new()
-        } else {
-            meta.groups(experiment)?
-        };
-        let admins = groups
-            .iter()
-            .filter(|(_, g)| g.name == "admins")
-            .filter_map(|(id, _)| GroupId::parse(id))
-            .collect();
-        let graph = groups
-            .into_iter()
-            .filter_map(|(id, g)| GroupId::parse(&id).map(|gid| (gid, g.members)))
-            .collect();
-        Ok(ReadGate {
-            caller,
-            graph,
-            admins,
-        })
-    }
-
-    /// Whether the caller may read `rec` (expiry is checked separately).
-    pub(crate) fn allows(&self, rec: &ArtifactRecord) -> bool {
-        let Some(owner) = Principal::parse(&rec.created_by) else {
-            return false;
-        };
-        if self.caller.is_admin() || self.caller == owner {
-            return true;
-        }
-        if self.admins.is_empty() {
-            return can_read(&self.caller, &owner, &rec.grants, &self.graph, None).is_allowed();
-        }
-        self.admins
-            .iter()
-            .any(|a| can_read(&self.caller, &owner, &rec.grants, &self.graph, Some(a)).is_allowed())
-    }
+    Timestamp::now().unix_secs()
 }
 
 /// Answers "does an artifact of this experiment that the principal may read
@@ -111,25 +54,25 @@ impl ReadGate {
 /// record against the [`ReadGate`]. Blocking; one per request.
 pub(crate) struct Presence {
     meta: Meta,
-    experiment: String,
+    experiment: ExperimentId,
     gate: ReadGate,
-    decided: HashMap<[u8; 16], bool>,
-    now_s: i64,
+    decided: HashMap<ArtifactId, bool>,
+    now: Timestamp,
 }
 
 impl Presence {
     /// An oracle for `principal` in `experiment` (loads its groups).
     pub(crate) fn load(
         meta: &Meta,
-        experiment: &str,
+        experiment: ExperimentId,
         principal: Principal,
     ) -> Result<Self, EngineError> {
         Ok(Presence {
             gate: ReadGate::load(meta, experiment, principal)?,
             meta: meta.clone(),
-            experiment: experiment.to_string(),
+            experiment,
             decided: HashMap::new(),
-            now_s: now_unix_s(),
+            now: Timestamp::now(),
         })
     }
 
@@ -138,13 +81,16 @@ impl Presence {
     pub(crate) fn readable(&mut self, chunk: &Digest) -> Result<bool, EngineError> {
         let mut after: Option<[u8; 16]> = None;
         loop {
-            let refs =
-                self.meta
-                    .chunk_refs_after(&self.experiment, chunk, after.as_ref(), REFS_STEP)?;
+            let refs = self.meta.chunk_refs_after(
+                self.experiment.as_str(),
+                chunk,
+                after.as_ref(),
+                REFS_STEP,
+            )?;
             let last_page = refs.len() < REFS_STEP;
             for artifact in refs {
                 after = Some(artifact);
-                if self.decide(&artifact)? {
+                if self.decide(ArtifactId::from_bytes(artifact))? {
                     return Ok(true);
                 }
             }
@@ -155,19 +101,19 @@ impl Presence {
     }
 
     /// Whether the caller may read `artifact` now (cached per request).
-    fn decide(&mut self, artifact: &[u8; 16]) -> Result<bool, EngineError> {
-        if let Some(&ok) = self.decided.get(artifact) {
+    fn decide(&mut self, artifact: ArtifactId) -> Result<bool, EngineError> {
+        if let Some(&ok) = self.decided.get(&artifact) {
             return Ok(ok);
         }
         // A dangling ref (artifact never committed, or deleted) grants nothing.
         let ok = self
             .meta
-            .artifact(&self.experiment, artifact)?
-            .is_some_and(|rec| !expired(&rec, self.now_s) && self.gate.allows(&rec));
+            .artifact(self.experiment.as_str(), artifact.as_bytes())?
+            .is_some_and(|rec| !rec.expired(self.now) && self.gate.allows(&rec));
         if self.decided.len() >= MAX_CACHED_DECISIONS {
             self.decided.clear();
         }
-        self.decided.insert(*artifact, ok);
+        self.decided.insert(artifact, ok);
         Ok(ok)
     }
 }
@@ -175,17 +121,17 @@ impl Presence {
 /// An upload session that ends in the same batch that records the artifact.
 pub(crate) struct SessionEnding {
     /// Session id.
-    pub id: [u8; 16],
+    pub id: SessionId,
 }
 
 /// One page of a listing.
 #[derive(Clone, Debug)]
 pub struct ArtifactPage {
     /// (artifact id, record), newest first.
-    pub items: Vec<(String, ArtifactRecord)>,
+    pub items: Vec<(ArtifactId, ArtifactRecord)>,
     /// Where the next page starts (an artifact id, exclusive), if the scan
     /// stopped before the end.
-    pub next_cursor: Option<String>,
+    pub next_cursor: Option<ArtifactId>,
 }
 
 impl Engine {
@@ -201,20 +147,17 @@ impl Engine {
         // The preparing operation's pins stay until the record is durable.
         let _pins = prepared.pins.clone();
         self.check_writer()?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let id = mint_artifact_id(now.as_millis() as u64);
+        let now = Timestamp::now();
+        let id = ArtifactId::mint(now);
+        // Default lifetimes count whole seconds, as expiries always have.
         let expires_at = req.expires_at.or_else(|| {
-            self.cfg.retention.ttl_for(&req.experiment).map(|ttl| {
-                let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-                (now.as_secs() as i64).saturating_add(secs)
-            })
+            self.cfg
+                .retention
+                .ttl_for(req.experiment.as_str())
+                .map(|ttl| now.whole_secs().plus(Duration::from_secs(ttl.as_secs())))
         });
-        let depositor = Principal::parse(&req.created_by)
-            .ok_or_else(|| EngineError::Internal("invalid depositor".into()))?;
         let visible = self
-            .write_refs(&req.experiment, &id, &prepared, depositor)
+            .write_refs(req.experiment, &id, &prepared, req.created_by)
             .await?;
         let record = ArtifactRecord {
             manifest: prepared.manifest_id,
@@ -222,7 +165,7 @@ impl Engine {
             content_type: req.content_type,
             filename: req.filename,
             created_by: req.created_by,
-            created_at_ns: now.as_nanos() as i64,
+            created_at: now,
             blake3: prepared.manifest.blake3,
             sha256: prepared.manifest.sha256,
             grants: Vec::new(),
@@ -232,11 +175,10 @@ impl Engine {
             visible_dedup: Some(visible),
         };
         let meta = self.meta.clone();
-        let experiment = req.experiment.clone();
+        let experiment = req.experiment;
         let rec = record.clone();
         let manifest_id = prepared.manifest_id;
         let manifest = prepared.manifest;
-        let hex_id = super::ingest::format_artifact_id(&id);
         // Ending a session checks it is still live under the upload lock, so
         // an abandon or expiry racing this commit wins or loses atomically.
         let _guard = match &ending {
@@ -244,45 +186,45 @@ impl Engine {
             None => None,
         };
         let end_id = ending.map(|e| e.id);
-        let artifact_hex = hex_id.clone();
         let released = blocking(move || {
             let mut b = meta.batch();
             let mut released = 0;
             if let Some(sid) = end_id {
-                let mut session = meta
-                    .upload(&sid)?
-                    .filter(|s| s.ended.is_none())
-                    .ok_or_else(|| {
-                        EngineError::SessionEnded("the session ended during the commit".into())
-                    })?;
+                let sid = sid.as_bytes();
+                let mut session =
+                    meta.upload(sid)?
+                        .filter(|s| s.ended.is_none())
+                        .ok_or_else(|| {
+                            EngineError::SessionEnded("the session ended during the commit".into())
+                        })?;
                 session.ended = Some(UploadEnd {
-                    at_ns: now.as_nanos() as i64,
-                    reason: EndReason::Committed(artifact_hex),
+                    at: now,
+                    reason: EndReason::Committed(id),
                 });
-                b.put_upload(&sid, &session);
-                b.delete_upload_chunks(&sid);
+                b.put_upload(sid, &session);
+                b.delete_upload_chunks(sid);
                 released = session_reservation(&session);
             }
             b.put_manifest(&manifest_id, &manifest);
-            b.put_artifact(&experiment, &id, &rec);
+            b.put_artifact(experiment.as_str(), id.as_bytes(), &rec);
             b.commit()?;
             Ok(released)
         })
         .await?;
         // The session's (or the deposit's) reservation becomes committed bytes.
-        self.quotas
-            .add(&req.experiment, Part::Committed, record.size);
-        self.quotas.sub(&req.experiment, Part::Session, released);
+        let quota_key = req.experiment.as_str();
+        self.quotas.add(quota_key, Part::Committed, record.size);
+        self.quotas.sub(quota_key, Part::Session, released);
         let s = &self.stats;
         Stats::add(&s.deposits, 1);
         Stats::add(&s.logical_bytes, record.size);
         Stats::add(&s.new_raw_bytes, record.dedup.new_raw_bytes);
         tracing::info!(
-            experiment = %req.experiment, artifact = %hex_id, size = record.size,
+            experiment = %req.experiment, artifact = %id, size = record.size,
             new_bytes = record.dedup.new_stored_bytes, chunks = record.dedup.chunks,
             new_chunks = record.dedup.new_chunks, created_by = %record.created_by, "artifact committed"
         );
-        Ok(DepositReceipt { id: hex_id, record })
+        Ok(DepositReceipt { id, record })
     }
 
     /// Writes `experiment \0 chunk artifact` refs for every chunk, one
@@ -291,15 +233,14 @@ impl Engine {
     /// occurred earlier in this artifact.
     async fn write_refs(
         &self,
-        experiment: &str,
-        id: &[u8; 16],
+        experiment: ExperimentId,
+        id: &ArtifactId,
         prepared: &PreparedContent,
         depositor: Principal,
     ) -> Result<VisibleDedup, EngineError> {
         let meta = self.meta.clone();
-        let exp = experiment.to_string();
         let mut presence = Some(Box::new(
-            blocking(move || Presence::load(&meta, &exp, depositor)).await?,
+            blocking(move || Presence::load(&meta, experiment, depositor)).await?,
         ));
         let mut figures = VisibleDedup {
             logical_bytes: prepared.manifest.size,
@@ -310,7 +251,7 @@ impl Engine {
             let Some(mut p) = presence.take() else {
                 return Err(EngineError::Internal("presence state lost".into()));
             };
-            let (meta, exp, id, sid) = (self.meta.clone(), experiment.to_string(), *id, seg.id);
+            let (meta, exp, id, sid) = (self.meta.clone(), experiment, *id.as_bytes(), seg.id);
             let (p, add) = blocking(move || {
                 let segment = meta
                     .segment(&sid)?
@@ -319,7 +260,7 @@ impl Engine {
                 let mut add = VisibleDedup::default();
                 let mut seen = HashSet::with_capacity(ids.len());
                 for e in &segment.entries {
-                    if !seen.insert(e.id) || meta.has_chunk_ref(&exp, &e.id, &id)? {
+                    if !seen.insert(e.id) || meta.has_chunk_ref(exp.as_str(), &e.id, &id)? {
                         continue; // earlier in this artifact
                     }
                     if p.readable(&e.id)? {
@@ -330,7 +271,7 @@ impl Engine {
                     add.new_chunks += 1;
                     add.new_raw_bytes += u64::from(e.len);
                 }
-                meta.put_chunk_refs(&exp, &id, &ids)?;
+                meta.put_chunk_refs(exp.as_str(), &id, &ids)?;
                 Ok((p, add))
             })
             .await?;
@@ -354,41 +295,39 @@ impl Engine {
     /// them is time only (see the timing note in `docs/design.md`).
     pub async fn list_artifacts(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        created_by: Option<String>,
-        cursor: Option<[u8; 16]>,
+        created_by: Option<Principal>,
+        cursor: Option<ArtifactId>,
         limit: usize,
     ) -> Result<ArtifactPage, EngineError> {
         let limit = limit.max(1);
-        let meta = self.meta.clone();
-        let (exp, caller) = (experiment.to_string(), caller.clone());
+        let (meta, caller) = (self.meta.clone(), *caller);
         blocking(move || {
-            let gate = ReadGate::load(&meta, &exp, caller)?;
-            let now_s = now_unix_s();
-            let mut items = Vec::new();
-            let mut before = cursor;
+            let gate = ReadGate::load(&meta, experiment, caller)?;
+            let now = Timestamp::now();
+            let mut items: Vec<(ArtifactId, ArtifactRecord)> = Vec::new();
+            let mut before = cursor.map(|c| *c.as_bytes());
             loop {
-                let batch = meta.artifacts_newest_first(&exp, before.as_ref(), LIST_STEP)?;
+                let batch =
+                    meta.artifacts_newest_first(experiment.as_str(), before.as_ref(), LIST_STEP)?;
                 let exhausted = batch.len() < LIST_STEP;
                 for (id, rec) in batch {
                     before = Some(id);
-                    let wanted = created_by.as_ref().is_none_or(|c| *c == rec.created_by);
-                    if !(wanted && !expired(&rec, now_s) && gate.allows(&rec)) {
+                    let wanted = created_by.is_none_or(|c| c == rec.created_by);
+                    if !(wanted && !rec.expired(now) && gate.allows(&rec)) {
                         continue;
                     }
                     if items.len() == limit {
                         // A readable item follows the page: hand out the
                         // page's last (readable) id as the cursor.
-                        let next = items
-                            .last()
-                            .map(|(last, _): &(String, ArtifactRecord)| last.clone());
+                        let next = items.last().map(|(last, _)| *last);
                         return Ok(ArtifactPage {
                             items,
                             next_cursor: next,
                         });
                     }
-                    items.push((super::ingest::format_artifact_id(&id), rec));
+                    items.push((ArtifactId::from_bytes(id), rec));
                 }
                 if exhausted {
                     return Ok(ArtifactPage {
@@ -401,41 +340,16 @@ impl Engine {
         .await
     }
 
-    /// Loads an artifact for a management change: 404 if absent or expired,
-    /// 403 unless `caller` is its depositor or the admin.
-    async fn managed(
-        &self,
-        experiment: &str,
-        caller: &Principal,
-        id: &[u8; 16],
-    ) -> Result<ArtifactRecord, EngineError> {
-        let rec = self
-            .artifact(experiment, id)
-            .await?
-            .ok_or(EngineError::NotFound)?;
-        let owner = Principal::parse(&rec.created_by)
-            .ok_or_else(|| EngineError::Internal("artifact has an invalid created_by".into()))?;
-        if can_manage(caller, &owner) {
-            Ok(rec)
-        } else {
-            Err(EngineError::Forbidden)
-        }
-    }
-
-    /// Grants read access to `principal` (`wkr_…` or `grp_…`, need not
+    /// Grants read access to `principal` (a worker or group, which need not
     /// exist); idempotent. Depositor or admin only.
     pub async fn grant(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
-        principal: &str,
+        id: &ArtifactId,
+        principal: &MemberId,
     ) -> Result<ArtifactRecord, EngineError> {
-        if MemberId::parse(principal).is_none() {
-            return Err(EngineError::BadRequest(
-                "principal must be a wkr_ or grp_ id".into(),
-            ));
-        }
+        let principal = principal.as_str();
         self.change_grants(experiment, caller, id, |g| {
             if !g.iter().any(|x| x == principal) {
                 g.push(principal.to_string());
@@ -447,48 +361,38 @@ impl Engine {
     /// Revokes a grant; idempotent. Depositor or admin only.
     pub async fn revoke(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
-        principal: &str,
+        id: &ArtifactId,
+        principal: &MemberId,
     ) -> Result<ArtifactRecord, EngineError> {
-        if MemberId::parse(principal).is_none() {
-            return Err(EngineError::BadRequest(
-                "principal must be a wkr_ or grp_ id".into(),
-            ));
-        }
+        let principal = principal.as_str();
         self.change_grants(experiment, caller, id, |g| g.retain(|x| x != principal))
             .await
     }
 
-    /// Sets (or clears, with `None`) when an artifact expires, in Unix
-    /// seconds; a time in the past expires it at once (it stops being
-    /// served; GC removes it). Depositor or admin only.
+    /// Sets (or clears, with `None`) when an artifact expires; a time in
+    /// the past expires it at once (it stops being served; GC removes it).
+    /// Depositor or admin only.
     pub async fn set_expiry(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
-        expires_at: Option<i64>,
+        id: &ArtifactId,
+        expires_at: Option<Timestamp>,
     ) -> Result<ArtifactRecord, EngineError> {
         let _guard = self.artifact_lock.lock().await;
         let mut rec = self.managed(experiment, caller, id).await?;
         rec.expires_at = expires_at;
-        let (meta, exp, id, r) = (self.meta.clone(), experiment.to_string(), *id, rec.clone());
-        blocking(move || {
-            let mut b = meta.batch();
-            b.put_artifact(&exp, &id, &r);
-            Ok(b.commit()?)
-        })
-        .await?;
+        self.put_record(experiment, id, &rec).await?;
         Ok(rec)
     }
 
     async fn change_grants(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
+        id: &ArtifactId,
         change: impl FnOnce(&mut Vec<String>),
     ) -> Result<ArtifactRecord, EngineError> {
         let _guard = self.artifact_lock.lock().await;
@@ -496,24 +400,35 @@ impl Engine {
         let before = rec.grants.clone();
         change(&mut rec.grants);
         if rec.grants != before {
-            let (meta, exp, id, r) = (self.meta.clone(), experiment.to_string(), *id, rec.clone());
-            blocking(move || {
-                let mut b = meta.batch();
-                b.put_artifact(&exp, &id, &r);
-                Ok(b.commit()?)
-            })
-            .await?;
+            self.put_record(experiment, id, &rec).await?;
         }
         Ok(rec)
     }
 
-    /// Removes an artifact record if it is (still) expired at `now_s`, then
-    /// its chunk refs. Returns whether it was removed.
+    /// Writes a changed artifact record (synced).
+    async fn put_record(
+        &self,
+        experiment: ExperimentId,
+        id: &ArtifactId,
+        rec: &ArtifactRecord,
+    ) -> Result<(), EngineError> {
+        let (meta, id, r) = (self.meta.clone(), *id, rec.clone());
+        blocking(move || {
+            let mut b = meta.batch();
+            b.put_artifact(experiment.as_str(), id.as_bytes(), &r);
+            Ok(b.commit()?)
+        })
+        .await
+    }
+
+    /// Removes an artifact record if it is (still) expired at `now`, then
+    /// its chunk refs. Returns whether it was removed. Takes the key parts
+    /// as GC's scan of `artifacts-v1` found them.
     pub(crate) async fn remove_expired(
         &self,
         experiment: &str,
         id: &[u8; 16],
-        now_s: i64,
+        now: Timestamp,
     ) -> Result<bool, EngineError> {
         let rec = {
             let _guard = self.artifact_lock.lock().await;
@@ -522,7 +437,7 @@ impl Engine {
                 let Some(rec) = meta.artifact(&exp, &aid)? else {
                     return Ok(None);
                 };
-                if rec.expires_at.is_none_or(|t| t > now_s) {
+                if !rec.expired(now) {
                     return Ok(None);
                 }
                 let mut b = meta.batch();
@@ -537,7 +452,7 @@ impl Engine {
         };
         self.quotas.sub(experiment, Part::Committed, rec.size);
         self.remove_refs(experiment, id, rec.manifest).await;
-        tracing::info!(experiment, artifact = %super::ingest::format_artifact_id(id), "expired artifact removed");
+        tracing::info!(experiment, artifact = %ArtifactId::from_bytes(*id), "expired artifact removed");
         Ok(true)
     }
 
@@ -569,25 +484,27 @@ impl Engine {
     /// then its chunk refs, one segment at a time. Storage is GC's business.
     pub async fn delete_artifact(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
+        id: &ArtifactId,
     ) -> Result<(), EngineError> {
         let rec = {
             let _guard = self.artifact_lock.lock().await;
             let rec = self.managed(experiment, caller, id).await?;
-            let (meta, exp, aid) = (self.meta.clone(), experiment.to_string(), *id);
+            let (meta, aid) = (self.meta.clone(), *id);
             blocking(move || {
                 let mut b = meta.batch();
-                b.delete_artifact(&exp, &aid);
+                b.delete_artifact(experiment.as_str(), aid.as_bytes());
                 Ok(b.commit()?)
             })
             .await?;
-            self.quotas.sub(experiment, Part::Committed, rec.size);
+            self.quotas
+                .sub(experiment.as_str(), Part::Committed, rec.size);
             rec
         };
-        self.remove_refs(experiment, id, rec.manifest).await;
-        tracing::info!(experiment, artifact = %super::ingest::format_artifact_id(id), by = %caller, "artifact deleted");
+        self.remove_refs(experiment.as_str(), id.as_bytes(), rec.manifest)
+            .await;
+        tracing::info!(%experiment, artifact = %id, by = %caller, "artifact deleted");
         Ok(())
     }
 }

@@ -137,7 +137,8 @@ fn is_plain_file_name(name: &str) -> bool {
 }
 
 fn utc_stamp() -> (String, String) {
-    let now = time::OffsetDateTime::now_utc();
+    let now = time::OffsetDateTime::from_unix_timestamp(crate::clock::Timestamp::now().unix_secs())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let name = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     let rfc = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     (

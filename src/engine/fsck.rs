@@ -36,7 +36,6 @@ use std::time::Instant;
 
 use ulid::Ulid;
 
-use super::artifacts::now_unix_s;
 use super::packcheck::{
     CorruptChunk, HEADER_LEN, PackFault, index_entries_in, read_footer, verify_entries, verify_pack,
 };
@@ -203,7 +202,7 @@ impl Engine {
         mut c: Collector,
         report: &mut FsckReport,
     ) -> Result<Collector, EngineError> {
-        let now = now_unix_s();
+        let now = crate::clock::Timestamp::now();
         let mut memo: HashSet<Digest> = HashSet::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -217,7 +216,7 @@ impl Engine {
             after = Some(last.key());
             for a in page {
                 report.artifacts_checked += 1;
-                let expired = a.record.expires_at.is_some_and(|t| t <= now);
+                let expired = a.record.expired(now);
                 if expired {
                     report.artifacts_expired += 1;
                 }
@@ -309,7 +308,7 @@ impl Engine {
         if !c.needs_attribution() {
             return Ok(c);
         }
-        let now = now_unix_s();
+        let now = crate::clock::Timestamp::now();
         let mut after: Option<Vec<u8>> = None;
         let mut memo: HashMap<Digest, Vec<usize>> = HashMap::new();
         loop {
@@ -325,7 +324,7 @@ impl Engine {
                     if let std::collections::hash_map::Entry::Vacant(slot) = memo.entry(m) {
                         slot.insert(c.hits(&meta, &m)?);
                     }
-                    let expired = a.record.expires_at.is_some_and(|t| t <= now);
+                    let expired = a.record.expired(now);
                     let who = AffectedArtifact::of(a, expired);
                     for &idx in memo.get(&m).map(Vec::as_slice).unwrap_or_default() {
                         c.affect(idx, &who);

@@ -50,6 +50,7 @@ use ulid::Ulid;
 use super::artifacts::now_unix_s;
 use super::{Engine, EngineError, Stats, blocking};
 use crate::blobs::keys;
+use crate::clock::Timestamp;
 use crate::hash::Digest;
 use crate::meta::Meta;
 use crate::meta::records::{ChunkLocation, PackRecord};
@@ -332,7 +333,7 @@ impl GcRun {
     async fn mark(&mut self) -> Result<(), EngineError> {
         let snapshot = self.engine.pins.open_window();
         let meta = self.engine.meta.clone();
-        let now = now_unix_s();
+        let now = Timestamp::now();
         let (live, live_ids, expired, alive) = blocking(move || {
             let mut m = Marker {
                 meta: &meta,
@@ -360,7 +361,7 @@ impl GcRun {
             let mut manifests = HashSet::new();
             let mut alive = 0u64;
             meta.scan_artifacts(|exp, id, rec| {
-                if rec.expires_at.is_some_and(|t| t <= now) {
+                if rec.expired(now) {
                     expired.push((exp.to_string(), id));
                 } else {
                     alive += 1;
@@ -453,7 +454,7 @@ impl GcRun {
 
     /// Phase 3: remove expired artifact records (and their chunk refs).
     async fn expire(&mut self) -> Result<(), EngineError> {
-        let now = now_unix_s();
+        let now = Timestamp::now();
         for (exp, id) in std::mem::take(&mut self.expired) {
             self.engine.remove_expired(&exp, &id, now).await?;
         }

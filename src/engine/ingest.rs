@@ -22,19 +22,20 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
-use ulid::Ulid;
 
 pub use super::manifest_object::MANIFEST_MAGIC;
 pub(crate) use super::manifest_object::write_manifest_object;
 use super::pins::OpPins;
 use super::{Engine, EngineError, Stats, blocking};
+use crate::auth::{ExperimentId, Principal};
 use crate::blobs::{BlobWriter, keys};
 use crate::chunking::{FASTCDC_2020, StreamChunker};
+use crate::clock::Timestamp;
 use crate::hash::Digest;
+use crate::ids::{ArtifactId, PackId};
 use crate::meta::records::{
     ArtifactRecord, ChunkLocation, DedupFigures, Manifest, ManifestEntry, PackRecord,
     SEGMENT_ENTRIES, Segment, SegmentRef,
@@ -51,15 +52,15 @@ const PART_BYTES: usize = 8 << 20;
 #[derive(Clone, Debug)]
 pub struct DepositRequest {
     /// Experiment id.
-    pub experiment: String,
-    /// `admin` or the worker id.
-    pub created_by: String,
+    pub experiment: ExperimentId,
+    /// The admin or the depositing worker.
+    pub created_by: Principal,
     /// Sanitised content type.
     pub content_type: String,
     /// Original filename, if any.
     pub filename: Option<String>,
-    /// Unix seconds after which the artifact expires.
-    pub expires_at: Option<i64>,
+    /// When the artifact expires (else the retention default applies).
+    pub expires_at: Option<Timestamp>,
 }
 
 /// Content that is stored and indexed but not yet visible as an artifact.
@@ -79,25 +80,20 @@ pub struct PreparedContent {
 /// What a committed deposit answers.
 #[derive(Clone, Debug)]
 pub struct DepositReceipt {
-    /// Artifact id: 32 lowercase hex characters (a ULID's 128 bits).
-    pub id: String,
+    /// The new artifact's id.
+    pub id: ArtifactId,
     /// The stored record.
     pub record: ArtifactRecord,
 }
 
-/// Formats an artifact id.
+/// The text form of an artifact id as stored in keys (32 lowercase hex).
 pub fn format_artifact_id(id: &[u8; 16]) -> String {
-    hex::encode(id)
+    ArtifactId::from_bytes(*id).to_string()
 }
 
-/// Parses an artifact id (32 lowercase hex characters).
-pub fn parse_artifact_id(s: &str) -> Option<[u8; 16]> {
-    if s.len() != 32 || s.bytes().any(|b| b.is_ascii_uppercase()) {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    hex::decode_to_slice(s, &mut out).ok()?;
-    Some(out)
+/// Parses an artifact id (32 lowercase hex characters); [`ArtifactId::parse`].
+pub fn parse_artifact_id(s: &str) -> Option<ArtifactId> {
+    ArtifactId::parse(s)
 }
 
 /// CPU-side state, moved to a blocking thread for each batch.
@@ -249,14 +245,14 @@ type CpuOutcome = (Box<CpuState>, Result<(), EngineError>);
 
 /// A pack being streamed to the blob store.
 struct OpenPack {
-    id: Ulid,
+    id: PackId,
     writer: BlobWriter,
 }
 
 /// A pack that is durable but not yet indexed.
 pub(crate) struct SealedPack {
     /// Pack id.
-    pub id: Ulid,
+    pub id: PackId,
     /// Object size.
     pub bytes: u64,
     /// Its chunks.
@@ -284,14 +280,14 @@ impl PackSink {
     /// Appends pack bytes, opening a new create-only pack object first if needed.
     pub(crate) async fn write_part(&mut self, part: Bytes) -> Result<(), EngineError> {
         if self.open_pack.is_none() {
-            let id = Ulid::new();
+            let id = PackId::mint();
             // Registered before the object exists, so GC never takes a pack
             // in progress for a crash leftover.
-            self.engine.pins.pack_opened(id.0);
-            let writer = match self.engine.blobs.create(&keys::pack(id)).await {
+            self.engine.pins.pack_opened(id.as_u128());
+            let writer = match self.engine.blobs.create(&keys::pack(id.ulid())).await {
                 Ok(w) => w,
                 Err(e) => {
-                    self.engine.pins.pack_closed(id.0);
+                    self.engine.pins.pack_closed(id.as_u128());
                     return Err(e.into());
                 }
             };
@@ -319,7 +315,7 @@ impl PackSink {
             sealed.entries.clone(),
         )
         .await;
-        self.engine.pins.pack_closed(sealed.id.0);
+        self.engine.pins.pack_closed(sealed.id.as_u128());
         indexed?;
         tracing::debug!(pack = %sealed.id, bytes = sealed.bytes, chunks = sealed.entries.len(), "pack sealed");
         Ok(sealed.entries)
@@ -342,7 +338,7 @@ impl PackSink {
         };
         let bytes = open.writer.written();
         if let Err(e) = open.writer.close().await {
-            self.engine.pins.pack_closed(open.id.0);
+            self.engine.pins.pack_closed(open.id.as_u128());
             return Err(e.into());
         }
         let stats = &self.engine.stats;
@@ -359,7 +355,7 @@ impl PackSink {
     pub(crate) async fn abort(&mut self) {
         if let Some(p) = self.open_pack.take() {
             p.writer.abort().await;
-            self.engine.pins.pack_closed(p.id.0);
+            self.engine.pins.pack_closed(p.id.as_u128());
         }
     }
 }
@@ -368,7 +364,7 @@ impl Drop for PackSink {
     fn drop(&mut self) {
         // A sink dropped mid-pack (client gone): the partial object is garbage.
         if let Some(p) = &self.open_pack {
-            self.engine.pins.pack_closed(p.id.0);
+            self.engine.pins.pack_closed(p.id.as_u128());
         }
     }
 }
@@ -438,12 +434,6 @@ impl Engine {
     ) -> Result<DepositReceipt, EngineError> {
         self.commit_prepared(prepared, req, None).await
     }
-}
-
-/// A ULID (48-bit milliseconds, 80 bits from the OS CSPRNG), big-endian.
-pub(crate) fn mint_artifact_id(now_ms: u64) -> [u8; 16] {
-    let random: u128 = rand::random::<u128>() & ((1u128 << 80) - 1);
-    Ulid::from_parts(now_ms, random).0.to_be_bytes()
 }
 
 impl Ingest {
@@ -581,20 +571,18 @@ impl Ingest {
 /// (under the index lock, so no conditional index change interleaves).
 async fn index_pack(
     engine: &Arc<Engine>,
-    id: Ulid,
+    id: PackId,
     bytes: u64,
     entries: Vec<PackEntry>,
 ) -> Result<(), EngineError> {
     let engine = Arc::clone(engine);
     blocking(move || {
         let meta = &engine.meta;
-        let pack = id.0;
+        let pack = id.as_u128();
         let mut b = meta.batch();
         let raw_bytes = entries.iter().map(|e| u64::from(e.raw_len)).sum();
-        let created_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        // Pack records keep whole Unix seconds.
+        let created_at = Timestamp::now().unix_secs();
         b.put_pack(
             pack,
             &PackRecord {
@@ -612,20 +600,4 @@ async fn index_pack(
         Ok(())
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn artifact_ids_round_trip() {
-        let id = mint_artifact_id(1_700_000_000_000);
-        let s = format_artifact_id(&id);
-        assert_eq!(s.len(), 32);
-        assert_eq!(parse_artifact_id(&s), Some(id));
-        assert_eq!(parse_artifact_id(&s.to_uppercase()), None);
-        assert_eq!(parse_artifact_id("xyz"), None);
-        assert_ne!(mint_artifact_id(1), mint_artifact_id(1));
-    }
 }

@@ -9,6 +9,7 @@
 //! bad), and per-experiment quotas (`quota.rs`). It knows nothing of HTTP: callers get values or an [`EngineError`],
 //! and `http/` decides what status that is.
 
+mod access;
 pub mod artifacts;
 pub mod backup;
 pub mod fsck;
@@ -36,6 +37,7 @@ use crate::blobs::{BlobError, BlobStore};
 use crate::chunking::ChunkerParams;
 use crate::meta::{Meta, MetaError};
 
+pub use access::ReadableArtifact;
 pub use fsck::FsckReport;
 pub use ingest::{DepositReceipt, DepositRequest, Ingest, PreparedContent};
 pub use quota::{DepositReservation, InFlight, QuotaConfig, QuotaView, Usage};
@@ -262,8 +264,9 @@ impl Stats {
 
 /// The engine handle; share it as `Arc<Engine>`.
 pub struct Engine {
-    pub(crate) meta: Meta,
-    pub(crate) blobs: BlobStore,
+    // Private to the engine: `http/` reaches storage only through methods.
+    meta: Meta,
+    blobs: BlobStore,
     pub(crate) cfg: EngineConfig,
     pub(crate) tokens: TokenHasher,
     pub(crate) admin_token: Secret,
@@ -277,7 +280,8 @@ pub struct Engine {
     /// (activity stamps, chunk rows, ending a session) within this process.
     pub(crate) upload_lock: tokio::sync::Mutex<()>,
     /// One commit (or abandon) at a time per upload session.
-    pub(crate) session_locks: std::sync::Mutex<HashMap<[u8; 16], Weak<tokio::sync::Mutex<()>>>>,
+    pub(crate) session_locks:
+        std::sync::Mutex<HashMap<crate::ids::SessionId, Weak<tokio::sync::Mutex<()>>>>,
     /// Serialises conditional changes of chunk index entries (GC removal and
     /// relocation, scrub marking a chunk bad) with each other and with
     /// indexing new packs, so each change applies only if the entry still
@@ -349,14 +353,65 @@ impl Engine {
         &self.cfg
     }
 
-    /// The blob store (tests and tools inspect it).
+    /// The blob store, for tests and recovery tools that inspect storage
+    /// directly. `http/` never calls it: requests go through the engine's
+    /// methods (an architecture test in `http/mod.rs` keeps it so).
+    #[doc(hidden)]
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
     }
 
-    /// The metadata store.
+    /// The metadata store, for tests and recovery tools (see [`Engine::blobs`]).
+    #[doc(hidden)]
     pub fn meta(&self) -> &Meta {
         &self.meta
+    }
+
+    /// Whether the metadata store answers reads (`/readyz`).
+    pub async fn ready(&self) -> bool {
+        let meta = self.meta.clone();
+        tokio::task::spawn_blocking(move || meta.system(TOKEN_KEY).is_ok())
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Blob store request counters since start (`/metrics`).
+    pub fn blob_requests(&self) -> crate::blobs::RequestCounts {
+        self.blobs.requests()
+    }
+
+    /// Bytes the verified-chunk cache holds (`/metrics`).
+    pub fn chunk_cache_bytes(&self) -> u64 {
+        self.blobs.chunk_cache().bytes()
+    }
+
+    /// RocksDB's estimate of the chunk index entries (`/metrics`).
+    pub fn estimated_chunks(&self) -> u64 {
+        self.meta.estimated_chunks()
+    }
+
+    /// The blob store as one line for messages (`s3://bucket/prefix`, …).
+    pub fn describe_blobs(&self) -> String {
+        self.blobs.describe()
+    }
+
+    /// Flushes the metadata store's memtables to disk (before a process
+    /// exits).
+    ///
+    /// # Errors
+    /// `Meta` when RocksDB refuses; `Internal` when the blocking task fails.
+    pub async fn flush(&self) -> Result<(), EngineError> {
+        let meta = self.meta.clone();
+        blocking(move || Ok(meta.flush()?)).await
+    }
+
+    /// Rebuilds the chunk index and manifests from the blob store
+    /// (`recovery.rs`) and reports what it found.
+    ///
+    /// # Errors
+    /// Blob or metadata failures while listing, reading or writing.
+    pub async fn reindex(&self) -> Result<recovery::ReindexReport, EngineError> {
+        recovery::reindex(&self.meta, &self.blobs).await
     }
 
     /// Sets how long an upload session may stay idle before it expires

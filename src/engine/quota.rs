@@ -23,9 +23,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
-
 use super::{Engine, EngineError};
+use crate::auth::ExperimentId;
 use crate::meta::Meta;
 use crate::meta::records::UploadRecord;
 
@@ -52,7 +51,7 @@ impl QuotaConfig {
 }
 
 /// What an experiment holds, in logical (uncompressed, undeduplicated) bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     /// Artifacts committed and not yet removed.
     pub committed_bytes: u64,
@@ -72,14 +71,13 @@ impl Usage {
 }
 
 /// An experiment's quota and usage, as the admin sees it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct QuotaView {
     /// The quota in bytes (`None`: unlimited).
     pub quota_bytes: Option<u64>,
     /// Bytes counted against it.
     pub used_bytes: u64,
     /// The parts of `used_bytes`.
-    #[serde(flatten)]
     pub usage: Usage,
 }
 
@@ -118,7 +116,7 @@ impl Quotas {
         })?;
         for (_, rec) in meta.uploads()? {
             if rec.ended.is_none() {
-                let u = usage.entry(rec.experiment.clone()).or_default();
+                let u = usage.entry(rec.experiment.to_string()).or_default();
                 u.session_bytes = u.session_bytes.saturating_add(session_reservation(&rec));
             }
         }
@@ -204,7 +202,7 @@ pub(crate) fn session_reservation(rec: &UploadRecord) -> u64 {
 #[derive(Debug)]
 pub struct DepositReservation {
     quotas: Arc<Quotas>,
-    experiment: String,
+    experiment: ExperimentId,
     held: u64,
 }
 
@@ -218,18 +216,22 @@ impl DepositReservation {
             return Ok(());
         }
         let want = total.div_ceil(DEPOSIT_STEP).saturating_mul(DEPOSIT_STEP);
-        let more = match self
-            .quotas
-            .try_add(&self.experiment, Part::InFlight, want - self.held)
-        {
-            Ok(()) => want - self.held,
-            // Near the quota: reserve exactly what arrived.
-            Err(_) => {
-                self.quotas
-                    .try_add(&self.experiment, Part::InFlight, total - self.held)?;
-                total - self.held
-            }
-        };
+        let more =
+            match self
+                .quotas
+                .try_add(self.experiment.as_str(), Part::InFlight, want - self.held)
+            {
+                Ok(()) => want - self.held,
+                // Near the quota: reserve exactly what arrived.
+                Err(_) => {
+                    self.quotas.try_add(
+                        self.experiment.as_str(),
+                        Part::InFlight,
+                        total - self.held,
+                    )?;
+                    total - self.held
+                }
+            };
         self.held += more;
         Ok(())
     }
@@ -237,7 +239,8 @@ impl DepositReservation {
 
 impl Drop for DepositReservation {
     fn drop(&mut self) {
-        self.quotas.sub(&self.experiment, Part::InFlight, self.held);
+        self.quotas
+            .sub(self.experiment.as_str(), Part::InFlight, self.held);
     }
 }
 
@@ -249,12 +252,12 @@ impl Engine {
     /// [`EngineError::QuotaExceeded`] when the experiment cannot hold them.
     pub fn reserve_deposit(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         initial: u64,
     ) -> Result<DepositReservation, EngineError> {
         let mut r = DepositReservation {
             quotas: Arc::clone(&self.quotas),
-            experiment: experiment.to_string(),
+            experiment,
             held: 0,
         };
         r.grow(initial)?;
@@ -262,8 +265,8 @@ impl Engine {
     }
 
     /// The quota and usage of `experiment` (admin only at the HTTP layer).
-    pub fn quota(&self, experiment: &str) -> QuotaView {
-        self.quotas.view(experiment)
+    pub fn quota(&self, experiment: ExperimentId) -> QuotaView {
+        self.quotas.view(experiment.as_str())
     }
 
     /// What in-flight work holds right now, store-wide (operator figure):
@@ -280,7 +283,7 @@ impl Engine {
 }
 
 /// What in-flight operations hold (see [`Engine::in_flight`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InFlight {
     /// Operations (deposits, chunk batches, commits) registered with pins.
     pub operations: u64,

@@ -10,17 +10,17 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 use tokio::sync::mpsc;
 
+use super::access::ReadableArtifact;
 use super::heal::{decode_span, is_short_read};
 use super::{Engine, EngineError, Stats, blocking};
 use crate::blobs::{BlobError, keys};
 use crate::hash::Digest;
-use crate::meta::records::{ArtifactRecord, ChunkLocation, ManifestEntry};
+use crate::meta::records::{ChunkLocation, ManifestEntry};
 
 /// Adjacent chunks of one pack are fetched with one ranged read up to this size.
 const BATCH_BYTES: u64 = 8 << 20;
@@ -40,29 +40,15 @@ struct Batch {
 }
 
 impl Engine {
-    /// An artifact of `experiment` if it exists and has not expired.
-    pub async fn artifact(
-        &self,
-        experiment: &str,
-        id: &[u8; 16],
-    ) -> Result<Option<ArtifactRecord>, EngineError> {
-        let meta = self.meta.clone();
-        let (exp, id) = (experiment.to_string(), *id);
-        let rec = blocking(move || Ok(meta.artifact(&exp, &id)?)).await?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        Ok(rec.filter(|r| r.expires_at.is_none_or(|t| t > now)))
-    }
-
-    /// Streams bytes `[start, end)` of an artifact, verified.
+    /// Streams bytes `[start, end)` of an artifact the caller may read
+    /// (`access.rs`), verified.
     pub fn read_range(
         self: &Arc<Self>,
-        record: &ArtifactRecord,
+        artifact: &ReadableArtifact,
         start: u64,
         end: u64,
     ) -> ChunkStream {
+        let record = artifact.record();
         let end = end.min(record.size);
         if start >= end {
             return Box::pin(stream::empty());

@@ -1,27 +1,27 @@
-//! Workers, groups, bearer verification and artifact read decisions for one
-//! experiment at a time. The rules themselves live in `auth/` (pure); this
+//! Workers, groups and bearer verification for one experiment at a time
+//! (artifact read decisions: `access.rs`). The rules themselves live in `auth/` (pure); this
 //! file loads what they need from `meta/` and stores the outcome.
 //!
 //! Invariant 4 (isolation): every lookup is scoped by experiment, so a worker
 //! of E1 is unknown on E2 and an artifact of E1 does not exist on E2.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use super::{Engine, EngineError, blocking};
 use crate::auth::{
-    Credentials, GroupId, MemberId, NameError, Principal, ReadDecision, Secret, WorkerId, can_read,
+    Credentials, ExperimentId, GroupId, MemberId, NameError, Principal, Secret, WorkerId,
     is_reserved_group_name, mint_token, validate_name, would_create_cycle,
 };
-use crate::meta::records::{ArtifactRecord, GroupRecord, WorkerRecord};
+use crate::clock::Timestamp;
+use crate::meta::records::{GroupRecord, WorkerRecord};
 
 /// A worker as the API shows it (never with its token hash).
 #[derive(Clone, Debug)]
 pub struct WorkerView {
-    /// `wkr_…`.
-    pub worker_id: String,
-    /// Experiment id.
-    pub experiment_id: String,
+    /// The worker.
+    pub worker_id: WorkerId,
+    /// Its experiment.
+    pub experiment_id: ExperimentId,
     /// Stored record.
     pub record: WorkerRecord,
 }
@@ -29,22 +29,19 @@ pub struct WorkerView {
 /// A group as the API shows it.
 #[derive(Clone, Debug)]
 pub struct GroupView {
-    /// `grp_…`.
-    pub group_id: String,
-    /// Experiment id.
-    pub experiment_id: String,
+    /// The group.
+    pub group_id: GroupId,
+    /// Its experiment.
+    pub experiment_id: ExperimentId,
     /// Stored record.
     pub record: GroupRecord,
 }
 
-/// Current time as RFC 3339 UTC with milliseconds and `Z`.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    now.format(&fmt)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
+/// Registry times are shown with milliseconds (`…:05.678Z`); stored at
+/// that precision, a record renders the same whenever it is read.
+fn now_millis() -> Timestamp {
+    let now = Timestamp::now().unix_nanos();
+    Timestamp::from_unix_nanos(now - now.rem_euclid(1_000_000))
 }
 
 fn check_name(name: &str, reserved_is_error: bool) -> Result<(), EngineError> {
@@ -59,40 +56,58 @@ fn check_name(name: &str, reserved_is_error: bool) -> Result<(), EngineError> {
 impl Engine {
     /// Verifies a bearer for `experiment`; the answer is the principal.
     /// Unknown workers cost the same as wrong secrets.
+    ///
+    /// # Errors
+    /// `Unauthorized` for a wrong secret or a worker unknown in `experiment`.
     pub async fn authenticate(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         creds: &Credentials,
     ) -> Result<Principal, EngineError> {
-        match &creds.principal {
+        let Principal::Worker(w) = creds.principal else {
+            return self.authenticate_unscoped(creds);
+        };
+        let meta = self.meta.clone();
+        let rec = blocking(move || Ok(meta.worker(experiment.as_str(), w.as_str())?)).await?;
+        let ok = match rec {
+            Some(r) => self.tokens.verify(creds.secret.expose(), &r.token_hash),
+            None => self.tokens.verify_unknown(creds.secret.expose()),
+        };
+        if ok {
+            Ok(creds.principal)
+        } else {
+            Err(EngineError::Unauthorized)
+        }
+    }
+
+    /// Verifies a bearer outside any experiment (a deployment-wide route,
+    /// or a path whose experiment id is malformed): only the admin token
+    /// passes; a worker bearer costs what an unknown worker does.
+    ///
+    /// # Errors
+    /// `Unauthorized` for anything but the admin token.
+    pub fn authenticate_unscoped(&self, creds: &Credentials) -> Result<Principal, EngineError> {
+        let ok = match creds.principal {
             Principal::Admin => {
-                if crate::auth::admin_token_matches(&self.admin_token, creds.secret.expose()) {
-                    Ok(Principal::Admin)
-                } else {
-                    Err(EngineError::Unauthorized)
-                }
+                crate::auth::admin_token_matches(&self.admin_token, creds.secret.expose())
             }
-            Principal::Worker(w) => {
-                let meta = self.meta.clone();
-                let (exp, wid) = (experiment.to_string(), w.as_str().to_string());
-                let rec = blocking(move || Ok(meta.worker(&exp, &wid)?)).await?;
-                let ok = match rec {
-                    Some(r) => self.tokens.verify(creds.secret.expose(), &r.token_hash),
-                    None => self.tokens.verify_unknown(creds.secret.expose()),
-                };
-                if ok {
-                    Ok(creds.principal.clone())
-                } else {
-                    Err(EngineError::Unauthorized)
-                }
+            Principal::Worker(_) => {
+                // Same cost as an unknown worker; it never passes.
+                let _ = self.tokens.verify_unknown(creds.secret.expose());
+                false
             }
+        };
+        if ok {
+            Ok(Principal::Admin)
+        } else {
+            Err(EngineError::Unauthorized)
         }
     }
 
     /// Registers a worker; returns it with its one-time token.
     pub async fn register_worker(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         name: Option<String>,
         labels: BTreeMap<String, String>,
     ) -> Result<(WorkerView, Secret), EngineError> {
@@ -103,57 +118,53 @@ impl Engine {
         let record = WorkerRecord {
             name: name.unwrap_or_default(),
             labels,
-            registered_at: now_rfc3339(),
-            registered_by: Principal::ADMIN.to_string(),
+            registered_at: now_millis(),
+            registered_by: Principal::Admin,
             token_hash: self.tokens.hash(token.expose()),
         };
-        let worker_id = WorkerId::mint().as_str().to_string();
-        let meta = self.meta.clone();
-        let (exp, wid, rec) = (experiment.to_string(), worker_id.clone(), record.clone());
-        blocking(move || {
-            let mut b = meta.batch();
-            b.put_worker(&exp, &wid, &rec);
-            Ok(b.commit()?)
-        })
-        .await?;
-        Ok((
-            WorkerView {
-                worker_id,
-                experiment_id: experiment.into(),
-                record,
-            },
-            token,
-        ))
+        let worker_id = WorkerId::mint();
+        let view = WorkerView {
+            worker_id,
+            experiment_id: experiment,
+            record,
+        };
+        self.store_worker(&view).await?;
+        Ok((view, token))
     }
 
     /// Workers of an experiment, by id, optionally with exactly this name.
     pub async fn workers(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         name: Option<&str>,
     ) -> Result<Vec<WorkerView>, EngineError> {
         let meta = self.meta.clone();
-        let exp = experiment.to_string();
-        let all = blocking(move || Ok(meta.workers(&exp)?)).await?;
+        let all = blocking(move || Ok(meta.workers(experiment.as_str())?)).await?;
         Ok(all
             .into_iter()
             .filter(|(_, r)| name.is_none_or(|n| !r.name.is_empty() && r.name == n))
-            .map(|(worker_id, record)| WorkerView {
-                worker_id,
-                experiment_id: experiment.into(),
-                record,
+            // Keys were written from minted ids; anything else names nobody.
+            .filter_map(|(id, record)| {
+                WorkerId::parse(&id).map(|worker_id| WorkerView {
+                    worker_id,
+                    experiment_id: experiment,
+                    record,
+                })
             })
             .collect())
     }
 
     /// One worker.
-    pub async fn worker(&self, experiment: &str, worker: &str) -> Result<WorkerView, EngineError> {
-        let meta = self.meta.clone();
-        let (exp, wid) = (experiment.to_string(), worker.to_string());
-        let rec = blocking(move || Ok(meta.worker(&exp, &wid)?)).await?;
+    pub async fn worker(
+        &self,
+        experiment: ExperimentId,
+        worker: &WorkerId,
+    ) -> Result<WorkerView, EngineError> {
+        let (meta, wid) = (self.meta.clone(), *worker);
+        let rec = blocking(move || Ok(meta.worker(experiment.as_str(), wid.as_str())?)).await?;
         rec.map(|record| WorkerView {
-            worker_id: worker.into(),
-            experiment_id: experiment.into(),
+            worker_id: wid,
+            experiment_id: experiment,
             record,
         })
         .ok_or(EngineError::NotFound)
@@ -162,45 +173,50 @@ impl Engine {
     /// Mints a new token for a worker; the old one stops working at once.
     pub async fn reissue_credential(
         &self,
-        experiment: &str,
-        worker: &str,
+        experiment: ExperimentId,
+        worker: &WorkerId,
     ) -> Result<(WorkerView, Secret), EngineError> {
         let _guard = self.registry_lock.lock().await;
         let mut view = self.worker(experiment, worker).await?;
         let token = mint_token();
         view.record.token_hash = self.tokens.hash(token.expose());
-        let meta = self.meta.clone();
-        let (exp, wid, rec) = (
-            experiment.to_string(),
-            worker.to_string(),
+        self.store_worker(&view).await?;
+        Ok((view, token))
+    }
+
+    async fn store_worker(&self, view: &WorkerView) -> Result<(), EngineError> {
+        let (meta, exp, wid, rec) = (
+            self.meta.clone(),
+            view.experiment_id,
+            view.worker_id,
             view.record.clone(),
         );
         blocking(move || {
             let mut b = meta.batch();
-            b.put_worker(&exp, &wid, &rec);
+            b.put_worker(exp.as_str(), wid.as_str(), &rec);
             Ok(b.commit()?)
         })
-        .await?;
-        Ok((view, token))
+        .await
     }
 
-    async fn group_map(&self, experiment: &str) -> Result<Vec<(String, GroupRecord)>, EngineError> {
-        let meta = self.meta.clone();
-        let exp = experiment.to_string();
-        blocking(move || Ok(meta.groups(&exp)?)).await
-    }
-
-    async fn store_group(
+    async fn group_map(
         &self,
-        experiment: &str,
-        group: &str,
-        rec: &GroupRecord,
-    ) -> Result<(), EngineError> {
+        experiment: ExperimentId,
+    ) -> Result<Vec<(String, GroupRecord)>, EngineError> {
         let meta = self.meta.clone();
-        let (exp, gid, rec) = (experiment.to_string(), group.to_string(), rec.clone());
+        blocking(move || Ok(meta.groups(experiment.as_str())?)).await
+    }
+
+    async fn store_group(&self, view: &GroupView) -> Result<(), EngineError> {
+        let (meta, exp, gid, rec) = (
+            self.meta.clone(),
+            view.experiment_id,
+            view.group_id,
+            view.record.clone(),
+        );
         blocking(move || {
             let mut b = meta.batch();
-            b.put_group(&exp, &gid, &rec);
+            b.put_group(exp.as_str(), gid.as_str(), &rec);
             Ok(b.commit()?)
         })
         .await
@@ -209,7 +225,7 @@ impl Engine {
     /// Creates a group. Member ids must be well formed; they need not exist.
     pub async fn create_group(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         name: Option<String>,
         members: Vec<String>,
         created_by: &Principal,
@@ -235,25 +251,24 @@ impl Engine {
                 return Err(EngineError::Reserved);
             }
         }
-        let group_id = GroupId::mint().as_str().to_string();
-        let record = GroupRecord {
-            name: name.unwrap_or_default(),
-            members: unique,
-            created_at: now_rfc3339(),
-            created_by: created_by.to_string(),
+        let view = GroupView {
+            group_id: GroupId::mint(),
+            experiment_id: experiment,
+            record: GroupRecord {
+                name: name.unwrap_or_default(),
+                members: unique,
+                created_at: now_millis(),
+                created_by: *created_by,
+            },
         };
-        self.store_group(experiment, &group_id, &record).await?;
-        Ok(GroupView {
-            group_id,
-            experiment_id: experiment.into(),
-            record,
-        })
+        self.store_group(&view).await?;
+        Ok(view)
     }
 
     /// Groups of an experiment, by id, optionally with exactly this name.
     pub async fn groups(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         name: Option<&str>,
     ) -> Result<Vec<GroupView>, EngineError> {
         Ok(self
@@ -261,32 +276,40 @@ impl Engine {
             .await?
             .into_iter()
             .filter(|(_, r)| name.is_none_or(|n| !r.name.is_empty() && r.name == n))
-            .map(|(group_id, record)| GroupView {
-                group_id,
-                experiment_id: experiment.into(),
-                record,
+            // Keys were written from minted ids; anything else names nothing.
+            .filter_map(|(id, record)| {
+                GroupId::parse(&id).map(|group_id| GroupView {
+                    group_id,
+                    experiment_id: experiment,
+                    record,
+                })
             })
             .collect())
     }
 
     /// One group.
-    pub async fn group(&self, experiment: &str, group: &str) -> Result<GroupView, EngineError> {
-        let meta = self.meta.clone();
-        let (exp, gid) = (experiment.to_string(), group.to_string());
-        let rec = blocking(move || Ok(meta.group(&exp, &gid)?)).await?;
+    pub async fn group(
+        &self,
+        experiment: ExperimentId,
+        group: &GroupId,
+    ) -> Result<GroupView, EngineError> {
+        let (meta, gid) = (self.meta.clone(), *group);
+        let rec = blocking(move || Ok(meta.group(experiment.as_str(), gid.as_str())?)).await?;
         rec.map(|record| GroupView {
-            group_id: group.into(),
-            experiment_id: experiment.into(),
+            group_id: gid,
+            experiment_id: experiment,
             record,
         })
         .ok_or(EngineError::NotFound)
     }
 
     /// Adds a member (idempotent); refuses a change that closes a cycle.
+    /// `member` is checked here, after the group is found, so a missing
+    /// group answers 404 before a malformed member 400.
     pub async fn add_member(
         &self,
-        experiment: &str,
-        group: &str,
+        experiment: ExperimentId,
+        group: &GroupId,
         member: &str,
     ) -> Result<GroupView, EngineError> {
         let _guard = self.registry_lock.lock().await;
@@ -300,20 +323,19 @@ impl Engine {
             return Ok(view);
         }
         let graph = graph_of(self.group_map(experiment).await?);
-        let gid = GroupId::parse(group).ok_or(EngineError::NotFound)?;
-        if would_create_cycle(&graph, &gid, member) {
+        if would_create_cycle(&graph, group, member) {
             return Err(EngineError::Cycle);
         }
         view.record.members.push(member.to_string());
-        self.store_group(experiment, group, &view.record).await?;
+        self.store_group(&view).await?;
         Ok(view)
     }
 
-    /// Removes a member (absent is fine).
+    /// Removes a member (absent, or not even a member id, is fine).
     pub async fn remove_member(
         &self,
-        experiment: &str,
-        group: &str,
+        experiment: ExperimentId,
+        group: &GroupId,
         member: &str,
     ) -> Result<GroupView, EngineError> {
         let _guard = self.registry_lock.lock().await;
@@ -321,63 +343,26 @@ impl Engine {
         let before = view.record.members.len();
         view.record.members.retain(|m| m != member);
         if view.record.members.len() != before {
-            self.store_group(experiment, group, &view.record).await?;
+            self.store_group(&view).await?;
         }
         Ok(view)
     }
 
     /// Deletes a group; other groups keep the now dangling id.
-    pub async fn delete_group(&self, experiment: &str, group: &str) -> Result<(), EngineError> {
+    pub async fn delete_group(
+        &self,
+        experiment: ExperimentId,
+        group: &GroupId,
+    ) -> Result<(), EngineError> {
         let _guard = self.registry_lock.lock().await;
         self.group(experiment, group).await?;
-        let meta = self.meta.clone();
-        let (exp, gid) = (experiment.to_string(), group.to_string());
+        let (meta, gid) = (self.meta.clone(), *group);
         blocking(move || {
             let mut b = meta.batch();
-            b.delete_group(&exp, &gid);
+            b.delete_group(experiment.as_str(), gid.as_str());
             Ok(b.commit()?)
         })
         .await
-    }
-
-    /// May `caller` read `record` (an artifact of `experiment`)?
-    pub async fn check_read(
-        self: &Arc<Self>,
-        experiment: &str,
-        caller: &Principal,
-        record: &ArtifactRecord,
-    ) -> Result<(), EngineError> {
-        let owner = Principal::parse(&record.created_by)
-            .ok_or_else(|| EngineError::Internal("artifact has an invalid created_by".into()))?;
-        if caller.is_admin() || *caller == owner {
-            return Ok(());
-        }
-        let groups = self.group_map(experiment).await?;
-        let admins: Vec<GroupId> = groups
-            .iter()
-            .filter(|(_, g)| g.name == "admins")
-            .filter_map(|(id, _)| GroupId::parse(id))
-            .collect();
-        let graph = graph_of(groups);
-        let allowed = if admins.is_empty() {
-            can_read(caller, &owner, &record.grants, &graph, None)
-        } else {
-            // More than one `admins` group can exist only if created before the
-            // reservation; any of them grants access.
-            if admins
-                .iter()
-                .any(|a| can_read(caller, &owner, &record.grants, &graph, Some(a)).is_allowed())
-            {
-                ReadDecision::Allow
-            } else {
-                ReadDecision::Forbidden
-            }
-        };
-        if allowed.is_allowed() {
-            Ok(())
-        } else {
-            Err(EngineError::Forbidden)
-        }
     }
 }
 

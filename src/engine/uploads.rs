@@ -26,17 +26,18 @@ mod commit;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use batch::{ChunkBatch, ChunkBatchOutcome};
 pub use commit::{CommitCheck, CommitTrailer};
 
 use super::artifacts::Presence;
-use super::ingest::mint_artifact_id;
 use super::quota::{Part, session_reservation};
 use super::{Engine, EngineError, blocking};
-use crate::auth::Principal;
+use crate::auth::{ExperimentId, Principal};
+use crate::clock::Timestamp;
 use crate::hash::Digest;
+use crate::ids::SessionId;
 use crate::meta::records::{EndReason, ManifestEntry, UploadEnd, UploadRecord};
 
 /// Default `upload-idle-timeout`.
@@ -70,12 +71,12 @@ pub struct SessionRequest {
 /// A live session as the API shows it.
 #[derive(Clone, Debug)]
 pub struct SessionView {
-    /// 32 lowercase hex characters.
-    pub id: String,
+    /// The session id.
+    pub id: SessionId,
     /// The stored record.
     pub record: UploadRecord,
-    /// Unix nanoseconds at which it expires if left idle.
-    pub expires_at_ns: i64,
+    /// When it expires if left idle.
+    pub expires_at: Timestamp,
     /// Largest chunk batch body accepted, in bytes.
     pub max_batch_bytes: u64,
     /// Most bytes the session may receive: its claimed size, else the cap.
@@ -110,22 +111,9 @@ pub struct CommitRequest {
     pub filename: Option<String>,
 }
 
-/// Formats a session id.
-pub fn format_session_id(id: &[u8; 16]) -> String {
-    hex::encode(id)
-}
-
-/// Parses a session id (32 lowercase hex characters).
-pub fn parse_session_id(s: &str) -> Option<[u8; 16]> {
-    super::ingest::parse_artifact_id(s)
-}
-
-/// Unix nanoseconds now.
-pub(crate) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+/// Parses a session id (32 lowercase hex characters); [`SessionId::parse`].
+pub fn parse_session_id(s: &str) -> Option<SessionId> {
+    SessionId::parse(s)
 }
 
 fn end_reason_text(reason: &EndReason) -> String {
@@ -140,14 +128,14 @@ fn end_reason_text(reason: &EndReason) -> String {
 /// the quota it held, to release once `b` is committed.
 fn end_in_batch(
     b: &mut crate::meta::Batch<'_>,
-    id: &[u8; 16],
+    id: &SessionId,
     rec: &mut UploadRecord,
     reason: EndReason,
-    at_ns: i64,
+    at: Timestamp,
 ) -> u64 {
-    rec.ended = Some(UploadEnd { at_ns, reason });
-    b.put_upload(id, rec);
-    b.delete_upload_chunks(id);
+    rec.ended = Some(UploadEnd { at, reason });
+    b.put_upload(id.as_bytes(), rec);
+    b.delete_upload_chunks(id.as_bytes());
     session_reservation(rec)
 }
 
@@ -165,18 +153,17 @@ impl Engine {
         rec.claimed_size.map_or(cap, |c| c.min(cap))
     }
 
-    fn view(&self, id: &[u8; 16], record: UploadRecord) -> SessionView {
-        let idle = self.upload_idle_timeout().as_nanos() as i64;
+    fn view(&self, id: &SessionId, record: UploadRecord) -> SessionView {
         SessionView {
-            id: format_session_id(id),
-            expires_at_ns: record.last_active_ns.saturating_add(idle),
+            id: *id,
+            expires_at: record.last_active.plus(self.upload_idle_timeout()),
             max_batch_bytes: self.max_batch_bytes(),
             max_bytes: self.session_allowance(&record),
             record,
         }
     }
 
-    fn session_lock(&self, id: &[u8; 16]) -> Arc<tokio::sync::Mutex<()>> {
+    fn session_lock(&self, id: &SessionId) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.session_locks.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(l) = map.get(id).and_then(std::sync::Weak::upgrade) {
             return l;
@@ -194,41 +181,36 @@ impl Engine {
     /// activity when `touch`. Runs under the upload lock.
     async fn open_session(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
+        id: &SessionId,
         touch: bool,
     ) -> Result<UploadRecord, EngineError> {
         let _guard = self.upload_lock.lock().await;
-        let (meta, exp, caller, id) = (
-            self.meta.clone(),
-            experiment.to_string(),
-            caller.clone(),
-            *id,
-        );
-        let idle = self.upload_idle_timeout().as_nanos() as i64;
+        let (meta, caller, id) = (self.meta.clone(), *caller, *id);
+        let idle = self.upload_idle_timeout();
         let quotas = Arc::clone(&self.quotas);
         blocking(move || {
-            let mut rec = meta.upload(&id)?.ok_or(EngineError::NotFound)?;
-            if rec.experiment != exp || !(caller.is_admin() || caller.as_str() == rec.created_by) {
+            let mut rec = meta.upload(id.as_bytes())?.ok_or(EngineError::NotFound)?;
+            if rec.experiment != experiment || !(caller.is_admin() || caller == rec.created_by) {
                 return Err(EngineError::NotFound);
             }
             if let Some(end) = &rec.ended {
                 return Err(EngineError::SessionEnded(end_reason_text(&end.reason)));
             }
-            let now = now_ns();
-            if now.saturating_sub(rec.last_active_ns) > idle {
+            let now = Timestamp::now();
+            if now.since(rec.last_active) > idle {
                 let mut b = meta.batch();
                 let held = end_in_batch(&mut b, &id, &mut rec, EndReason::Expired, now);
                 b.commit()?;
-                quotas.sub(&rec.experiment, Part::Session, held);
+                quotas.sub(rec.experiment.as_str(), Part::Session, held);
                 return Err(EngineError::SessionEnded(end_reason_text(
                     &EndReason::Expired,
                 )));
             }
             if touch {
-                rec.last_active_ns = now;
-                meta.touch_upload(&id, &rec)?;
+                rec.last_active = now;
+                meta.touch_upload(id.as_bytes(), &rec)?;
             }
             Ok(rec)
         })
@@ -238,7 +220,7 @@ impl Engine {
     /// Starts an upload session for `caller` in `experiment`.
     pub async fn create_upload(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
         req: SessionRequest,
     ) -> Result<SessionView, EngineError> {
@@ -249,15 +231,15 @@ impl Engine {
         // Reserved before the session exists: two creations cannot both
         // pass the check and together exceed the quota.
         let claimed = req.claimed_size.unwrap_or(0);
-        self.quotas.try_add(experiment, Part::Session, claimed)?;
-        let now = now_ns();
-        // Same shape as artifact ids: 48-bit milliseconds, 80 random bits.
-        let id = mint_artifact_id((now / 1_000_000) as u64);
+        self.quotas
+            .try_add(experiment.as_str(), Part::Session, claimed)?;
+        let now = Timestamp::now();
+        let id = SessionId::mint(now);
         let record = UploadRecord {
-            experiment: experiment.to_string(),
-            created_by: caller.to_string(),
-            created_at_ns: now,
-            last_active_ns: now,
+            experiment,
+            created_by: *caller,
+            created_at: now,
+            last_active: now,
             chunker: self.cfg.chunker,
             content_type: req.content_type,
             filename: req.filename,
@@ -269,15 +251,15 @@ impl Engine {
         let (meta, rec) = (self.meta.clone(), record.clone());
         let written = blocking(move || {
             let mut b = meta.batch();
-            b.put_upload(&id, &rec);
+            b.put_upload(id.as_bytes(), &rec);
             Ok(b.commit()?)
         })
         .await;
         if let Err(e) = written {
-            self.quotas.sub(experiment, Part::Session, claimed);
+            self.quotas.sub(experiment.as_str(), Part::Session, claimed);
             return Err(e);
         }
-        tracing::info!(experiment, session = %format_session_id(&id), by = %caller, "upload session created");
+        tracing::info!(%experiment, session = %id, by = %caller, "upload session created");
         Ok(self.view(&id, record))
     }
 
@@ -286,9 +268,9 @@ impl Engine {
     /// artifact of this experiment (invariant 4).
     pub async fn upload_missing(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
+        id: &SessionId,
         chunks: Vec<Digest>,
     ) -> Result<Vec<Digest>, EngineError> {
         if chunks.len() > MAX_MISSING_QUERY {
@@ -299,10 +281,8 @@ impl Engine {
         let rec = self.open_session(experiment, caller, id, true).await?;
         let (meta, id) = (self.meta.clone(), *id);
         blocking(move || {
-            let owner = Principal::parse(&rec.created_by)
-                .ok_or_else(|| EngineError::Internal("session has an invalid creator".into()))?;
-            let mut presence = Presence::load(&meta, &rec.experiment, owner)?;
-            let rows = meta.upload_chunks(&id, &chunks)?;
+            let mut presence = Presence::load(&meta, rec.experiment, rec.created_by)?;
+            let rows = meta.upload_chunks(id.as_bytes(), &chunks)?;
             let locs = meta.chunks(&chunks)?;
             let mut missing = Vec::new();
             for ((c, row), loc) in chunks.iter().zip(rows).zip(locs) {
@@ -324,9 +304,9 @@ impl Engine {
     /// of at most `limit` after `after`.
     pub async fn upload_status(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
+        id: &SessionId,
         after: Option<Digest>,
         limit: usize,
     ) -> Result<SessionStatus, EngineError> {
@@ -335,7 +315,7 @@ impl Engine {
         let (meta, sid) = (self.meta.clone(), *id);
         let (count, bytes, page, more) = blocking(move || {
             let (mut count, mut bytes, mut page, mut more) = (0u64, 0u64, Vec::new(), false);
-            meta.scan_upload_chunks(&sid, None, |c, row| {
+            meta.scan_upload_chunks(sid.as_bytes(), None, |c, row| {
                 count += 1;
                 bytes += u64::from(row.raw_len);
                 if after.is_none_or(|a| c > a) {
@@ -362,9 +342,9 @@ impl Engine {
     /// Abandons a session, releasing its pins. Waits for a commit in flight.
     pub async fn abandon_upload(
         &self,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
+        id: &SessionId,
     ) -> Result<(), EngineError> {
         let lock = self.session_lock(id);
         let _commit = lock.lock().await;
@@ -373,31 +353,37 @@ impl Engine {
         let (meta, sid) = (self.meta.clone(), *id);
         blocking(move || {
             // Re-read under the lock: the session may have ended meanwhile.
-            if meta.upload(&sid)?.is_none_or(|r| r.ended.is_some()) {
+            if meta
+                .upload(sid.as_bytes())?
+                .is_none_or(|r| r.ended.is_some())
+            {
                 return Err(EngineError::SessionEnded(
                     "the upload session already ended".into(),
                 ));
             }
             let mut b = meta.batch();
-            let held = end_in_batch(&mut b, &sid, &mut rec, EndReason::Abandoned, now_ns());
+            let held = end_in_batch(
+                &mut b,
+                &sid,
+                &mut rec,
+                EndReason::Abandoned,
+                Timestamp::now(),
+            );
             b.commit()?;
             Ok((rec.experiment, held))
         })
         .await
-        .map(|(exp, held)| self.quotas.sub(&exp, Part::Session, held))
+        .map(|(exp, held)| self.quotas.sub(exp.as_str(), Part::Session, held))
     }
 
     /// Ends sessions idle for longer than the idle timeout at `now` (their
     /// pins are released) and drops tombstones older than the idle timeout.
     /// Sessions with a commit in flight are skipped. Returns how many
     /// sessions expired.
-    pub async fn expire_sessions(&self, now: SystemTime) -> Result<u64, EngineError> {
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
-        let idle = self.upload_idle_timeout().as_nanos() as i64;
-        let busy: HashSet<[u8; 16]> = {
+    pub async fn expire_sessions(&self, now: impl Into<Timestamp>) -> Result<u64, EngineError> {
+        let now = now.into();
+        let idle = self.upload_idle_timeout();
+        let busy: HashSet<SessionId> = {
             let map = self.session_locks.lock().unwrap_or_else(|e| e.into_inner());
             map.iter()
                 .filter(|(_, w)| w.upgrade().is_some_and(|l| l.try_lock().is_err()))
@@ -411,11 +397,12 @@ impl Engine {
             let mut released = Vec::new();
             let mut b = meta.batch();
             for (id, mut rec) in meta.uploads()? {
+                let id = SessionId::from_bytes(id);
                 match &rec.ended {
-                    Some(end) if now.saturating_sub(end.at_ns) > idle => b.delete_upload(&id),
+                    Some(end) if now.since(end.at) > idle => b.delete_upload(id.as_bytes()),
                     Some(_) => {}
                     None if busy.contains(&id) => {}
-                    None if now.saturating_sub(rec.last_active_ns) > idle => {
+                    None if now.since(rec.last_active) > idle => {
                         let held = end_in_batch(&mut b, &id, &mut rec, EndReason::Expired, now);
                         released.push((rec.experiment, held));
                         expired += 1;
@@ -425,7 +412,7 @@ impl Engine {
             }
             b.commit()?;
             for (exp, held) in released {
-                quotas.sub(&exp, Part::Session, held);
+                quotas.sub(exp.as_str(), Part::Session, held);
             }
             if expired > 0 {
                 tracing::info!(expired, "upload sessions expired");
@@ -447,7 +434,7 @@ impl Engine {
                 let Some(engine) = engine.upgrade() else {
                     break;
                 };
-                if let Err(e) = engine.expire_sessions(SystemTime::now()).await {
+                if let Err(e) = engine.expire_sessions(Timestamp::now()).await {
                     tracing::warn!(error = %e, "upload session reaper failed");
                 }
             }

@@ -1,6 +1,10 @@
 //! Bearer authentication and the `X-Eden-Experiment-Id` check, shared by
 //! both surfaces (`/v0/` and `/cas/v1/`): one auth model for both.
 //!
+//! Handlers take a [`Caller`] (or, on deployment-wide admin routes, a
+//! [`DeploymentAdmin`]) as an argument: the extractor authenticates before
+//! the handler body runs, so no handler can forget to.
+//!
 //! Order on every request: authentication (401), then the header check
 //! (400), then the experiment id shape (404). A worker bearer is verified
 //! against the path's experiment only (invariant 4: a worker of E1 is
@@ -8,17 +12,20 @@
 
 use std::sync::Arc;
 
-use actix_web::HttpRequest;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
 
 use super::problem::{ApiError, ProblemType};
 use crate::auth::{ExperimentId, Principal, parse_authorization};
 use crate::engine::Engine;
+use crate::http::AppState;
 
 /// An authenticated caller of one experiment.
 #[derive(Clone, Debug)]
 pub struct Caller {
     /// The experiment of the path.
-    pub experiment: String,
+    pub experiment: ExperimentId,
     /// Who is calling.
     pub principal: Principal,
 }
@@ -33,6 +40,49 @@ impl Caller {
                 "endpoint is admin-gated; worker bearers may not access it",
             ))
         }
+    }
+}
+
+/// The engine of the app state; 500 if the app was built without one.
+fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::new(ProblemType::Internal, "internal error; see the server log"))
+}
+
+/// Extracts the authenticated [`Caller`] of the path's experiment
+/// ([`authorize`]); errors carry the request URL as `instance`.
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state_of(&req).map_err(|e| e.at(&req))?;
+            authorize(&req, &state.engine).await.map_err(|e| e.at(&req))
+        })
+    }
+}
+
+/// The deployment admin on a route without an experiment in its path
+/// ([`authorize_admin`]: 401, or 403 for a worker bearer).
+#[derive(Clone, Copy, Debug)]
+pub struct DeploymentAdmin;
+
+impl FromRequest for DeploymentAdmin {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state_of(&req).map_err(|e| e.at(&req))?;
+            authorize_admin(&req, &state.engine)
+                .await
+                .map(|()| DeploymentAdmin)
+                .map_err(|e| e.at(&req))
+        })
     }
 }
 
@@ -74,8 +124,7 @@ pub async fn authorize_admin(req: &HttpRequest, engine: &Arc<Engine>) -> Result<
         ));
     }
     engine
-        .authenticate("", &creds)
-        .await
+        .authenticate_unscoped(&creds)
         .map_err(|_| unauthorized())?;
     Ok(())
 }
@@ -84,24 +133,24 @@ pub async fn authorize_admin(req: &HttpRequest, engine: &Arc<Engine>) -> Result<
 /// checks the header and the experiment id's shape.
 pub async fn authorize(req: &HttpRequest, engine: &Arc<Engine>) -> Result<Caller, ApiError> {
     let creds = credentials(req)?;
-    let experiment = req.match_info().get("exp").unwrap_or_default().to_string();
-    let principal = engine
-        .authenticate(&experiment, &creds)
-        .await
-        .map_err(|_| unauthorized())?;
+    let path = req.match_info().get("exp").unwrap_or_default();
+    let experiment = ExperimentId::parse(path);
+    let principal = match experiment {
+        Some(exp) => engine.authenticate(exp, &creds).await,
+        None => engine.authenticate_unscoped(&creds),
+    }
+    .map_err(|_| unauthorized())?;
     let declared = req
         .headers()
         .get("x-eden-experiment-id")
         .and_then(|v| v.to_str().ok());
-    if declared != Some(experiment.as_str()) {
+    if declared != Some(path) {
         return Err(ApiError::new(
             ProblemType::ExperimentIdMismatch,
             "the X-Eden-Experiment-Id header must be present and equal the experiment id of the path",
         ));
     }
-    if ExperimentId::parse(&experiment).is_none() {
-        return Err(ApiError::not_found("no such experiment"));
-    }
+    let experiment = experiment.ok_or_else(|| ApiError::not_found("no such experiment"))?;
     Ok(Caller {
         experiment,
         principal,

@@ -15,7 +15,7 @@ use super::AppState;
 use super::auth::unauthorized;
 use super::body::{closing, commit_body_limit};
 use super::problem::{ApiError, ProblemType};
-use crate::auth::parse_authorization;
+use crate::auth::{ExperimentId, parse_authorization};
 
 /// What a path names, as far as the expectation cares.
 enum Target<'a> {
@@ -115,7 +115,11 @@ pub async fn check(
     };
     match experiment {
         Some(exp) => {
-            if state.engine.authenticate(exp, &creds).await.is_err() {
+            let checked = match ExperimentId::parse(exp) {
+                Some(id) => state.engine.authenticate(id, &creds).await,
+                None => state.engine.authenticate_unscoped(&creds),
+            };
+            if checked.is_err() {
                 return fail(unauthorized());
             }
             let declared = head
@@ -135,7 +139,7 @@ pub async fn check(
                     "endpoint is admin-gated; worker bearers may not access it",
                 ));
             }
-            if state.engine.authenticate("", &creds).await.is_err() {
+            if state.engine.authenticate_unscoped(&creds).is_err() {
                 return fail(unauthorized());
             }
         }

@@ -34,11 +34,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let meta = state.engine.meta().clone();
-    let ok = tokio::task::spawn_blocking(move || meta.system("token-hash-key").is_ok())
-        .await
-        .unwrap_or(false);
-    if ok {
+    if state.engine.ready().await {
         HttpResponse::Ok()
             .content_type("text/plain")
             .body("ready\n")
@@ -184,8 +180,7 @@ fn render_metrics(state: &AppState) -> HttpResponse {
         s.gc_last_duration_ms.load(Ordering::Relaxed) as f64 / 1000.0,
         s.gc_last_reclaimed_bytes.load(Ordering::Relaxed)
     );
-    let blobs = state.engine.blobs();
-    let r = blobs.requests();
+    let r = state.engine.blob_requests();
     let _ = writeln!(
         out,
         "# HELP eden_cas_blob_requests_total Blob store requests by kind (writes in the S3 request model).\n# TYPE eden_cas_blob_requests_total counter"
@@ -209,9 +204,9 @@ fn render_metrics(state: &AppState) -> HttpResponse {
     let _ = writeln!(
         out,
         "# HELP eden_cas_chunk_cache_bytes Bytes held by the verified-chunk cache.\n# TYPE eden_cas_chunk_cache_bytes gauge\neden_cas_chunk_cache_bytes {}",
-        blobs.chunk_cache().bytes()
+        state.engine.chunk_cache_bytes()
     );
-    let chunks = state.engine.meta().estimated_chunks();
+    let chunks = state.engine.estimated_chunks();
     let _ = writeln!(
         out,
         "# HELP eden_cas_chunks_indexed Chunk index entries (estimate).\n# TYPE eden_cas_chunks_indexed gauge\neden_cas_chunks_indexed {chunks}"

@@ -10,8 +10,8 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use serde::Serialize;
 
+use crate::api::problem::Problem;
 use crate::engine::EngineError;
 
 /// The error vocabulary: EDEN's closed set plus server faults.
@@ -192,17 +192,6 @@ pub fn request_url(req: &HttpRequest) -> String {
     format!("{}://{}{}", info.scheme(), info.host(), req.uri())
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    instance: Option<&'a str>,
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.kind.status()
@@ -210,12 +199,12 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.kind.status();
-        let body = Body {
-            kind: self.kind.uri(),
-            title: self.kind.title(),
+        let body = Problem {
+            kind: self.kind.uri().to_string(),
+            title: self.kind.title().to_string(),
             status: status.as_u16(),
-            detail: &self.detail,
-            instance: self.instance.as_deref(),
+            detail: self.detail.clone(),
+            instance: self.instance.clone(),
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = HttpResponse::build(status);

@@ -3,13 +3,24 @@
 //! Every record carries only what the engine needs to answer requests; all of
 //! the chunk index can be rebuilt from pack footers (see `pack.rs`) and every
 //! manifest is also written to the blob store.
+//!
+//! Typed fields keep their old encodings, so records written before them
+//! still decode: ids and principals are the same text strings, and a
+//! [`Timestamp`] is an integer of Unix nanoseconds that also decodes from
+//! the RFC 3339 strings worker and group records used to hold. The one
+//! field that changed unit, an artifact's expiry (Unix seconds under
+//! `expires_at` before, nanoseconds under `expires_at_ns` now), is read
+//! from either key (`StoredArtifact`).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{ExperimentId, Principal};
 use crate::chunking::ChunkerParams;
+use crate::clock::Timestamp;
 use crate::hash::Digest;
+use crate::ids::ArtifactId;
 use crate::pack::Codec;
 
 /// Where a chunk's bytes live. Value of `chunks-v1`, keyed by chunk id.
@@ -159,6 +170,7 @@ pub struct VisibleDedup {
 
 /// An artifact. Value of `artifacts-v1`, keyed by `experiment \0 ulid`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredArtifact")]
 pub struct ArtifactRecord {
     /// Manifest id.
     pub manifest: Digest,
@@ -168,18 +180,20 @@ pub struct ArtifactRecord {
     pub content_type: String,
     /// Filename given at deposit, if any.
     pub filename: Option<String>,
-    /// `admin` or the depositing worker id.
-    pub created_by: String,
-    /// Unix nanoseconds.
-    pub created_at_ns: i64,
+    /// The admin or the depositing worker.
+    pub created_by: Principal,
+    /// When it was committed.
+    #[serde(rename = "created_at_ns")]
+    pub created_at: Timestamp,
     /// BLAKE3 of the content.
     pub blake3: Digest,
     /// SHA-256 of the content.
     pub sha256: [u8; 32],
     /// Principals (`wkr_…`, `grp_…`) granted read access explicitly.
     pub grants: Vec<String>,
-    /// Unix seconds after which the artifact is no longer served.
-    pub expires_at: Option<i64>,
+    /// From when on the artifact is no longer served.
+    #[serde(rename = "expires_at_ns", skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
     /// Dedup figures of the deposit that created it, measured against the
     /// whole store (operator figures; never shown to a worker, see
     /// `visible_dedup`).
@@ -199,6 +213,60 @@ pub struct ArtifactRecord {
     pub visible_dedup: Option<VisibleDedup>,
 }
 
+impl ArtifactRecord {
+    /// Whether it is past its expiry at `now` (no longer served).
+    pub fn expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+/// How an artifact record decodes: today's keys, and the expiry in Unix
+/// seconds under `expires_at` of records written before [`Timestamp`].
+#[derive(Deserialize)]
+struct StoredArtifact {
+    manifest: Digest,
+    size: u64,
+    content_type: String,
+    filename: Option<String>,
+    created_by: Principal,
+    created_at_ns: Timestamp,
+    blake3: Digest,
+    sha256: [u8; 32],
+    grants: Vec<String>,
+    #[serde(default)]
+    expires_at_ns: Option<Timestamp>,
+    /// Unix seconds (older records).
+    #[serde(default)]
+    expires_at: Option<i64>,
+    dedup: DedupFigures,
+    #[serde(default)]
+    digest_verified: bool,
+    #[serde(default)]
+    visible_dedup: Option<VisibleDedup>,
+}
+
+impl From<StoredArtifact> for ArtifactRecord {
+    fn from(r: StoredArtifact) -> Self {
+        ArtifactRecord {
+            manifest: r.manifest,
+            size: r.size,
+            content_type: r.content_type,
+            filename: r.filename,
+            created_by: r.created_by,
+            created_at: r.created_at_ns,
+            blake3: r.blake3,
+            sha256: r.sha256,
+            grants: r.grants,
+            expires_at: r
+                .expires_at_ns
+                .or(r.expires_at.map(Timestamp::from_unix_secs)),
+            dedup: r.dedup,
+            digest_verified: r.digest_verified,
+            visible_dedup: r.visible_dedup,
+        }
+    }
+}
+
 /// A registered worker. Value of `workers-v1`, keyed by `experiment \0 worker`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerRecord {
@@ -206,10 +274,10 @@ pub struct WorkerRecord {
     pub name: String,
     /// Free-form labels.
     pub labels: BTreeMap<String, String>,
-    /// RFC 3339 UTC.
-    pub registered_at: String,
-    /// Always `admin` in v0.
-    pub registered_by: String,
+    /// When it was registered (older records: an RFC 3339 string).
+    pub registered_at: Timestamp,
+    /// Always the admin in v0.
+    pub registered_by: Principal,
     /// Keyed BLAKE3 of the registration token.
     pub token_hash: [u8; 32],
 }
@@ -221,10 +289,10 @@ pub struct GroupRecord {
     pub name: String,
     /// Member ids (`wkr_…` or `grp_…`), in insertion order.
     pub members: Vec<String>,
-    /// RFC 3339 UTC.
-    pub created_at: String,
-    /// `admin` in v0.
-    pub created_by: String,
+    /// When it was created (older records: an RFC 3339 string).
+    pub created_at: Timestamp,
+    /// The admin in v0.
+    pub created_by: Principal,
 }
 
 /// A resumable upload session. Value of `uploads-v1`, keyed by the 16-byte
@@ -233,13 +301,15 @@ pub struct GroupRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRecord {
     /// Experiment id.
-    pub experiment: String,
-    /// `admin` or the creating worker id; the artifact's `created_by`.
-    pub created_by: String,
-    /// Unix nanoseconds.
-    pub created_at_ns: i64,
-    /// Unix nanoseconds of the last request that used the session.
-    pub last_active_ns: i64,
+    pub experiment: ExperimentId,
+    /// The admin or the creating worker; the artifact's `created_by`.
+    pub created_by: Principal,
+    /// When it was created.
+    #[serde(rename = "created_at_ns")]
+    pub created_at: Timestamp,
+    /// The last request that used the session.
+    #[serde(rename = "last_active_ns")]
+    pub last_active: Timestamp,
     /// Chunker parameters the client was told to use.
     pub chunker: ChunkerParams,
     /// Content type for the artifact (sanitised).
@@ -264,8 +334,9 @@ pub struct UploadRecord {
 /// How and when an upload session ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadEnd {
-    /// Unix nanoseconds.
-    pub at_ns: i64,
+    /// When.
+    #[serde(rename = "at_ns")]
+    pub at: Timestamp,
     /// Why.
     pub reason: EndReason,
 }
@@ -273,8 +344,8 @@ pub struct UploadEnd {
 /// Why an upload session ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EndReason {
-    /// Committed as this artifact (32 hex).
-    Committed(String),
+    /// Committed as this artifact.
+    Committed(ArtifactId),
     /// Abandoned by its creator.
     Abandoned,
     /// Idle for longer than the upload idle timeout.
@@ -298,8 +369,8 @@ mod tests {
     use super::*;
 
     /// An artifact record as written before `/cas/v1/` (no
-    /// `digest_verified`, no `visible_dedup`).
-    #[derive(Serialize)]
+    /// `digest_verified`, no `visible_dedup`), and before typed times.
+    #[derive(Clone, Serialize)]
     struct LegacyArtifact {
         manifest: Digest,
         size: u64,
@@ -365,5 +436,61 @@ mod tests {
         assert!(!rec.digest_verified);
         assert_eq!(rec.visible_dedup, None);
         assert_eq!(rec.size, 3);
+        assert_eq!(rec.created_by, Principal::Admin);
+        assert_eq!(rec.created_at, Timestamp::from_unix_nanos(1));
+        assert_eq!(rec.expires_at, None);
+        // An expiry in seconds reads as that second; written back, it is
+        // nanoseconds under the new key and reads the same.
+        let old = LegacyArtifact {
+            expires_at: Some(1_700_000_000),
+            ..old
+        };
+        let rec: ArtifactRecord = ciborium::from_reader(&crate::meta::encode(&old)[..]).unwrap();
+        let at = Timestamp::from_unix_secs(1_700_000_000);
+        assert_eq!(rec.expires_at, Some(at));
+        assert!(rec.expired(at) && !rec.expired(Timestamp::from_unix_secs(1_699_999_999)));
+        let again: ArtifactRecord = ciborium::from_reader(&crate::meta::encode(&rec)[..]).unwrap();
+        assert_eq!(again, rec);
+    }
+
+    /// Worker and group records as written before [`Timestamp`] and
+    /// [`Principal`] fields: RFC 3339 strings and principal strings.
+    #[test]
+    fn old_registry_records_still_decode() {
+        #[derive(Serialize)]
+        struct LegacyWorker {
+            name: String,
+            labels: BTreeMap<String, String>,
+            registered_at: String,
+            registered_by: String,
+            token_hash: [u8; 32],
+        }
+        let old = LegacyWorker {
+            name: "w".into(),
+            labels: BTreeMap::new(),
+            registered_at: "2026-01-02T03:04:05.678Z".into(),
+            registered_by: "admin".into(),
+            token_hash: [7; 32],
+        };
+        let rec: WorkerRecord = ciborium::from_reader(&crate::meta::encode(&old)[..]).unwrap();
+        assert_eq!(rec.registered_at.to_rfc3339(), "2026-01-02T03:04:05.678Z");
+        assert_eq!(rec.registered_by, Principal::Admin);
+        #[derive(Serialize)]
+        struct LegacyGroup {
+            name: String,
+            members: Vec<String>,
+            created_at: String,
+            created_by: String,
+        }
+        let old = LegacyGroup {
+            name: "admins".into(),
+            members: vec![],
+            created_at: "2026-01-02T03:04:05.000Z".into(),
+            created_by: "admin".into(),
+        };
+        let rec: GroupRecord = ciborium::from_reader(&crate::meta::encode(&old)[..]).unwrap();
+        assert_eq!(rec.created_at.to_rfc3339(), "2026-01-02T03:04:05.000Z");
+        let back: GroupRecord = ciborium::from_reader(&crate::meta::encode(&rec)[..]).unwrap();
+        assert_eq!(back, rec);
     }
 }

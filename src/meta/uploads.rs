@@ -320,10 +320,10 @@ mod tests {
         let s1 = [7u8; 16];
         let s2 = [8u8; 16];
         let rec = UploadRecord {
-            experiment: "exp_a".into(),
-            created_by: "admin".into(),
-            created_at_ns: 1,
-            last_active_ns: 2,
+            experiment: crate::auth::ExperimentId::from_static("exp_00000000000000000000000000"),
+            created_by: crate::auth::Principal::Admin,
+            created_at: crate::clock::Timestamp::from_unix_nanos(1),
+            last_active: crate::clock::Timestamp::from_unix_nanos(2),
             chunker: ChunkerParams::default(),
             content_type: "x/y".into(),
             filename: None,

@@ -12,6 +12,7 @@ use eden_cas::engine::fsck::ProblemKind;
 use eden_cas::engine::gc::GcOptions;
 use eden_cas::engine::{EngineConfig, EngineError};
 use eden_cas::hash::Digest;
+use eden_cas::ids::ArtifactId;
 use eden_cas::meta::records::ChunkLocation;
 use eden_cas::pack::Codec;
 use futures_util::StreamExt;
@@ -70,8 +71,11 @@ fn locations(f: &Fixture) -> HashMap<Digest, ChunkLocation> {
     out
 }
 
-async fn read(f: &Fixture, id: &[u8; 16], start: u64, end: u64) -> Result<Vec<u8>, EngineError> {
-    let rec = f.engine.artifact(EXP, id).await?.expect("artifact");
+async fn read(f: &Fixture, id: &ArtifactId, start: u64, end: u64) -> Result<Vec<u8>, EngineError> {
+    let rec = f
+        .engine
+        .readable_artifact(EXP, &eden_cas::auth::Principal::Admin, id)
+        .await?;
     let mut out = Vec::new();
     let mut s = f.engine.read_range(&rec, start, end);
     while let Some(part) = s.next().await {
@@ -92,7 +96,7 @@ fn float_data_is_stored_as_byte_planes_and_reads_back_exactly() {
         .into_bytes();
     let random = noise(200_000, 3);
     let inputs = [&f32_data, &bf16_data, &text, &random];
-    let ids: Vec<[u8; 16]> = inputs
+    let ids: Vec<ArtifactId> = inputs
         .iter()
         .map(|d| rt.block_on(deposit(&f.engine, d)))
         .collect();

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eden_cas::auth::{GroupId, Principal, WorkerId};
+use eden_cas::auth::{ExperimentId, GroupId, Principal, WorkerId};
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::{Engine, EngineConfig, EngineError};
@@ -42,13 +42,13 @@ fn fixture(fs: bool) -> Fixture {
     }
 }
 
-const EXP1: &str = "exp_00000000000000000000000001";
-const EXP2: &str = "exp_00000000000000000000000002";
+const EXP1: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
+const EXP2: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000002");
 
 /// Deposits `data` in frames of the given sizes (cycled).
 async fn deposit(
     engine: &Arc<Engine>,
-    exp: &str,
+    exp: ExperimentId,
     by: &str,
     data: &[u8],
     frames: &[usize],
@@ -72,23 +72,26 @@ async fn deposit(
     }
     let prepared = ingest.finish().await.unwrap();
     engine
-        .commit_artifact(prepared, req_as(exp, by))
+        .commit_artifact(
+            prepared,
+            req_as(exp, Principal::parse(by).expect("principal")),
+        )
         .await
         .unwrap()
         .id
+        .to_string()
 }
 
 async fn read(
     engine: &Arc<Engine>,
-    exp: &str,
+    exp: ExperimentId,
     id: &str,
     start: u64,
     end: u64,
 ) -> Result<Vec<u8>, EngineError> {
     let rec = engine
-        .artifact(exp, &parse_artifact_id(id).unwrap())
-        .await?
-        .ok_or(EngineError::NotFound)?;
+        .readable_artifact(exp, &Principal::Admin, &parse_artifact_id(id).unwrap())
+        .await?;
     let mut s = engine.read_range(&rec, start, end);
     let mut out = Vec::new();
     while let Some(b) = s.next().await {
@@ -145,7 +148,7 @@ proptest! {
             let back = read(&f.engine, EXP1, &id, 0, data.len() as u64).await.unwrap();
             prop_assert_eq!(back.len(), data.len());
             prop_assert!(back == data);
-            let rec = f.engine.artifact(EXP1, &parse_artifact_id(&id).unwrap()).await.unwrap().unwrap();
+            let rec = f.engine.readable_artifact(EXP1, &Principal::Admin, &parse_artifact_id(&id).unwrap()).await.unwrap();
             prop_assert_eq!(rec.blake3, Digest::of(&data));
             if !data.is_empty() {
                 let a = r.0 % data.len() as u64;
@@ -187,7 +190,7 @@ proptest! {
             let budget = bytes_after_base + (edits.len() as u64 * 2 + 4) * (256 << 10) + 64 * 1024;
             prop_assert!(total <= budget, "stored {} > budget {}", total, budget);
             for (exp, id) in &ids {
-                let rec = f.engine.artifact(exp, &parse_artifact_id(id).unwrap()).await.unwrap().unwrap();
+                let rec = f.engine.readable_artifact(exp, &Principal::Admin, &parse_artifact_id(id).unwrap()).await.unwrap();
                 let back = read(&f.engine, exp, id, 0, rec.size).await.unwrap();
                 prop_assert_eq!(Digest::of(&back), rec.blake3);
             }
@@ -284,7 +287,7 @@ proptest! {
                 match op {
                     Op::Register { exp } => {
                         let (w, _) = f.engine.register_worker(exps[exp], None, BTreeMap::new()).await.unwrap();
-                        model[exp].workers.push(w.worker_id);
+                        model[exp].workers.push(w.worker_id.to_string());
                     }
                     Op::Deposit { exp, by } => {
                         let m = &model[exp];
@@ -300,8 +303,8 @@ proptest! {
                         let g = f.engine.create_group(exps[exp], name, members.clone(), &Principal::Admin).await.unwrap();
                         let mut uniq = Vec::new();
                         for x in members { if !uniq.contains(&x) { uniq.push(x); } }
-                        model[exp].members.insert(g.group_id.clone(), uniq);
-                        model[exp].groups.push((g.group_id, admins));
+                        model[exp].members.insert(g.group_id.to_string(), uniq);
+                        model[exp].groups.push((g.group_id.to_string(), admins));
                     }
                     Op::AddMember { exp, group, member, member_is_group } => {
                         let m = &model[exp];
@@ -329,14 +332,12 @@ proptest! {
                         if all.is_empty() { continue; }
                         let (home, (id, by)) = all[artifact % all.len()];
                         let caller = if who == 0 || m.workers.is_empty() { Principal::Admin } else { Principal::Worker(WorkerId::parse(&m.workers[who % m.workers.len()]).unwrap()) };
-                        let rec = f.engine.artifact(exps[exp], &parse_artifact_id(id).unwrap()).await.unwrap();
+                        let got = f.engine.readable_artifact(exps[exp], &caller, &parse_artifact_id(id).unwrap()).await;
                         if home != exp {
-                            prop_assert!(rec.is_none(), "artifact visible through another experiment");
+                            prop_assert!(matches!(got, Err(EngineError::NotFound)), "artifact visible through another experiment");
                             continue;
                         }
-                        let rec = rec.unwrap();
                         let expected = caller.is_admin() || caller.as_str() == by || m.in_admins(caller.as_str());
-                        let got = f.engine.check_read(exps[exp], &caller, &rec).await;
                         prop_assert_eq!(got.is_ok(), expected, "caller {} artifact by {}", caller, by);
                         if let Err(e) = got { prop_assert!(matches!(e, EngineError::Forbidden)); }
                     }

@@ -18,7 +18,7 @@ use eden_cas::auth::Principal;
 use eden_cas::blobs::{Backend, BlobConfig, BlobStore, Fault, FaultPlan, FaultSpec, keys};
 use eden_cas::engine::ingest::{MANIFEST_MAGIC, parse_artifact_id};
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest, parse_session_id};
-use eden_cas::engine::{Engine, EngineConfig, EngineError};
+use eden_cas::engine::{Engine, EngineConfig, EngineError, ReadableArtifact};
 use eden_cas::hash::Digest;
 use eden_cas::meta::records::{ArtifactRecord, ManifestEntry};
 use eden_cas::pack::HEADER_MAGIC;
@@ -84,20 +84,19 @@ async fn deposit(e: &Arc<Engine>, data: &[u8], frame: usize) -> Result<String, E
         ingest.push(Bytes::copy_from_slice(part)).await?;
     }
     let prepared = ingest.finish().await?;
-    Ok(e.commit_artifact(prepared, req()).await?.id)
+    Ok(e.commit_artifact(prepared, req()).await?.id.to_string())
 }
 
-async fn record(e: &Arc<Engine>, id: &str) -> ArtifactRecord {
-    e.artifact(EXP, &parse_artifact_id(id).unwrap())
+async fn record(e: &Arc<Engine>, id: &str) -> ReadableArtifact {
+    e.readable_artifact(EXP, &Principal::Admin, &parse_artifact_id(id).unwrap())
         .await
-        .unwrap()
         .expect("artifact recorded")
 }
 
 /// Artifact ids of the experiment, newest first.
 fn artifacts(e: &Arc<Engine>) -> Vec<[u8; 16]> {
     e.meta()
-        .artifacts_newest_first(EXP, None, 1000)
+        .artifacts_newest_first(EXP.as_str(), None, 1000)
         .unwrap()
         .into_iter()
         .map(|(id, _)| id)
@@ -340,7 +339,7 @@ async fn write_error_in_an_upload_batch_keeps_the_session_usable() {
             .create_upload(EXP, &admin, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&view.id).unwrap();
+        let sid = view.id;
 
         for spec in [
             FaultSpec::new(Fault::WriteError, keys::PACKS),
@@ -360,7 +359,7 @@ async fn write_error_in_an_upload_batch_keeps_the_session_usable() {
             assert_eq!(missing.unwrap(), ids, "{spec:?}: all chunks still missing");
             assert!(
                 e.meta()
-                    .upload_chunks(&sid, &ids)
+                    .upload_chunks(sid.as_bytes(), &ids)
                     .unwrap()
                     .iter()
                     .all(Option::is_none),

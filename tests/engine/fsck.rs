@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use eden_cas::auth::Principal;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::blobs::keys;
 use eden_cas::engine::fsck::ProblemKind;
 use eden_cas::engine::ingest::parse_artifact_id;
@@ -23,8 +23,8 @@ use crate::support::engine::{ADMIN_TOKEN, chunks_of, frames, noise, open, req_as
 use crate::support::packs::flip;
 use crate::support::server::{Server, deposit_ok, exp_id, register_worker};
 
-const EXP: &str = "exp_00000000000000000000000001";
-const EXP2: &str = "exp_00000000000000000000000002";
+const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
+const EXP2: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000002");
 
 /// A store laid out as `serve` lays it out: `<dir>/meta`, `<dir>/blobs`.
 struct Store {
@@ -62,23 +62,27 @@ impl Store {
         self.engine.as_ref().unwrap()
     }
 
-    fn deposit(&self, exp: &str, data: &[u8], expires_at: Option<i64>) -> String {
+    fn deposit(&self, exp: ExperimentId, data: &[u8], expires_at: Option<i64>) -> String {
+        let expires_at = expires_at.map(eden_cas::clock::Timestamp::from_unix_secs);
         let e = Arc::clone(self.e());
         let data = Bytes::copy_from_slice(data);
         self.rt.block_on(async move {
             let req = DepositRequest {
                 expires_at,
-                ..req_as(exp, "admin")
+                ..req_as(exp, Principal::Admin)
             };
-            e.deposit_bytes(req, data).await.unwrap().id
+            e.deposit_bytes(req, data).await.unwrap().id.to_string()
         })
     }
 
-    fn read(&self, exp: &str, id: &str) -> Result<Vec<u8>, EngineError> {
+    fn read(&self, exp: ExperimentId, id: &str) -> Result<Vec<u8>, EngineError> {
         let e = Arc::clone(self.e());
-        let (exp, id) = (exp.to_string(), parse_artifact_id(id).unwrap());
+        let id = parse_artifact_id(id).unwrap();
         self.rt.block_on(async move {
-            let rec = e.meta().artifact(&exp, &id).unwrap().unwrap();
+            let rec = e
+                .readable_artifact(exp, &Principal::Admin, &id)
+                .await
+                .expect("artifact");
             let mut s = e.read_range(&rec, 0, rec.size);
             let mut out = Vec::new();
             while let Some(part) = s.next().await {
@@ -352,7 +356,7 @@ fn scrub_marks_a_corrupt_chunk_bad_and_a_new_deposit_heals_it() {
     let rec = s
         .e()
         .meta()
-        .artifact(EXP2, &parse_artifact_id(&b).unwrap())
+        .artifact(EXP2.as_str(), parse_artifact_id(&b).unwrap().as_bytes())
         .unwrap()
         .unwrap();
     assert_eq!(rec.dedup.new_chunks, 1);
@@ -392,7 +396,7 @@ fn an_upload_session_heals_a_bad_chunk() {
             .create_upload(EXP, &admin, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let ids: Vec<Digest> = chunks.iter().map(|c| Digest::of(c)).collect();
         // Everything is present for the admin but the bad chunk.
         let missing = e
@@ -456,7 +460,7 @@ fn a_pinned_chunk_marked_bad_is_sent_again() {
             .create_upload(EXP, &admin, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let all: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
         let mut batch = e.begin_chunk_batch(EXP, &admin, &sid).await.unwrap();
         batch.push(frames(&all)).await.unwrap();
@@ -591,7 +595,7 @@ fn footer_index_and_manifest_damage_is_reported() {
     let zrec = s
         .e()
         .meta()
-        .artifact(EXP, &parse_artifact_id(&c).unwrap())
+        .artifact(EXP.as_str(), parse_artifact_id(&c).unwrap().as_bytes())
         .unwrap()
         .unwrap();
     std::fs::remove_file(

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use crate::support::engine::*;
 use bytes::Bytes;
 use eden_cas::engine::gc::GcOptions;
-use eden_cas::engine::ingest::parse_artifact_id;
+use eden_cas::ids::ArtifactId;
 
 const RUN_FOR: Duration = Duration::from_secs(6);
 const POOL: usize = 24;
 
 /// (id, content, may be deleted)
-type Live = Vec<([u8; 16], Vec<u8>, bool)>;
+type Live = Vec<(ArtifactId, Vec<u8>, bool)>;
 
 struct Shared {
     pool: Vec<Vec<u8>>,
@@ -66,7 +66,7 @@ async fn depositor(
             let prepared = ingest.finish().await.unwrap();
             tokio::task::yield_now().await;
             let r = e.commit_artifact(prepared, req()).await.unwrap();
-            parse_artifact_id(&r.id).unwrap()
+            r.id
         };
         let deletable = pick(&mut seed, 3) != 0;
         s.live.lock().unwrap().push((id, data, deletable));

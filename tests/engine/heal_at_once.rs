@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::support::engine::*;
 use crate::support::packs::{flip, pack_files};
 use eden_cas::engine::EngineError;
+use eden_cas::ids::ArtifactId;
 
 /// Content of many small chunks (raw: compression is off in the fixture,
 /// so pack offsets are content offsets plus the 8-byte header).
@@ -17,7 +18,7 @@ fn content() -> Vec<u8> {
 }
 
 /// Reads `id` back; `Ok(bytes)` or the read error.
-async fn read(f: &Fixture, id: &[u8; 16]) -> Result<Vec<u8>, EngineError> {
+async fn read(f: &Fixture, id: &ArtifactId) -> Result<Vec<u8>, EngineError> {
     fetch(&f.engine, id)
         .await
         .map(|o| o.expect("artifact served"))

@@ -19,13 +19,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eden_cas::auth::Principal;
+use eden_cas::auth::{ExperimentId, MemberId, Principal};
 use eden_cas::blobs::BlobStore;
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest, parse_session_id};
 use eden_cas::engine::{DepositReceipt, Engine, EngineConfig};
 use eden_cas::hash::Digest;
-use eden_cas::http::v1::dto::artifact_json;
+use eden_cas::http::v1::dto::artifact_view;
 use eden_cas::meta::records::ManifestEntry;
 use proptest::prelude::*;
 use serde_json::Value;
@@ -34,8 +34,8 @@ use crate::support::engine::{
     chunks_with, engine_over, frames, noise, req_as, runtime, small_chunker,
 };
 
-const EXP: &str = "exp_00000000000000000000000001";
-const OTHER_EXP: &str = "exp_00000000000000000000000002";
+const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
+const OTHER_EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000002");
 
 struct Store {
     _dir: tempfile::TempDir,
@@ -45,7 +45,7 @@ struct Store {
     /// Group ids, by index (the `admins` group last, if any).
     groups: Vec<String>,
     /// Artifact ids, by deposit index (`None`: not deposited here).
-    artifacts: HashMap<usize, [u8; 16]>,
+    artifacts: HashMap<usize, eden_cas::ids::ArtifactId>,
 }
 
 fn text(n: usize, seed: u64) -> Vec<u8> {
@@ -160,7 +160,7 @@ fn open_store(rt: &tokio::runtime::Runtime, s: &Setup) -> Store {
                 .register_worker(EXP, None, Default::default())
                 .await
                 .unwrap();
-            workers.push(w.worker_id);
+            workers.push(w.worker_id.to_string());
         }
         let members = |flags: &[bool]| -> Vec<String> {
             flags
@@ -176,7 +176,7 @@ fn open_store(rt: &tokio::runtime::Runtime, s: &Setup) -> Store {
                 .create_group(EXP, None, members(g), &Principal::Admin)
                 .await
                 .unwrap();
-            groups.push(v.group_id);
+            groups.push(v.group_id.to_string());
         }
         if s.admins.iter().any(|a| *a) {
             engine
@@ -226,7 +226,9 @@ impl Store {
     }
 
     fn shown(&self, receipt: &DepositReceipt, viewer: &Principal) -> Value {
-        self.normalise(artifact_json(&receipt.id, &receipt.record, viewer))
+        self.normalise(
+            serde_json::to_value(artifact_view(&receipt.id, &receipt.record, viewer)).unwrap(),
+        )
     }
 
     /// Deposits content `data` as `who`; returns what the depositor saw.
@@ -239,7 +241,7 @@ impl Store {
     ) -> Vec<Value> {
         let p = self.principal(who);
         let e = &self.engine;
-        let req = req_as(EXP, &p.to_string());
+        let req = req_as(EXP, p);
         let mut seen = Vec::new();
         let receipt = if session {
             let chunks = chunks_of(data);
@@ -247,7 +249,7 @@ impl Store {
                 .create_upload(EXP, &p, SessionRequest::default())
                 .await
                 .unwrap();
-            let sid = parse_session_id(&v.id).unwrap();
+            let sid = v.id;
             let ids: Vec<Digest> = chunks.iter().map(|c| Digest::of(c)).collect();
             let missing = e.upload_missing(EXP, &p, &sid, ids.clone()).await.unwrap();
             seen.push(Value::from(
@@ -297,8 +299,7 @@ impl Store {
                 .unwrap()
         };
         seen.push(self.shown(&receipt, &p));
-        self.artifacts
-            .insert(index, parse_artifact_id(&receipt.id).unwrap());
+        self.artifacts.insert(index, receipt.id);
         // Ids are ULIDs: a later millisecond keeps the listing order the
         // deposit order on both stores.
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
@@ -314,13 +315,18 @@ impl Store {
             Target::Group(w) | Target::Worker(w) => self.workers[w % self.workers.len()].clone(),
         };
         self.engine
-            .grant(EXP, &Principal::Admin, &id, &principal)
+            .grant(
+                EXP,
+                &Principal::Admin,
+                &id,
+                &MemberId::parse(&principal).unwrap(),
+            )
             .await
             .unwrap();
     }
 
     async fn foreign(&self, data: &[u8]) {
-        let req = req_as(OTHER_EXP, "admin");
+        let req = req_as(OTHER_EXP, Principal::Admin);
         self.engine
             .deposit_bytes(req, Bytes::copy_from_slice(data))
             .await
@@ -339,7 +345,9 @@ impl Store {
             let items: Vec<Value> = page
                 .items
                 .iter()
-                .map(|(id, rec)| self.normalise(artifact_json(id, rec, &p)))
+                .map(|(id, rec)| {
+                    self.normalise(serde_json::to_value(artifact_view(id, rec, &p)).unwrap())
+                })
                 .collect();
             out.push(serde_json::json!([items, page.next_cursor.is_some()]));
             match page.next_cursor {
@@ -351,7 +359,7 @@ impl Store {
             .create_upload(EXP, &p, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let mut all = BTreeSet::new();
         for c in pool {
             for chunk in chunks_of(c) {
@@ -420,8 +428,7 @@ fn differential(s: &Setup, ops: &[Op]) -> Result<(), TestCaseError> {
         let readable: BTreeSet<usize> = rt.block_on(async {
             let mut r = BTreeSet::new();
             for (index, id) in &full.artifacts {
-                let rec = full.engine.artifact(EXP, id).await.unwrap().unwrap();
-                if full.engine.check_read(EXP, &p, &rec).await.is_ok() {
+                if full.engine.readable_artifact(EXP, &p, id).await.is_ok() {
                     r.insert(*index);
                 }
             }
@@ -486,7 +493,7 @@ fn presence_is_exact_past_many_unreadable_references() {
             .create_upload(EXP, &b, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let ids: Vec<Digest> = chunks_of(&data).iter().map(|c| Digest::of(c)).collect();
         let missing = e.upload_missing(EXP, &b, &sid, ids).await.unwrap();
         assert!(missing.is_empty(), "B's own artifact holds every chunk");
@@ -496,7 +503,7 @@ fn presence_is_exact_past_many_unreadable_references() {
             .create_upload(EXP, &none, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let ids: Vec<Digest> = chunks_of(&data).iter().map(|c| Digest::of(c)).collect();
         assert_eq!(
             e.upload_missing(EXP, &none, &sid, ids.clone())

@@ -13,14 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eden_cas::auth::{Credentials, Principal, WorkerId};
+use eden_cas::auth::{Credentials, ExperimentId, MemberId, Principal, WorkerId};
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::config::{Config, Overrides};
 use eden_cas::engine::backup::{self, BACKUP_INDEX};
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::recovery::{self, ReindexReport};
-use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
+use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError, ReadableArtifact};
 use eden_cas::hash::Digest;
+use eden_cas::ids::ArtifactId;
 use eden_cas::meta::Meta;
 use eden_cas::meta::records::{ArtifactRecord, ChunkLocation, DedupFigures, Manifest, PackRecord};
 use eden_cas::pack::TRAILER_LEN;
@@ -28,10 +29,10 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use ulid::Ulid;
 
-use crate::support::engine::{engine_over, noise, req_as, runtime};
+use crate::support::engine::{ADMIN_TOKEN, engine_over, noise, req_as, runtime};
 use crate::support::v1;
 
-const EXP: &str = "exp_00000000000000000000000001";
+const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
 
 /// A data directory: `meta/` (RocksDB) and `blobs/` (fs blob store).
 struct Store {
@@ -101,8 +102,8 @@ fn req(by: &str) -> DepositRequest {
     DepositRequest {
         content_type: "application/x-test".into(),
         filename: Some("f.bin".into()),
-        expires_at: Some(4_000_000_000),
-        ..req_as(EXP, by)
+        expires_at: Some(eden_cas::clock::Timestamp::from_unix_secs(4_000_000_000)),
+        ..req_as(EXP, Principal::parse(by).expect("principal"))
     }
 }
 
@@ -118,15 +119,15 @@ fn contents() -> Vec<Vec<u8>> {
 }
 
 /// Deposits `data`; returns the artifact id and its record.
-async fn deposit(engine: &Arc<Engine>, by: &str, data: &[u8]) -> ([u8; 16], ArtifactRecord) {
+async fn deposit(engine: &Arc<Engine>, by: &str, data: &[u8]) -> (ArtifactId, ArtifactRecord) {
     let r = engine
         .deposit_bytes(req(by), Bytes::copy_from_slice(data))
         .await
         .unwrap();
-    (parse_artifact_id(&r.id).unwrap(), r.record)
+    (r.id, r.record)
 }
 
-async fn read_all(engine: &Arc<Engine>, rec: &ArtifactRecord) -> Vec<u8> {
+async fn read_all(engine: &Arc<Engine>, rec: &ReadableArtifact) -> Vec<u8> {
     let mut s = engine.read_range(rec, 0, rec.size);
     let mut out = Vec::new();
     while let Some(b) = s.next().await {
@@ -143,8 +144,8 @@ async fn read_manifest(engine: &Arc<Engine>, id: &Digest) -> Vec<u8> {
         size: m.size,
         content_type: String::new(),
         filename: None,
-        created_by: "admin".into(),
-        created_at_ns: 0,
+        created_by: Principal::Admin,
+        created_at: eden_cas::clock::Timestamp::UNIX_EPOCH,
         blake3: m.blake3,
         sha256: m.sha256,
         grants: Vec::new(),
@@ -153,7 +154,21 @@ async fn read_manifest(engine: &Arc<Engine>, id: &Digest) -> Vec<u8> {
         digest_verified: true,
         visible_dedup: None,
     };
-    read_all(engine, &rec).await
+    // Reads go through a readable artifact only: record one for the
+    // manifest under a fresh id, read it as the admin, drop it again.
+    let scratch = [0xee; 16];
+    let mut b = engine.meta().batch();
+    b.put_artifact(EXP, &scratch, &rec);
+    b.commit().unwrap();
+    let readable = engine
+        .readable_artifact(EXP, &Principal::Admin, &scratch)
+        .await
+        .unwrap();
+    let out = read_all(engine, &readable).await;
+    let mut b = engine.meta().batch();
+    b.delete_artifact(EXP, &scratch);
+    b.commit().unwrap();
+    out
 }
 
 /// The tables a reindex rebuilds.
@@ -430,10 +445,13 @@ async fn backup_then_restore_brings_records_back_and_reports_later_content() {
         .register_worker(EXP, Some("trainer".into()), BTreeMap::new())
         .await
         .unwrap();
-    let w = worker.worker_id.clone();
+    let w = worker.worker_id.to_string();
     let all = contents();
     let (a1, _) = deposit(&engine, "admin", &all[0]).await;
-    let r1 = engine.grant(EXP, &Principal::Admin, &a1, &w).await.unwrap();
+    let r1 = engine
+        .grant(EXP, &Principal::Admin, &a1, &MemberId::parse(&w).unwrap())
+        .await
+        .unwrap();
     let (a2, r2) = deposit(&engine, &w, &all[1]).await;
 
     let made = engine.backup().await.unwrap();
@@ -468,10 +486,12 @@ async fn backup_then_restore_brings_records_back_and_reports_later_content() {
     let report = reindex(&engine).await;
     assert!(!recovery::reindex_pending(engine.meta()).unwrap());
     // Records from before the backup, with their grants and digests.
-    assert_eq!(engine.artifact(EXP, &a1).await.unwrap(), Some(r1.clone()));
-    assert_eq!(engine.artifact(EXP, &a2).await.unwrap(), Some(r2.clone()));
-    assert_eq!(read_all(&engine, &r1).await, all[0]);
-    assert_eq!(read_all(&engine, &r2).await, all[1]);
+    let admin = Principal::Admin;
+    let back1 = engine.readable_artifact(EXP, &admin, &a1).await.unwrap();
+    let back2 = engine.readable_artifact(EXP, &admin, &a2).await.unwrap();
+    assert_eq!((back1.record(), back2.record()), (&r1, &r2));
+    assert_eq!(read_all(&engine, &back1).await, all[0]);
+    assert_eq!(read_all(&engine, &back2).await, all[1]);
     assert_eq!(r1.grants, vec![w.clone()]);
     // The registry and the token-hashing key came back: the token works.
     let creds = Credentials {
@@ -480,7 +500,10 @@ async fn backup_then_restore_brings_records_back_and_reports_later_content() {
     };
     assert!(engine.authenticate(EXP, &creds).await.is_ok());
     // The later artifact has no record, but its content is intact and listed.
-    assert_eq!(engine.artifact(EXP, &a3).await.unwrap(), None);
+    assert!(matches!(
+        engine.readable_artifact(EXP, &admin, &a3).await,
+        Err(EngineError::NotFound)
+    ));
     assert_eq!(report.artifacts, 2);
     assert_eq!(report.artifacts_without_manifest, 0);
     assert_eq!(report.unclaimed_manifests.len(), 1);

@@ -10,20 +10,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use eden_cas::auth::{GroupId, Principal, WorkerId, is_transitive_member};
+use eden_cas::auth::{ExperimentId, GroupId, MemberId, Principal, WorkerId, is_transitive_member};
 use eden_cas::blobs::BlobStore;
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest, parse_session_id};
 use eden_cas::engine::{Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
+use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::meta::records::{EndReason, ManifestEntry};
 use proptest::prelude::*;
 
 use crate::support::engine::{chunks_of, engine_over, frames, noise, req_as, runtime};
 
-const EXPS: [&str; 2] = [
-    "exp_00000000000000000000000001",
-    "exp_00000000000000000000000002",
+const EXPS: [ExperimentId; 2] = [
+    ExperimentId::from_static("exp_00000000000000000000000001"),
+    ExperimentId::from_static("exp_00000000000000000000000002"),
 ];
 
 struct Fixture {
@@ -123,7 +124,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 struct ModelArtifact {
-    id: String,
+    id: ArtifactId,
     owner: String,
     content: usize,
     grants: Vec<String>,
@@ -137,7 +138,7 @@ struct ModelExp {
     groups: Vec<(String, bool, Vec<String>)>,
     artifacts: Vec<ModelArtifact>,
     /// principal → (session id, chunks received)
-    sessions: HashMap<String, (String, HashSet<Digest>)>,
+    sessions: HashMap<String, (SessionId, HashSet<Digest>)>,
 }
 
 impl ModelExp {
@@ -175,16 +176,20 @@ fn principal(p: &str) -> Principal {
     Principal::parse(p).unwrap()
 }
 
-async fn session_for(engine: &Arc<Engine>, m: &mut ModelExp, exp: &str, who: &str) -> String {
+async fn session_for(
+    engine: &Arc<Engine>,
+    m: &mut ModelExp,
+    exp: ExperimentId,
+    who: &str,
+) -> SessionId {
     if let Some((sid, _)) = m.sessions.get(who) {
-        return sid.clone();
+        return *sid;
     }
     let v = engine
         .create_upload(exp, &principal(who), SessionRequest::default())
         .await
         .unwrap();
-    m.sessions
-        .insert(who.to_string(), (v.id.clone(), HashSet::new()));
+    m.sessions.insert(who.to_string(), (v.id, HashSet::new()));
     v.id
 }
 
@@ -208,11 +213,11 @@ proptest! {
                 match op {
                     Op::Register { exp } => {
                         let (w, _) = f.engine.register_worker(EXPS[exp], None, BTreeMap::new()).await.unwrap();
-                        model[exp].workers.push(w.worker_id);
+                        model[exp].workers.push(w.worker_id.to_string());
                     }
                     Op::Deposit { exp, who, content } => {
                         let by = model[exp].principal(who);
-                        let r = f.engine.deposit_bytes(req_as(EXPS[exp], &by), Bytes::from(pool[content].clone())).await.unwrap();
+                        let r = f.engine.deposit_bytes(req_as(EXPS[exp], Principal::parse(&by).expect("principal")), Bytes::from(pool[content].clone())).await.unwrap();
                         model[exp].artifacts.push(ModelArtifact { id: r.id, owner: by, content, grants: vec![], alive: true });
                     }
                     Op::Group { exp, admins, members, nest } => {
@@ -225,7 +230,7 @@ proptest! {
                         list.dedup();
                         let name = admins.then(|| "admins".to_string());
                         let g = f.engine.create_group(EXPS[exp], name, list.clone(), &Principal::Admin).await.unwrap();
-                        model[exp].groups.push((g.group_id, admins, g.record.members));
+                        model[exp].groups.push((g.group_id.to_string(), admins, g.record.members));
                     }
                     Op::Grant { exp, artifact, to, to_group } => {
                         let m = &model[exp];
@@ -234,7 +239,7 @@ proptest! {
                         let target = if to_group && !m.groups.is_empty() { m.groups[to % m.groups.len()].0.clone() } else { m.principal(to) };
                         if target == "admin" { continue; }
                         let a = &m.artifacts[ai];
-                        let res = f.engine.grant(EXPS[exp], &principal(&a.owner), &parse_artifact_id(&a.id).unwrap(), &target).await;
+                        let res = f.engine.grant(EXPS[exp], &principal(&a.owner), &a.id, &MemberId::parse(&target).unwrap()).await;
                         if a.alive {
                             res.unwrap();
                             let a = &mut model[exp].artifacts[ai];
@@ -250,7 +255,7 @@ proptest! {
                         let a = &m.artifacts[ai];
                         let Some(g) = a.grants.first().cloned() else { continue };
                         if !a.alive { continue; }
-                        f.engine.revoke(EXPS[exp], &principal(&a.owner), &parse_artifact_id(&a.id).unwrap(), &g).await.unwrap();
+                        f.engine.revoke(EXPS[exp], &principal(&a.owner), &a.id, &MemberId::parse(&g).unwrap()).await.unwrap();
                         model[exp].artifacts[ai].grants.retain(|x| *x != g);
                     }
                     Op::Delete { exp, artifact } => {
@@ -258,7 +263,7 @@ proptest! {
                         if m.artifacts.is_empty() { continue; }
                         let ai = artifact % m.artifacts.len();
                         let a = &m.artifacts[ai];
-                        let res = f.engine.delete_artifact(EXPS[exp], &principal(&a.owner), &parse_artifact_id(&a.id).unwrap()).await;
+                        let res = f.engine.delete_artifact(EXPS[exp], &principal(&a.owner), &a.id).await;
                         prop_assert_eq!(res.is_ok(), a.alive);
                         model[exp].artifacts[ai].alive = false;
                     }
@@ -266,7 +271,7 @@ proptest! {
                         let who = model[exp].principal(who);
                         let sid = session_for(&f.engine, &mut model[exp], EXPS[exp], &who).await;
                         let c = &pool_chunks[content][chunk % pool_chunks[content].len()];
-                        let mut batch = f.engine.begin_chunk_batch(EXPS[exp], &principal(&who), &parse_session_id(&sid).unwrap()).await.unwrap();
+                        let mut batch = f.engine.begin_chunk_batch(EXPS[exp], &principal(&who), &sid).await.unwrap();
                         batch.push(frames(&[c])).await.unwrap();
                         let out = batch.finish().await.unwrap();
                         prop_assert_eq!(out.received, 1);
@@ -275,7 +280,7 @@ proptest! {
                     Op::Commit { exp, who, content } => {
                         let who = model[exp].principal(who);
                         let sid = session_for(&f.engine, &mut model[exp], EXPS[exp], &who).await;
-                        let s = parse_session_id(&sid).unwrap();
+                        let s = sid;
                         let ids: Vec<Digest> = pool_chunks[content].iter().map(|c| Digest::of(c)).collect();
                         let missing = f.engine.upload_missing(EXPS[exp], &principal(&who), &s, ids.clone()).await.unwrap();
                         let send: Vec<&[u8]> = pool_chunks[content].iter().filter(|c| missing.contains(&Digest::of(c))).map(Vec::as_slice).collect();
@@ -295,7 +300,7 @@ proptest! {
                     Op::Query { exp, who } => {
                         let who = model[exp].principal(who);
                         let sid = session_for(&f.engine, &mut model[exp], EXPS[exp], &who).await;
-                        let got = f.engine.upload_missing(EXPS[exp], &principal(&who), &parse_session_id(&sid).unwrap(), universe.clone()).await.unwrap();
+                        let got = f.engine.upload_missing(EXPS[exp], &principal(&who), &sid, universe.clone()).await.unwrap();
                         let m = &model[exp];
                         let received = &m.sessions[&who].1;
                         let expected: Vec<Digest> = universe.iter().copied().filter(|c| {
@@ -324,12 +329,12 @@ fn idle_sessions_expire_and_release_their_pins() {
             .create_upload(exp, &admin, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let mut batch = e.begin_chunk_batch(exp, &admin, &sid).await.unwrap();
         batch.push(frames(&[&chunk])).await.unwrap();
         batch.finish().await.unwrap();
         assert!(
-            e.meta().upload_chunks(&sid, &[c]).unwrap()[0].is_some(),
+            e.meta().upload_chunks(sid.as_bytes(), &[c]).unwrap()[0].is_some(),
             "pinned"
         );
 
@@ -341,10 +346,10 @@ fn idle_sessions_expire_and_release_their_pins() {
         let later = SystemTime::now() + Duration::from_secs(3);
         assert_eq!(e.expire_sessions(later).await.unwrap(), 1);
         assert!(
-            e.meta().upload_chunks(&sid, &[c]).unwrap()[0].is_none(),
+            e.meta().upload_chunks(sid.as_bytes(), &[c]).unwrap()[0].is_none(),
             "pins released"
         );
-        let rec = e.meta().upload(&sid).unwrap().unwrap();
+        let rec = e.meta().upload(sid.as_bytes()).unwrap().unwrap();
         assert_eq!(rec.ended.map(|x| x.reason), Some(EndReason::Expired));
         let err = e
             .upload_missing(exp, &admin, &sid, vec![c])
@@ -366,7 +371,7 @@ fn idle_sessions_expire_and_release_their_pins() {
             .create_upload(exp, &admin, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         e.upload_missing(exp, &admin, &sid, vec![c]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(600)).await;
         e.upload_missing(exp, &admin, &sid, vec![c]).await.unwrap(); // activity keeps it alive
@@ -389,10 +394,10 @@ fn the_reaper_expires_sessions_in_the_background() {
             .create_upload(EXPS[1], &Principal::Admin, SessionRequest::default())
             .await
             .unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let rec = e.meta().upload(&sid).unwrap();
+            let rec = e.meta().upload(sid.as_bytes()).unwrap();
             if rec.is_none_or(|r| r.ended.is_some()) {
                 break;
             }
@@ -413,11 +418,11 @@ fn commit_verifies_the_content_before_recording_anything() {
         let e = &f.engine;
         let exp = EXPS[0];
         let (w, _) = e.register_worker(exp, None, BTreeMap::new()).await.unwrap();
-        let who = Principal::Worker(WorkerId::parse(&w.worker_id).unwrap());
+        let who = Principal::Worker(w.worker_id);
         let data = noise(500_000, 9);
         let chunks = chunks_of(&data);
         let v = e.create_upload(exp, &who, SessionRequest::default()).await.unwrap();
-        let sid = parse_session_id(&v.id).unwrap();
+        let sid = v.id;
         let mut batch = e.begin_chunk_batch(exp, &who, &sid).await.unwrap();
         // Frames split across pushes at odd places.
         let body = frames(&chunks.iter().map(Vec::as_slice).collect::<Vec<_>>());
@@ -443,9 +448,9 @@ fn commit_verifies_the_content_before_recording_anything() {
         assert_eq!(vis.new_chunks, chunks.len() as u64);
         assert_eq!(r.record.dedup.new_chunks, chunks.len() as u64, "store-wide figures from the session's rows");
         // Chunk refs point at the artifact.
-        let refs = e.meta().chunk_refs(exp, &Digest::of(&chunks[0]), 10).unwrap();
-        assert_eq!(refs, vec![parse_artifact_id(&r.id).unwrap()]);
-        assert!(e.meta().upload_chunks(&sid, &[Digest::of(&chunks[0])]).unwrap()[0].is_none(), "pins released by the commit");
+        let refs = e.meta().chunk_refs(exp.as_str(), &Digest::of(&chunks[0]), 10).unwrap();
+        assert_eq!(refs, vec![*r.id.as_bytes()]);
+        assert!(e.meta().upload_chunks(sid.as_bytes(), &[Digest::of(&chunks[0])]).unwrap()[0].is_none(), "pins released by the commit");
         let again = e.commit_upload(exp, &who, &sid, commit(Digest::of(&data))).await.unwrap_err();
         assert!(matches!(again, EngineError::SessionEnded(_)));
     });

@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eden_cas::auth::Principal;
 use eden_cas::auth::token::Secret;
+use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::chunking::ChunkerParams;
-use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
+use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::meta::Meta;
 use eden_cas::meta::records::ManifestEntry;
 use eden_cas::pack::{HEADER_MAGIC, TRAILER_LEN};
@@ -28,7 +28,7 @@ use super::packs::stored_pack_index;
 pub use super::{chunks_of, chunks_with, frames, noise, runtime};
 
 /// The experiment every fixture deposits into.
-pub const EXP: &str = "exp_00000000000000000000000001";
+pub const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
 
 /// The admin token of every engine opened here.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123";
@@ -88,15 +88,15 @@ pub fn engine_over(meta_dir: &Path, blobs: BlobStore, cfg: EngineConfig) -> Arc<
 
 /// A deposit request by the admin into [`EXP`].
 pub fn req() -> DepositRequest {
-    req_as(EXP, "admin")
+    req_as(EXP, Principal::Admin)
 }
 
 /// A deposit request by `by` (a principal's name) into `exp`: opaque bytes,
 /// no filename, no expiry.
-pub fn req_as(exp: &str, by: &str) -> DepositRequest {
+pub fn req_as(exp: ExperimentId, by: Principal) -> DepositRequest {
     DepositRequest {
-        experiment: exp.into(),
-        created_by: by.into(),
+        experiment: exp,
+        created_by: by,
         content_type: "application/octet-stream".into(),
         filename: None,
         expires_at: None,
@@ -104,19 +104,21 @@ pub fn req_as(exp: &str, by: &str) -> DepositRequest {
 }
 
 /// Deposits `data` as the admin; returns the artifact id.
-pub async fn deposit(engine: &Arc<Engine>, data: &[u8]) -> [u8; 16] {
+pub async fn deposit(engine: &Arc<Engine>, data: &[u8]) -> ArtifactId {
     let receipt = engine
         .deposit_bytes(req(), Bytes::copy_from_slice(data))
         .await
         .expect("deposit");
-    parse_artifact_id(&receipt.id).expect("artifact id")
+    receipt.id
 }
 
 /// Fetches a whole artifact as the admin: `None` if it is not served
 /// (absent or expired), `Err` if the read failed.
-pub async fn fetch(engine: &Arc<Engine>, id: &[u8; 16]) -> Result<Option<Vec<u8>>, EngineError> {
-    let Some(rec) = engine.artifact(EXP, id).await? else {
-        return Ok(None);
+pub async fn fetch(engine: &Arc<Engine>, id: &ArtifactId) -> Result<Option<Vec<u8>>, EngineError> {
+    let rec = match engine.readable_artifact(EXP, &Principal::Admin, id).await {
+        Ok(rec) => rec,
+        Err(EngineError::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
     };
     let mut out = Vec::with_capacity(rec.size as usize);
     let mut s = engine.read_range(&rec, 0, rec.size);
@@ -127,7 +129,7 @@ pub async fn fetch(engine: &Arc<Engine>, id: &[u8; 16]) -> Result<Option<Vec<u8>
 }
 
 /// Deletes an artifact as the admin.
-pub async fn delete(engine: &Arc<Engine>, id: &[u8; 16]) {
+pub async fn delete(engine: &Arc<Engine>, id: &ArtifactId) {
     engine
         .delete_artifact(EXP, &Principal::Admin, id)
         .await
@@ -184,16 +186,16 @@ pub fn chunk_ids(data: &[u8], params: ChunkerParams) -> HashSet<Digest> {
 }
 
 /// Opens an upload session as the admin in [`EXP`].
-pub async fn open_session(engine: &Arc<Engine>) -> [u8; 16] {
+pub async fn open_session(engine: &Arc<Engine>) -> SessionId {
     let v = engine
         .create_upload(EXP, &Principal::Admin, SessionRequest::default())
         .await
         .expect("create session");
-    parse_artifact_id(&v.id).expect("session id")
+    v.id
 }
 
 /// Sends `chunks` (each taken as one chunk) to a session in one batch.
-pub async fn send_chunks(engine: &Arc<Engine>, session: &[u8; 16], chunks: &[&[u8]]) {
+pub async fn send_chunks(engine: &Arc<Engine>, session: &SessionId, chunks: &[&[u8]]) {
     let mut batch = engine
         .begin_chunk_batch(EXP, &Principal::Admin, session)
         .await
@@ -204,7 +206,11 @@ pub async fn send_chunks(engine: &Arc<Engine>, session: &[u8; 16], chunks: &[&[u
 
 /// Commits a session as the content `chunks` (in order); returns the
 /// artifact id.
-pub async fn commit_chunks(engine: &Arc<Engine>, session: &[u8; 16], chunks: &[&[u8]]) -> [u8; 16] {
+pub async fn commit_chunks(
+    engine: &Arc<Engine>,
+    session: &SessionId,
+    chunks: &[&[u8]],
+) -> ArtifactId {
     let entries = chunks
         .iter()
         .map(|c| ManifestEntry {
@@ -226,5 +232,5 @@ pub async fn commit_chunks(engine: &Arc<Engine>, session: &[u8; 16], chunks: &[&
         )
         .await
         .expect("commit");
-    parse_artifact_id(&r.id).expect("artifact id")
+    r.id
 }

@@ -15,14 +15,17 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{FRAME_HEADER_LEN, MAX_FRAMES_PER_BATCH, now_ns};
+use super::{FRAME_HEADER_LEN, MAX_FRAMES_PER_BATCH};
+use crate::auth::ExperimentId;
 use crate::auth::Principal;
+use crate::clock::Timestamp;
 use crate::engine::artifacts::Presence;
 use crate::engine::ingest::PackSink;
 use crate::engine::pins::OpPins;
 use crate::engine::quota::Part;
 use crate::engine::{Engine, EngineError, blocking};
 use crate::hash::Digest;
+use crate::ids::SessionId;
 use crate::meta::Meta;
 use crate::meta::records::UploadChunk;
 use crate::pack::{CompressionPolicy, PackBuilder};
@@ -46,19 +49,17 @@ impl Engine {
     /// Starts receiving a chunk batch (checks the session first).
     pub async fn begin_chunk_batch(
         self: &Arc<Self>,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
+        id: &SessionId,
     ) -> Result<ChunkBatch, EngineError> {
         let rec = self.open_session(experiment, caller, id, true).await?;
-        let owner = Principal::parse(&rec.created_by)
-            .ok_or_else(|| EngineError::Internal("session has an invalid creator".into()))?;
-        let (meta, exp) = (self.meta.clone(), rec.experiment.clone());
-        let presence = blocking(move || Presence::load(&meta, &exp, owner)).await?;
+        let (meta, exp, owner) = (self.meta.clone(), rec.experiment, rec.created_by);
+        let presence = blocking(move || Presence::load(&meta, exp, owner)).await?;
         Ok(ChunkBatch {
             engine: Arc::clone(self),
-            experiment: experiment.to_string(),
-            caller: caller.clone(),
+            experiment,
+            caller: *caller,
             session: *id,
             max_frame: rec.chunker.max_bytes,
             limit: self.max_batch_bytes(),
@@ -93,7 +94,7 @@ impl Engine {
 /// CPU-side state of a chunk batch, moved to a blocking thread per group.
 struct BatchCpu {
     meta: Meta,
-    session: [u8; 16],
+    session: SessionId,
     presence: Presence,
     /// Pins of the accepted chunks until their session rows are committed.
     pins: OpPins,
@@ -134,7 +135,7 @@ impl BatchCpu {
             }
             // Pinned before the index lookups below (see `pins.rs`).
             self.pins.chunks(&[id]);
-            let pinned = self.meta.upload_chunks(&self.session, &[id])?[0].is_some();
+            let pinned = self.meta.upload_chunks(self.session.as_bytes(), &[id])?[0].is_some();
             // A copy marked bad counts as absent: it is stored afresh even
             // if this session already pinned it (self-healing).
             let stored = self.meta.chunk(&id)?.filter(|l| l.usable());
@@ -180,9 +181,9 @@ impl BatchCpu {
 /// stores and pins the frames before it, then reports the failure.
 pub struct ChunkBatch {
     engine: Arc<Engine>,
-    experiment: String,
+    experiment: ExperimentId,
     caller: Principal,
-    session: [u8; 16],
+    session: SessionId,
     max_frame: u32,
     limit: u64,
     received_bytes: u64,
@@ -338,10 +339,10 @@ impl ChunkBatch {
         // for a session without a claim, against the experiment's quota).
         let engine = Arc::clone(&self.engine);
         engine
-            .open_session(&self.experiment, &self.caller, &self.session, false)
+            .open_session(self.experiment, &self.caller, &self.session, false)
             .await?;
         let _guard = engine.upload_lock.lock().await;
-        let (meta, sid) = (engine.meta.clone(), self.session);
+        let (meta, sid) = (engine.meta.clone(), *self.session.as_bytes());
         let allowance = cpu.allowance;
         let quotas = Arc::clone(&engine.quotas);
         blocking(move || {
@@ -361,16 +362,16 @@ impl ChunkBatch {
                 return Err(EngineError::TooLarge { limit: allowance });
             }
             let reserve = if rec.claimed_size.is_none() { added } else { 0 };
-            quotas.try_add(&rec.experiment, Part::Session, reserve)?;
+            quotas.try_add(rec.experiment.as_str(), Part::Session, reserve)?;
             let mut b = meta.batch();
             for (id, row) in &rows {
                 b.put_upload_chunk(&sid, id, row);
             }
-            rec.last_active_ns = now_ns();
+            rec.last_active = Timestamp::now();
             rec.received_bytes = received;
             b.put_upload(&sid, &rec);
             if let Err(e) = b.commit() {
-                quotas.sub(&rec.experiment, Part::Session, reserve);
+                quotas.sub(rec.experiment.as_str(), Part::Session, reserve);
                 return Err(e.into());
             }
             Ok(())

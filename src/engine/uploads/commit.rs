@@ -18,17 +18,21 @@
 //! and a few read batches in memory).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{COMMIT_STEP, CommitRequest, MISSING_NAMED};
+use crate::auth::ExperimentId;
 use crate::auth::Principal;
 use crate::chunking::FASTCDC_2020;
-use crate::engine::artifacts::{Presence, SessionEnding, now_unix_s};
+use crate::clock::Timestamp;
+use crate::engine::artifacts::{Presence, SessionEnding};
 use crate::engine::ingest::{
     DepositReceipt, DepositRequest, PreparedContent, SegmentBuilder, write_manifest_object,
 };
 use crate::engine::pins::OpPins;
 use crate::engine::{Engine, EngineError, blocking};
 use crate::hash::Digest;
+use crate::ids::SessionId;
 use crate::meta::records::{DedupFigures, Manifest, ManifestEntry, UploadRecord};
 use crate::meta::{Meta, encode};
 
@@ -50,7 +54,7 @@ pub struct CommitTrailer {
 pub struct CommitCheck {
     engine: Arc<Engine>,
     _lock: tokio::sync::OwnedMutexGuard<()>,
-    session: [u8; 16],
+    session: SessionId,
     rec: UploadRecord,
     meta: Meta,
     presence: Presence,
@@ -73,16 +77,14 @@ impl Engine {
     /// `NotFound` (not the caller's), `SessionEnded`, store failures.
     pub async fn begin_commit(
         self: &Arc<Self>,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
+        id: &SessionId,
     ) -> Result<CommitCheck, EngineError> {
         let lock = self.session_lock(id).lock_owned().await;
         let rec = self.open_session(experiment, caller, id, true).await?;
-        let owner = Principal::parse(&rec.created_by)
-            .ok_or_else(|| EngineError::Internal("session has an invalid creator".into()))?;
-        let (meta, exp) = (self.meta.clone(), rec.experiment.clone());
-        let presence = blocking(move || Presence::load(&meta, &exp, owner)).await?;
+        let (meta, exp, owner) = (self.meta.clone(), rec.experiment, rec.created_by);
+        let presence = blocking(move || Presence::load(&meta, exp, owner)).await?;
         // Held until the artifact commit: the listed chunks may be held only
         // by other artifacts, which could be deleted meanwhile.
         let pins = Arc::new(self.pins.begin());
@@ -111,9 +113,9 @@ impl Engine {
     /// As [`CommitCheck::push`] and [`CommitCheck::finish`].
     pub async fn commit_upload(
         self: &Arc<Self>,
-        experiment: &str,
+        experiment: ExperimentId,
         caller: &Principal,
-        id: &[u8; 16],
+        id: &SessionId,
         req: CommitRequest,
     ) -> Result<DepositReceipt, EngineError> {
         let mut check = self.begin_commit(experiment, caller, id).await?;
@@ -158,7 +160,7 @@ impl CommitCheck {
         // Pinned before they are looked up (see `pins.rs`); the builder's
         // segment of this group releases them.
         self.pins.chunks(&ids);
-        let rows = self.meta.upload_chunks(&self.session, &ids)?;
+        let rows = self.meta.upload_chunks(self.session.as_bytes(), &ids)?;
         let locs = self.meta.chunks(&ids)?;
         for ((e, row), loc) in group.iter().zip(rows).zip(locs) {
             // A copy marked bad counts as missing, so the client re-sends it.
@@ -223,7 +225,7 @@ impl CommitCheck {
         let (segments, global) = blocking(move || {
             let segments = builder.finish(&meta)?;
             let mut global = DedupFigures::default();
-            meta.scan_upload_chunks(&sid, None, |_, row| {
+            meta.scan_upload_chunks(sid.as_bytes(), None, |_, row| {
                 if row.new_global {
                     global.new_chunks += 1;
                     global.new_raw_bytes += u64::from(row.raw_len);
@@ -262,9 +264,10 @@ impl CommitCheck {
         let manifest_id = Digest::of(&encode(&manifest));
         self.pins.sealed(manifest_id);
         write_manifest_object(&engine, &manifest_id, &manifest).await?;
+        // Lifetimes count whole seconds, as expiries always have.
         let expires_at = rec
             .artifact_ttl_s
-            .map(|s| now_unix_s().saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
+            .map(|s| Timestamp::now().whole_secs().plus(Duration::from_secs(s)));
         let prepared = PreparedContent {
             manifest_id,
             manifest,
@@ -276,8 +279,8 @@ impl CommitCheck {
             pins: Some(Arc::clone(&self.pins)),
         };
         let deposit = DepositRequest {
-            experiment: rec.experiment.clone(),
-            created_by: rec.created_by.clone(),
+            experiment: rec.experiment,
+            created_by: rec.created_by,
             content_type: trailer.content_type.unwrap_or(rec.content_type),
             filename: trailer.filename.or(rec.filename),
             expires_at,

@@ -11,36 +11,20 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
-use super::{AppState, authorize, engine};
+use super::{AppState, Caller, engine};
+use crate::api::ARTIFACT_URI_PREFIX;
+use crate::api::v0::Deposited;
 use crate::engine::ingest::parse_artifact_id;
 use crate::engine::{DepositRequest, EngineError};
 use crate::http::body::closing;
 use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
-
-/// URI scheme and path prefix of artifact URIs.
-pub const URI_PREFIX: &str = "eden://artifacts/";
+use crate::http::v1::sanitize_content_type;
 
 /// Room for the multipart framing around the file part (boundaries, part
 /// headers with a long filename): a declared body longer than the size cap
 /// plus this cannot hold an artifact within the cap.
 pub const MULTIPART_OVERHEAD: u64 = 64 << 10;
-
-/// Keeps visible ASCII and spaces, then trims; empty → `application/octet-stream`.
-pub fn sanitize_content_type(raw: Option<&[u8]>) -> String {
-    let kept: String = raw
-        .unwrap_or_default()
-        .iter()
-        .filter(|b| (0x20..=0x7e).contains(*b))
-        .map(|&b| b as char)
-        .collect();
-    let trimmed = kept.trim();
-    if trimmed.is_empty() {
-        "application/octet-stream".to_string()
-    } else {
-        trimmed.to_string()
-    }
-}
 
 fn malformed() -> ApiError {
     ApiError::bad_request(
@@ -63,11 +47,11 @@ fn v0_error(e: EngineError) -> ApiError {
 /// `POST …/artifacts`: 201 `{artifacts_uri, size_bytes, content_type}`.
 pub async fn deposit(
     req: HttpRequest,
+    caller: Caller,
     payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     // Refused before a byte is read: the body could never fit.
     let engine = engine(&state).clone();
     let cap = engine.config().max_artifact_bytes;
@@ -91,7 +75,7 @@ pub async fn deposit(
     }
     let mut quota = engine
         .reserve_deposit(
-            &caller.experiment,
+            caller.experiment,
             payload.declared_len().unwrap_or(0).min(cap),
         )
         .map_err(|e| at(v0_error(e)))?;
@@ -156,8 +140,8 @@ pub async fn deposit(
         .commit_artifact(
             prepared,
             DepositRequest {
-                experiment: caller.experiment.clone(),
-                created_by: caller.principal.to_string(),
+                experiment: caller.experiment,
+                created_by: caller.principal,
                 content_type: content_type.clone(),
                 filename,
                 expires_at: None,
@@ -166,24 +150,27 @@ pub async fn deposit(
         .await
         .map_err(|e| at(v0_error(e)))?;
     drop(quota);
-    let body = serde_json::json!({
-        "artifacts_uri": format!("{URI_PREFIX}{}", receipt.id),
-        "size_bytes": receipt.record.size,
-        "content_type": content_type,
-    });
-    Ok(HttpResponse::Created()
-        .content_type("application/json")
-        .body(body.to_string()))
+    Ok(crate::http::json_response(
+        actix_web::http::StatusCode::CREATED,
+        &Deposited {
+            artifacts_uri: receipt.id.uri(),
+            content_type,
+            size_bytes: receipt.record.size,
+        },
+    ))
 }
 
 /// `GET …/artifacts?uri=…`: the exact bytes, verified as they stream.
-pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn fetch(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     let uri = query::get(req.query_string(), "uri")
         .map_err(|e| at(ApiError::bad_request(e.to_string())))?
         .ok_or_else(|| at(ApiError::bad_request("the uri query parameter is required")))?;
-    let id_str = uri.strip_prefix(URI_PREFIX).ok_or_else(|| {
+    let id_str = uri.strip_prefix(ARTIFACT_URI_PREFIX).ok_or_else(|| {
         at(ApiError::not_found(
             "not an eden://artifacts/ URI of this store",
         ))
@@ -191,17 +178,13 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let id =
         parse_artifact_id(id_str).ok_or_else(|| at(ApiError::not_found("no such artifact")))?;
     let engine = engine(&state).clone();
-    let record = engine
-        .artifact(&caller.experiment, &id)
+    let artifact = engine
+        .readable_artifact(caller.experiment, &caller.principal, &id)
         .await
-        .map_err(|e| at(e.into()))?
-        .ok_or_else(|| at(ApiError::not_found("no such artifact in this experiment")))?;
-    engine
-        .check_read(&caller.experiment, &caller.principal, &record)
-        .await
-        .map_err(|e| at(e.into()))?;
+        .map_err(|e| at(crate::http::v1::artifact_error(e)))?;
+    let record = artifact.record();
 
-    let mut body = engine.read_range(&record, 0, record.size);
+    let mut body = engine.read_range(&artifact, 0, record.size);
     // Verify the first batch before committing to a status: small artifacts
     // and early corruption get an error status instead of a cut response.
     let first = match body.next().await {

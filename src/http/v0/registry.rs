@@ -1,11 +1,12 @@
 //! v0 worker registry, whoami and groups (EDEN 07 §6, §7).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Map, Value, json};
 
 use super::json as body;
-use super::{AppState, authorize, engine};
-use crate::auth::{Principal, Secret};
+use super::{AppState, Caller, engine};
+use crate::api::v0::{Group, Groups, WhoAmI, Worker, Workers};
+use crate::auth::{GroupId, Principal, Secret, WorkerId};
+use crate::engine::EngineError;
 use crate::engine::registry::{GroupView, WorkerView};
 use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
@@ -22,39 +23,41 @@ async fn read_body(payload: crate::http::body::Body) -> Result<Vec<u8>, ApiError
     crate::http::read_body(payload, MAX_JSON_BYTES, ProblemType::BadRequest).await
 }
 
-fn json_ok(v: Value) -> HttpResponse {
-    crate::http::json_response(actix_web::http::StatusCode::OK, &v)
+fn json_ok(v: &impl serde::Serialize) -> HttpResponse {
+    crate::http::json_response(actix_web::http::StatusCode::OK, v)
 }
 
-fn worker_json(w: &WorkerView, token: Option<&Secret>) -> Value {
-    let mut m = Map::new();
-    m.insert("worker_id".into(), json!(w.worker_id));
-    if !w.record.name.is_empty() {
-        m.insert("name".into(), json!(w.record.name));
+fn worker_view(w: &WorkerView, token: Option<&Secret>) -> Worker {
+    Worker {
+        experiment_id: w.experiment_id.to_string(),
+        labels: w.record.labels.clone(),
+        name: w.record.name.clone(),
+        registered_at: w.record.registered_at.to_rfc3339(),
+        registered_by: w.record.registered_by.to_string(),
+        registration_token: token.map(|t| t.expose().to_string()),
+        worker_id: w.worker_id.to_string(),
     }
-    m.insert("experiment_id".into(), json!(w.experiment_id));
-    m.insert("registered_at".into(), json!(w.record.registered_at));
-    m.insert("registered_by".into(), json!(w.record.registered_by));
-    if !w.record.labels.is_empty() {
-        m.insert("labels".into(), json!(w.record.labels));
-    }
-    if let Some(t) = token {
-        m.insert("registration_token".into(), json!(t.expose()));
-    }
-    Value::Object(m)
 }
 
-fn group_json(g: &GroupView) -> Value {
-    let mut m = Map::new();
-    m.insert("group_id".into(), json!(g.group_id));
-    if !g.record.name.is_empty() {
-        m.insert("name".into(), json!(g.record.name));
+fn group_view(g: &GroupView) -> Group {
+    Group {
+        created_at: g.record.created_at.to_rfc3339(),
+        created_by: g.record.created_by.to_string(),
+        experiment_id: g.experiment_id.to_string(),
+        group_id: g.group_id.to_string(),
+        members: g.record.members.clone(),
+        name: g.record.name.clone(),
     }
-    m.insert("experiment_id".into(), json!(g.experiment_id));
-    m.insert("members".into(), json!(g.record.members));
-    m.insert("created_at".into(), json!(g.record.created_at));
-    m.insert("created_by".into(), json!(g.record.created_by));
-    Value::Object(m)
+}
+
+/// The `{worker}` path segment; a malformed id names no worker (404).
+fn worker_id(s: &str) -> Result<WorkerId, ApiError> {
+    WorkerId::parse(s).ok_or_else(|| EngineError::NotFound.into())
+}
+
+/// The `{group}` path segment; a malformed id names no group (404).
+fn group_id(s: &str) -> Result<GroupId, ApiError> {
+    GroupId::parse(s).ok_or_else(|| EngineError::NotFound.into())
 }
 
 fn name_filter(req: &HttpRequest) -> Result<Option<String>, ApiError> {
@@ -64,11 +67,11 @@ fn name_filter(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// `POST …/workers` (admin).
 pub async fn register_worker(
     req: HttpRequest,
+    caller: Caller,
     payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     caller.require_admin().map_err(at)?;
     let raw = read_body(payload).await.map_err(at)?;
     let map = body::object(&raw, &["name", "labels"]).map_err(at)?;
@@ -86,93 +89,91 @@ pub async fn register_worker(
         ))));
     }
     let (w, token) = engine(&state)
-        .register_worker(&caller.experiment, name, labels)
+        .register_worker(caller.experiment, name, labels)
         .await
         .map_err(|e| at(e.into()))?;
     tracing::info!(experiment = %caller.experiment, worker = %w.worker_id, "worker registered");
-    Ok(json_ok(worker_json(&w, Some(&token))))
+    Ok(json_ok(&worker_view(&w, Some(&token))))
 }
 
 /// `GET …/workers[?name=]`.
 pub async fn list_workers(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     let name = name_filter(&req).map_err(at)?;
     let workers = engine(&state)
-        .workers(&caller.experiment, name.as_deref())
+        .workers(caller.experiment, name.as_deref())
         .await
         .map_err(|e| at(e.into()))?;
-    let list: Vec<Value> = workers.iter().map(|w| worker_json(w, None)).collect();
-    Ok(json_ok(json!({ "workers": list })))
+    let workers = workers.iter().map(|w| worker_view(w, None)).collect();
+    Ok(json_ok(&Workers { workers }))
 }
 
 /// `GET …/workers/{W}`.
 pub async fn read_worker(
     req: HttpRequest,
+    caller: Caller,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     let w = engine(&state)
-        .worker(&caller.experiment, &path.1)
+        .worker(caller.experiment, &worker_id(&path.1).map_err(at)?)
         .await
         .map_err(|e| at(e.into()))?;
-    Ok(json_ok(worker_json(&w, None)))
+    Ok(json_ok(&worker_view(&w, None)))
 }
 
 /// `POST …/workers/{W}/reissue-credential` (admin). The body is ignored.
 pub async fn reissue_credential(
     req: HttpRequest,
+    caller: Caller,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     caller.require_admin().map_err(at)?;
     let (w, token) = engine(&state)
-        .reissue_credential(&caller.experiment, &path.1)
+        .reissue_credential(caller.experiment, &worker_id(&path.1).map_err(at)?)
         .await
         .map_err(|e| at(e.into()))?;
     tracing::info!(experiment = %caller.experiment, worker = %w.worker_id, "credential reissued");
-    Ok(json_ok(worker_json(&w, Some(&token))))
+    Ok(json_ok(&worker_view(&w, Some(&token))))
 }
 
 /// `GET …/whoami` (workers only).
 pub async fn whoami(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     let Principal::Worker(wid) = &caller.principal else {
         return Err(at(ApiError::forbidden(
             "endpoint is worker-gated; the admin bearer may not access it",
         )));
     };
     let w = engine(&state)
-        .worker(&caller.experiment, wid.as_str())
+        .worker(caller.experiment, wid)
         .await
         .map_err(|e| at(e.into()))?;
-    let mut m = Map::new();
-    m.insert("worker_id".into(), json!(w.worker_id));
-    if !w.record.name.is_empty() {
-        m.insert("name".into(), json!(w.record.name));
-    }
-    Ok(json_ok(Value::Object(m)))
+    Ok(json_ok(&WhoAmI {
+        name: w.record.name,
+        worker_id: w.worker_id.to_string(),
+    }))
 }
 
 /// `POST …/groups` (admin).
 pub async fn create_group(
     req: HttpRequest,
+    caller: Caller,
     payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     caller.require_admin().map_err(at)?;
     let raw = read_body(payload).await.map_err(at)?;
     let map = body::object(&raw, &["name", "members"]).map_err(at)?;
@@ -181,54 +182,54 @@ pub async fn create_group(
         .map_err(at)?
         .unwrap_or_default();
     let g = engine(&state)
-        .create_group(&caller.experiment, name, members, &caller.principal)
+        .create_group(caller.experiment, name, members, &caller.principal)
         .await
         .map_err(|e| at(e.into()))?;
-    Ok(json_ok(group_json(&g)))
+    Ok(json_ok(&group_view(&g)))
 }
 
 /// `GET …/groups[?name=]`.
 pub async fn list_groups(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     let name = name_filter(&req).map_err(at)?;
     let groups = engine(&state)
-        .groups(&caller.experiment, name.as_deref())
+        .groups(caller.experiment, name.as_deref())
         .await
         .map_err(|e| at(e.into()))?;
-    let list: Vec<Value> = groups.iter().map(group_json).collect();
-    Ok(json_ok(json!({ "groups": list })))
+    let groups = groups.iter().map(group_view).collect();
+    Ok(json_ok(&Groups { groups }))
 }
 
 /// `GET …/groups/{G}`.
 pub async fn read_group(
     req: HttpRequest,
+    caller: Caller,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     let g = engine(&state)
-        .group(&caller.experiment, &path.1)
+        .group(caller.experiment, &group_id(&path.1).map_err(at)?)
         .await
         .map_err(|e| at(e.into()))?;
-    Ok(json_ok(group_json(&g)))
+    Ok(json_ok(&group_view(&g)))
 }
 
 /// `DELETE …/groups/{G}` (admin): 204.
 pub async fn delete_group(
     req: HttpRequest,
+    caller: Caller,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     caller.require_admin().map_err(at)?;
     engine(&state)
-        .delete_group(&caller.experiment, &path.1)
+        .delete_group(caller.experiment, &group_id(&path.1).map_err(at)?)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(HttpResponse::NoContent().finish())
@@ -237,12 +238,12 @@ pub async fn delete_group(
 /// `POST …/groups/{G}/members` (admin) with `{"member_id"}`.
 pub async fn add_member(
     req: HttpRequest,
+    caller: Caller,
     path: web::Path<(String, String)>,
     payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     caller.require_admin().map_err(at)?;
     let raw = read_body(payload).await.map_err(at)?;
     let map = body::object(&raw, &["member_id"]).map_err(at)?;
@@ -250,24 +251,24 @@ pub async fn add_member(
         .map_err(at)?
         .ok_or_else(|| at(ApiError::bad_request("member_id is required")))?;
     let g = engine(&state)
-        .add_member(&caller.experiment, &path.1, &member)
+        .add_member(caller.experiment, &group_id(&path.1).map_err(at)?, &member)
         .await
         .map_err(|e| at(e.into()))?;
-    Ok(json_ok(group_json(&g)))
+    Ok(json_ok(&group_view(&g)))
 }
 
 /// `DELETE …/groups/{G}/members/{M}` (admin).
 pub async fn remove_member(
     req: HttpRequest,
+    caller: Caller,
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     caller.require_admin().map_err(at)?;
     let g = engine(&state)
-        .remove_member(&caller.experiment, &path.1, &path.2)
+        .remove_member(caller.experiment, &group_id(&path.1).map_err(at)?, &path.2)
         .await
         .map_err(|e| at(e.into()))?;
-    Ok(json_ok(group_json(&g)))
+    Ok(json_ok(&group_view(&g)))
 }

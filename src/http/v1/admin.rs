@@ -13,10 +13,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{AppState, engine, json};
-use serde_json::json;
+use crate::api::v1::Backup;
 
 use crate::engine::gc::GcOptions;
-use crate::http::auth::authorize_admin;
+use crate::http::auth::DeploymentAdmin;
 use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
 
@@ -44,9 +44,12 @@ fn report_json(report: &impl serde::Serialize) -> Result<HttpResponse, ApiError>
 
 /// `POST /cas/v1/admin/gc`: runs a garbage collection now (waiting for one
 /// in progress) → 200 with the report.
-pub async fn gc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn gc(
+    req: HttpRequest,
+    _admin: DeploymentAdmin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    authorize_admin(&req, engine(&state)).await.map_err(at)?;
     let dry_run = flag(&req, "dry_run").map_err(at)?;
     let opts = GcOptions {
         dry_run,
@@ -56,36 +59,36 @@ pub async fn gc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
         .gc(opts)
         .await
         .map_err(|e| at(ApiError::from(e)))?;
-    let body = serde_json::to_value(&report).map_err(|e| {
-        tracing::error!(error = %e, "GC report encoding failed");
-        at(ApiError::new(
-            ProblemType::Internal,
-            "report encoding failed",
-        ))
-    })?;
-    Ok(json(StatusCode::OK, &body))
+    report_json(&report).map_err(at)
 }
 
 /// `POST /cas/v1/admin/backup` → 200 `{"name","files","bytes"}`.
 pub async fn backup(
     req: HttpRequest,
+    _admin: DeploymentAdmin,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state);
-    authorize_admin(&req, engine).await.map_err(at)?;
     let report = engine.backup().await.map_err(|e| at(e.into()))?;
     Ok(json(
         StatusCode::OK,
-        &json!({"name": report.name, "files": report.files, "bytes": report.bytes}),
+        &Backup {
+            bytes: report.bytes,
+            files: report.files,
+            name: report.name,
+        },
     ))
 }
 
 /// `POST /cas/v1/admin/fsck?deep=true|false` → 200 report.
-pub async fn fsck(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn fsck(
+    req: HttpRequest,
+    _admin: DeploymentAdmin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state);
-    authorize_admin(&req, engine).await.map_err(at)?;
     let deep = flag(&req, "deep").map_err(at)?;
     let report = engine.fsck(deep).await.map_err(|e| at(e.into()))?;
     if !report.is_clean() {

@@ -5,19 +5,20 @@
 //! as bytes arrive, invariant 8) and commits only once the body ended
 //! cleanly, so a cut connection leaves nothing visible (invariant 3).
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
 
-use super::dto::{artifact_json, check_filename, parse_ttl, sanitize_content_type};
-use super::{AppState, artifact_id, created, engine, json, parse_json, read_body};
-use crate::auth::Principal;
+use super::dto::{artifact_view, check_filename, parse_ttl, sanitize_content_type};
+use super::{AppState, artifact_error, artifact_id, created, engine, json, parse_json, read_body};
+use crate::api::v1::{ArtifactPage, GrantRequest};
+use crate::auth::{MemberId, Principal};
+use crate::clock::Timestamp;
 use crate::engine::DepositRequest;
-use crate::engine::artifacts::now_unix_s;
 use crate::engine::ingest::parse_artifact_id;
-use crate::http::auth::authorize;
+use crate::http::auth::Caller;
 use crate::http::body::closing;
 use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
@@ -27,6 +28,11 @@ const MAX_GRANT_BODY: usize = 4096;
 /// Default and largest listing page.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+
+/// A grant's principal: a worker or group id (400 otherwise).
+fn grantee(s: &str) -> Result<MemberId, ApiError> {
+    MemberId::parse(s).ok_or_else(|| ApiError::bad_request("principal must be a wkr_ or grp_ id"))
+}
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, ApiError> {
     match req.headers().get(name) {
@@ -41,12 +47,12 @@ fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, A
 /// `POST …/artifacts`: the body is the artifact → 201 `Artifact`.
 pub async fn deposit(
     req: HttpRequest,
+    caller: Caller,
     mut payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let content_type = sanitize_content_type(
         req.headers()
             .get(header::CONTENT_TYPE)
@@ -62,7 +68,12 @@ pub async fn deposit(
         .map(parse_ttl)
         .transpose()
         .map_err(at)?
-        .map(|d| now_unix_s().saturating_add(d.as_secs() as i64));
+        // Lifetimes count whole seconds, as expiries always have.
+        .map(|d| {
+            Timestamp::now()
+                .whole_secs()
+                .plus(Duration::from_secs(d.as_secs()))
+        });
 
     // Refused before a byte is read: the body could never fit.
     let cap = engine.config().max_artifact_bytes;
@@ -70,7 +81,7 @@ pub async fn deposit(
         .check_declared(cap, ProblemType::PayloadTooLarge)
         .map_err(at)?;
     let mut quota = engine
-        .reserve_deposit(&caller.experiment, payload.declared_len().unwrap_or(0))
+        .reserve_deposit(caller.experiment, payload.declared_len().unwrap_or(0))
         .map_err(|e| at(e.into()))?;
     let mut ingest = engine.begin_ingest().map_err(|e| at(e.into()))?;
     while let Some(part) = payload.next().await {
@@ -96,8 +107,8 @@ pub async fn deposit(
         .commit_artifact(
             prepared,
             DepositRequest {
-                experiment: caller.experiment.clone(),
-                created_by: caller.principal.to_string(),
+                experiment: caller.experiment,
+                created_by: caller.principal,
                 content_type,
                 filename,
                 expires_at,
@@ -105,36 +116,36 @@ pub async fn deposit(
         )
         .await
         .map_err(|e| at(e.into()))?;
-    Ok(created(&caller.experiment, &receipt, &caller.principal))
+    Ok(created(caller.experiment, &receipt, &caller.principal))
 }
 
 /// `GET …/artifacts/{id}/meta` → `Artifact` (readers only).
-pub async fn meta(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn meta(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let id = artifact_id(&req).map_err(at)?;
-    let record = engine
-        .artifact(&caller.experiment, &id)
+    let artifact = engine
+        .readable_artifact(caller.experiment, &caller.principal, &id)
         .await
-        .map_err(|e| at(e.into()))?
-        .ok_or_else(|| at(ApiError::not_found("no such artifact in this experiment")))?;
-    engine
-        .check_read(&caller.experiment, &caller.principal, &record)
-        .await
-        .map_err(|e| at(e.into()))?;
-    let hex_id = crate::engine::ingest::format_artifact_id(&id);
+        .map_err(|e| at(artifact_error(e)))?;
     Ok(json(
         StatusCode::OK,
-        &artifact_json(&hex_id, &record, &caller.principal),
+        &artifact_view(&id, artifact.record(), &caller.principal),
     ))
 }
 
 /// `GET …/artifacts?limit=&cursor=&created_by=` → a page of readable artifacts.
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let params =
         query::parse(req.query_string()).map_err(|e| at(ApiError::bad_request(e.to_string())))?;
     let (mut limit, mut cursor, mut created_by) = (DEFAULT_LIMIT, None, None);
@@ -158,19 +169,18 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
                 );
             }
             "created_by" if !v.is_empty() => {
-                if Principal::parse(&v).is_none() {
-                    return Err(at(ApiError::bad_request(
+                created_by = Some(Principal::parse(&v).ok_or_else(|| {
+                    at(ApiError::bad_request(
                         "created_by must be admin or a wkr_ id",
-                    )));
-                }
-                created_by = Some(v);
+                    ))
+                })?);
             }
             _ => {}
         }
     }
     let page = engine
         .list_artifacts(
-            &caller.experiment,
+            caller.experiment,
             &caller.principal,
             created_by,
             cursor,
@@ -178,78 +188,74 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         )
         .await
         .map_err(|e| at(e.into()))?;
-    let items: Vec<_> = page
+    let artifacts = page
         .items
         .iter()
-        .map(|(id, rec)| artifact_json(id, rec, &caller.principal))
+        .map(|(id, rec)| artifact_view(id, rec, &caller.principal))
         .collect();
     Ok(json(
         StatusCode::OK,
-        &json!({ "artifacts": items, "next_cursor": page.next_cursor }),
+        &ArtifactPage {
+            artifacts,
+            next_cursor: page.next_cursor.map(|c| c.to_string()),
+        },
     ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GrantBody {
-    principal: String,
 }
 
 /// `POST …/artifacts/{id}/grants` `{"principal"}` → 200 `Artifact`.
 pub async fn grant(
     req: HttpRequest,
+    caller: Caller,
     payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let id = artifact_id(&req).map_err(at)?;
-    let body: GrantBody =
+    let body: GrantRequest =
         parse_json(&read_body(payload, MAX_GRANT_BODY).await.map_err(at)?).map_err(at)?;
+    let principal = grantee(&body.principal).map_err(at)?;
     let rec = engine
-        .grant(&caller.experiment, &caller.principal, &id, &body.principal)
+        .grant(caller.experiment, &caller.principal, &id, &principal)
         .await
         .map_err(|e| at(e.into()))?;
-    let hex_id = crate::engine::ingest::format_artifact_id(&id);
     Ok(json(
         StatusCode::OK,
-        &artifact_json(&hex_id, &rec, &caller.principal),
+        &artifact_view(&id, &rec, &caller.principal),
     ))
 }
 
 /// `DELETE …/artifacts/{id}/grants/{principal}` → 200 `Artifact`.
 pub async fn revoke(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let id = artifact_id(&req).map_err(at)?;
-    let principal = req.match_info().get("principal").unwrap_or_default();
+    let principal = grantee(req.match_info().get("principal").unwrap_or_default()).map_err(at)?;
     let rec = engine
-        .revoke(&caller.experiment, &caller.principal, &id, principal)
+        .revoke(caller.experiment, &caller.principal, &id, &principal)
         .await
         .map_err(|e| at(e.into()))?;
-    let hex_id = crate::engine::ingest::format_artifact_id(&id);
     Ok(json(
         StatusCode::OK,
-        &artifact_json(&hex_id, &rec, &caller.principal),
+        &artifact_view(&id, &rec, &caller.principal),
     ))
 }
 
 /// `DELETE …/artifacts/{id}` → 204 (depositor or admin).
 pub async fn delete(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let id = artifact_id(&req).map_err(at)?;
     engine
-        .delete_artifact(&caller.experiment, &caller.principal, &id)
+        .delete_artifact(caller.experiment, &caller.principal, &id)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(HttpResponse::NoContent().finish())

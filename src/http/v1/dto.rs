@@ -1,6 +1,7 @@
-//! JSON shapes and header values of `/cas/v1/` (`docs/api.md`): the
-//! `Artifact` object, timestamps, digests, and validation of the
-//! client-supplied names, types and lifetimes.
+//! From records to the wire types of `crate::api::v1` (`docs/api.md`):
+//! the `Artifact` object as a given viewer sees it, timestamps, digests,
+//! header values, and validation of the client-supplied names, content
+//! types (both surfaces) and lifetimes.
 //!
 //! The `dedup` figures shown are the depositor-visible ones
 //! (`ArtifactRecord::visible_dedup`, raw bytes only), never the store-wide
@@ -10,14 +11,13 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
-
+use crate::api::v1::{Artifact, Dedup, Digests};
 use crate::auth::Principal;
+use crate::clock::Timestamp;
 use crate::http::problem::ApiError;
+use crate::ids::ArtifactId;
 use crate::meta::records::{ArtifactRecord, VisibleDedup};
 
-/// URI prefix of artifact URIs (shared with `/v0/`).
-pub const URI_PREFIX: &str = "eden://artifacts/";
 /// Longest filename accepted, in bytes.
 pub const MAX_FILENAME_BYTES: usize = 255;
 /// Longest artifact lifetime accepted (100 years).
@@ -65,33 +65,18 @@ pub fn parse_ttl(s: &str) -> Result<Duration, ApiError> {
     Ok(d)
 }
 
-/// RFC 3339 UTC with milliseconds and `Z` from Unix nanoseconds.
-pub fn timestamp_ns(ns: i64) -> String {
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .ok()
-        .and_then(|t| t.format(&fmt).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into())
-}
-
-/// RFC 3339 UTC from Unix seconds.
-pub fn timestamp_s(s: i64) -> String {
-    timestamp_ns(s.saturating_mul(1_000_000_000))
-}
-
 /// The `Dedup` object. Its `new_*` figures are relative to what the
 /// *depositor* could read at commit time, so only the depositor and the
 /// deployment admin see them; any other reader gets the content figures
 /// alone, which depend on the bytes only (invariant 4).
-fn dedup_json(rec: &ArtifactRecord, viewer: &Principal) -> Value {
-    let content = json!({
-        "logical_bytes": rec.size,
-        "chunks": rec.dedup.chunks,
-    });
-    if !viewer.is_admin() && viewer.to_string() != rec.created_by {
-        return content;
+fn dedup_view(rec: &ArtifactRecord, viewer: &Principal) -> Dedup {
+    if !viewer.is_admin() && *viewer != rec.created_by {
+        return Dedup {
+            chunks: rec.dedup.chunks,
+            logical_bytes: rec.size,
+            new_chunks: None,
+            new_raw_bytes: None,
+        };
     }
     // Records older than /cas/v1/ have no visible figures: report content
     // only, nothing about what the store already held.
@@ -100,42 +85,34 @@ fn dedup_json(rec: &ArtifactRecord, viewer: &Principal) -> Value {
         chunks: rec.dedup.chunks,
         ..VisibleDedup::default()
     });
-    json!({
-        "logical_bytes": f.logical_bytes,
-        "chunks": f.chunks,
-        "new_chunks": f.new_chunks,
-        "new_raw_bytes": f.new_raw_bytes,
-    })
+    Dedup {
+        chunks: f.chunks,
+        logical_bytes: f.logical_bytes,
+        new_chunks: Some(f.new_chunks),
+        new_raw_bytes: Some(f.new_raw_bytes),
+    }
 }
 
-/// The `Artifact` object as `viewer` sees it. Optional keys are omitted,
-/// never `null`.
-pub fn artifact_json(id: &str, rec: &ArtifactRecord, viewer: &Principal) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), json!(id));
-    m.insert("uri".into(), json!(format!("{URI_PREFIX}{id}")));
-    m.insert("size_bytes".into(), json!(rec.size));
-    m.insert("content_type".into(), json!(rec.content_type));
-    if let Some(f) = &rec.filename {
-        m.insert("filename".into(), json!(f));
+/// The `Artifact` object as `viewer` sees it.
+pub fn artifact_view(id: &ArtifactId, rec: &ArtifactRecord, viewer: &Principal) -> Artifact {
+    Artifact {
+        chunks: rec.dedup.chunks,
+        content_type: rec.content_type.clone(),
+        created_at: rec.created_at.to_rfc3339(),
+        created_by: rec.created_by.to_string(),
+        dedup: dedup_view(rec, viewer),
+        digest_verified: rec.digest_verified,
+        digests: Digests {
+            blake3: format!("blake3:{}", rec.blake3.to_hex()),
+            sha256: format!("sha256:{}", hex::encode(rec.sha256)),
+        },
+        expires_at: rec.expires_at.map(Timestamp::to_rfc3339),
+        filename: rec.filename.clone(),
+        grants: rec.grants.clone(),
+        id: id.to_string(),
+        size_bytes: rec.size,
+        uri: id.uri(),
     }
-    m.insert("created_by".into(), json!(rec.created_by));
-    m.insert("created_at".into(), json!(timestamp_ns(rec.created_at_ns)));
-    if let Some(t) = rec.expires_at {
-        m.insert("expires_at".into(), json!(timestamp_s(t)));
-    }
-    m.insert(
-        "digests".into(),
-        json!({
-            "blake3": format!("blake3:{}", rec.blake3.to_hex()),
-            "sha256": format!("sha256:{}", hex::encode(rec.sha256)),
-        }),
-    );
-    m.insert("digest_verified".into(), json!(rec.digest_verified));
-    m.insert("chunks".into(), json!(rec.dedup.chunks));
-    m.insert("dedup".into(), dedup_json(rec, viewer));
-    m.insert("grants".into(), json!(rec.grants));
-    Value::Object(m)
 }
 
 /// Standard base64 with padding (RFC 4648 §4), for `Repr-Digest`.
@@ -193,7 +170,6 @@ mod tests {
         assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(7 * 86400));
         assert!(parse_ttl("0s").is_err());
         assert!(parse_ttl("soon").is_err());
-        assert_eq!(timestamp_ns(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(
             sanitize_content_type(Some(b" text/plain\x01 ")),
             "text/plain"

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
 use super::dto::base64;
-use super::{AppState, artifact_id, engine};
-use crate::http::auth::authorize;
+use super::{AppState, artifact_error, artifact_id, engine};
+use crate::http::auth::Caller;
 use crate::http::problem::{ApiError, ProblemType};
 use crate::meta::records::ArtifactRecord;
 
@@ -107,22 +107,21 @@ fn common_headers(b: &mut HttpResponseBuilder, id: &str, rec: &ArtifactRecord) {
 }
 
 /// `GET|HEAD …/artifacts/{id}`.
-pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn fetch(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     let engine = engine(&state).clone();
-    let caller = authorize(&req, &engine).await.map_err(at)?;
     let id = artifact_id(&req).map_err(at)?;
-    let id_str = crate::engine::ingest::format_artifact_id(&id);
-    let record = engine
-        .artifact(&caller.experiment, &id)
+    let id_str = id.to_string();
+    let artifact = engine
+        .readable_artifact(caller.experiment, &caller.principal, &id)
         .await
-        .map_err(|e| at(e.into()))?
-        .ok_or_else(|| at(ApiError::not_found("no such artifact in this experiment")))?;
-    engine
-        .check_read(&caller.experiment, &caller.principal, &record)
-        .await
-        .map_err(|e| at(e.into()))?;
-    let etag = etag_of(&record);
+        .map_err(|e| at(artifact_error(e)))?;
+    let record = artifact.record();
+    let etag = etag_of(record);
     let header_value = |name: header::HeaderName| {
         req.headers()
             .get(name)
@@ -131,7 +130,7 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     };
     if header_value(header::IF_NONE_MATCH).is_some_and(|v| etag_listed(&v, &etag)) {
         let mut b = HttpResponse::NotModified();
-        common_headers(&mut b, &id_str, &record);
+        common_headers(&mut b, &id_str, record);
         return Ok(b.finish());
     }
     // If-Range: honour Range only while the client's validator is current
@@ -157,7 +156,7 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let content_type = HeaderValue::from_str(&record.content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
     let mut b = HttpResponse::build(status);
-    common_headers(&mut b, &id_str, &record);
+    common_headers(&mut b, &id_str, record);
     b.insert_header((header::CONTENT_TYPE, content_type));
     if status == StatusCode::PARTIAL_CONTENT {
         b.insert_header((
@@ -171,7 +170,7 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             .no_chunking(len)
             .streaming(stream::empty::<Result<Bytes, actix_web::Error>>()));
     }
-    let mut body = engine.read_range(&record, start, end);
+    let mut body = engine.read_range(&artifact, start, end);
     // Verify the first batch before committing to a status.
     let first = match body.next().await {
         Some(Ok(bytes)) => Some(bytes),

@@ -8,40 +8,49 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::{AppState, engine, json};
-use crate::http::auth::{authorize, authorize_admin};
+use crate::api::v1::{InFlight, Quota};
+use crate::http::auth::{Caller, DeploymentAdmin};
 use crate::http::problem::ApiError;
 
 /// `GET …/quota` (admin) → `{"experiment", "quota_bytes", "used_bytes",
 /// "committed_bytes", "session_bytes", "in_flight_bytes"}`.
-pub async fn quota(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn quota(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
     caller.require_admin().map_err(at)?;
-    let v = engine(&state).quota(&caller.experiment);
-    let mut body = serde_json::to_value(&v).unwrap_or_else(|_| json!({}));
-    body["experiment"] = json!(caller.experiment);
-    Ok(json(StatusCode::OK, &body))
+    let v = engine(&state).quota(caller.experiment);
+    Ok(json(
+        StatusCode::OK,
+        &Quota {
+            committed_bytes: v.usage.committed_bytes,
+            experiment: caller.experiment.to_string(),
+            in_flight_bytes: v.usage.in_flight_bytes,
+            quota_bytes: v.quota_bytes,
+            session_bytes: v.usage.session_bytes,
+            used_bytes: v.used_bytes,
+        },
+    ))
 }
 
 /// `GET /cas/v1/admin/inflight` (admin) → `{"operations", "pinned_chunks",
 /// "open_packs", "reserved_bytes"}`.
 pub async fn inflight(
-    req: HttpRequest,
+    _admin: DeploymentAdmin,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let at = |e: ApiError| e.at(&req);
-    authorize_admin(&req, engine(&state)).await.map_err(at)?;
     let v = engine(&state).in_flight();
     Ok(json(
         StatusCode::OK,
-        &json!({
-            "operations": v.operations,
-            "pinned_chunks": v.pinned_chunks,
-            "open_packs": v.open_packs,
-            "reserved_bytes": v.reserved_bytes,
-        }),
+        &InFlight {
+            open_packs: v.open_packs,
+            operations: v.operations,
+            pinned_chunks: v.pinned_chunks,
+            reserved_bytes: v.reserved_bytes,
+        },
     ))
 }

@@ -4,7 +4,7 @@
 //! deployment admin routes under `/cas/v1/admin/` (backup).
 //!
 //! Same authentication, experiment check and ACL as `/v0/` (`http/auth.rs`,
-//! `Engine::check_read`), so an artifact deposited through one surface is
+//! `Engine::readable_artifact`), so an artifact deposited through one surface is
 //! fetchable through the other. Handlers parse, authorise and translate; the
 //! engine does the work. Unknown routes or methods answer 404 problem+json,
 //! after a 401 for a missing or malformed bearer (and, under an experiment,
@@ -28,6 +28,7 @@ use super::auth::{has_wellformed_bearer, unauthorized};
 use super::problem::{ApiError, ProblemType};
 use crate::engine::Engine;
 use crate::engine::ingest::parse_artifact_id;
+use crate::ids::ArtifactId;
 
 pub use dto::sanitize_content_type;
 
@@ -99,15 +100,26 @@ fn engine(state: &web::Data<AppState>) -> &Arc<Engine> {
 }
 
 /// The `{id}` path segment as an artifact id; malformed ids name nothing (404).
-fn artifact_id(req: &HttpRequest) -> Result<[u8; 16], ApiError> {
+fn artifact_id(req: &HttpRequest) -> Result<ArtifactId, ApiError> {
     req.match_info()
         .get("id")
         .and_then(parse_artifact_id)
         .ok_or_else(|| ApiError::not_found("no such artifact in this experiment"))
 }
 
+/// An engine error of a single-artifact read: `NotFound` names the
+/// artifact, like a malformed id does.
+pub(crate) fn artifact_error(e: crate::engine::EngineError) -> ApiError {
+    match e {
+        crate::engine::EngineError::NotFound => {
+            ApiError::not_found("no such artifact in this experiment")
+        }
+        other => other.into(),
+    }
+}
+
 /// A 200/201 JSON answer.
-fn json(status: actix_web::http::StatusCode, v: &serde_json::Value) -> HttpResponse {
+fn json(status: actix_web::http::StatusCode, v: &impl serde::Serialize) -> HttpResponse {
     super::json_response(status, v)
 }
 
@@ -119,15 +131,21 @@ async fn read_body(payload: crate::http::body::Body, limit: usize) -> Result<Vec
 /// 201 with `Location` and the artifact: the answer of every v1 write that
 /// records an artifact.
 fn created(
-    experiment: &str,
+    experiment: crate::auth::ExperimentId,
     receipt: &crate::engine::DepositReceipt,
     viewer: &crate::auth::Principal,
 ) -> HttpResponse {
     let location = format!("/cas/v1/experiments/{experiment}/artifacts/{}", receipt.id);
-    HttpResponse::Created()
-        .insert_header((actix_web::http::header::LOCATION, location))
-        .content_type("application/json")
-        .body(dto::artifact_json(&receipt.id, &receipt.record, viewer).to_string())
+    let mut answer = json(
+        actix_web::http::StatusCode::CREATED,
+        &dto::artifact_view(&receipt.id, &receipt.record, viewer),
+    );
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&location) {
+        answer
+            .headers_mut()
+            .insert(actix_web::http::header::LOCATION, v);
+    }
+    answer
 }
 
 /// Parses a JSON body into `T` (unknown fields rejected by `T`); an empty

@@ -8,21 +8,19 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::commit_body;
-use super::dto::{check_filename, parse_ttl, sanitize_content_type, timestamp_ns};
+use super::dto::{check_filename, parse_ttl, sanitize_content_type};
 use super::{AppState, created, engine, json, parse_json, read_body};
+use crate::api::v1::{self as api, Chunker, Session};
 use crate::engine::EngineError;
-use crate::engine::uploads::{
-    MAX_MISSING_QUERY, MAX_STATUS_IDS, SessionRequest, SessionView, parse_session_id,
-};
+use crate::engine::uploads::{MAX_MISSING_QUERY, MAX_STATUS_IDS, SessionView, parse_session_id};
 use crate::hash::Digest;
-use crate::http::auth::{Caller, authorize};
+use crate::http::auth::Caller;
 use crate::http::body::{closing, commit_body_limit};
 use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
+use crate::ids::SessionId;
 
 /// Media type of a chunk batch body.
 pub const CHUNKS_MEDIA_TYPE: &str = "application/vnd.eden-cas.chunks";
@@ -30,7 +28,7 @@ const MAX_CREATE_BODY: usize = 16 << 10;
 /// 10 000 quoted 64-hex ids and separators, with room to spare.
 const MAX_MISSING_BODY: usize = 1 << 20;
 
-fn session_id(req: &HttpRequest) -> Result<[u8; 16], ApiError> {
+fn session_id(req: &HttpRequest) -> Result<SessionId, ApiError> {
     req.match_info()
         .get("sid")
         .and_then(parse_session_id)
@@ -47,54 +45,40 @@ fn parse_digest(s: &str) -> Result<Digest, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("{s:?} is not a chunk id (64 lowercase hex)")))
 }
 
-fn session_json(v: &SessionView) -> serde_json::Value {
+fn chunker_view(v: &SessionView) -> Chunker {
     let c = v.record.chunker;
-    json!({
-        "session_id": v.id,
-        "chunker": {
-            "algorithm": crate::chunking::FASTCDC_2020,
-            "min_bytes": c.min_bytes,
-            "avg_bytes": c.avg_bytes,
-            "max_bytes": c.max_bytes,
-            "normalization": c.normalization,
-        },
-        "created_at": timestamp_ns(v.record.created_at_ns),
-        "expires_at": timestamp_ns(v.expires_at_ns),
-        "max_batch_bytes": v.max_batch_bytes,
-        "size": v.record.claimed_size,
-        "max_bytes": v.max_bytes,
-    })
+    Chunker {
+        algorithm: crate::chunking::FASTCDC_2020.to_string(),
+        avg_bytes: c.avg_bytes,
+        max_bytes: c.max_bytes,
+        min_bytes: c.min_bytes,
+        normalization: c.normalization,
+    }
 }
 
-async fn caller_and_session(
-    req: &HttpRequest,
-    state: &web::Data<AppState>,
-) -> Result<(Caller, [u8; 16]), ApiError> {
-    let caller = authorize(req, engine(state)).await?;
-    Ok((caller, session_id(req)?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    content_type: Option<String>,
-    filename: Option<String>,
-    expires_in: Option<String>,
-    /// The artifact's size in bytes, as the client will send it.
-    size: Option<u64>,
+fn session_view(v: &SessionView) -> Session {
+    Session {
+        chunker: chunker_view(v),
+        created_at: v.record.created_at.to_rfc3339(),
+        expires_at: v.expires_at.to_rfc3339(),
+        max_batch_bytes: v.max_batch_bytes,
+        max_bytes: v.max_bytes,
+        session_id: v.id.to_string(),
+        size: v.record.claimed_size,
+    }
 }
 
 /// `POST …/uploads` → 201 session.
 pub async fn create(
     req: HttpRequest,
+    caller: Caller,
     payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let caller = authorize(&req, engine(&state)).await.map_err(at)?;
-    let body: CreateBody =
+    let body: api::SessionRequest =
         parse_json(&read_body(payload, MAX_CREATE_BODY).await.map_err(at)?).map_err(at)?;
-    let request = SessionRequest {
+    let request = crate::engine::uploads::SessionRequest {
         content_type: sanitize_content_type(body.content_type.as_deref().map(str::as_bytes)),
         filename: body
             .filename
@@ -111,34 +95,30 @@ pub async fn create(
         claimed_size: body.size,
     };
     let view = engine(&state)
-        .create_upload(&caller.experiment, &caller.principal, request)
+        .create_upload(caller.experiment, &caller.principal, request)
         .await
         .map_err(|e| at(e.into()))?;
     let location = format!(
         "/cas/v1/experiments/{}/uploads/{}",
         caller.experiment, view.id
     );
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, location))
-        .content_type("application/json")
-        .body(session_json(&view).to_string()))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MissingBody {
-    chunks: Vec<String>,
+    let mut answer = json(StatusCode::CREATED, &session_view(&view));
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        answer.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(answer)
 }
 
 /// `POST …/uploads/{S}/missing` `{"chunks"}` → `{"missing"}` in request order.
 pub async fn missing(
     req: HttpRequest,
+    caller: Caller,
     payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
-    let body: MissingBody =
+    let sid = session_id(&req).map_err(at)?;
+    let body: api::MissingRequest =
         parse_json(&read_body(payload, MAX_MISSING_BODY).await.map_err(at)?).map_err(at)?;
     if body.chunks.len() > MAX_MISSING_QUERY {
         return Err(at(ApiError::bad_request(format!(
@@ -152,21 +132,22 @@ pub async fn missing(
         .collect::<Result<Vec<_>, _>>()
         .map_err(at)?;
     let missing = engine(&state)
-        .upload_missing(&caller.experiment, &caller.principal, &sid, ids)
+        .upload_missing(caller.experiment, &caller.principal, &sid, ids)
         .await
         .map_err(|e| at(e.into()))?;
-    let hex: Vec<String> = missing.iter().map(Digest::to_hex).collect();
-    Ok(json(StatusCode::OK, &json!({ "missing": hex })))
+    let missing = missing.iter().map(Digest::to_hex).collect();
+    Ok(json(StatusCode::OK, &api::Missing { missing }))
 }
 
 /// `PUT …/uploads/{S}/chunks` (framed body) → `{"received","stored_new"}`.
 pub async fn chunks(
     req: HttpRequest,
+    caller: Caller,
     mut payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
+    let sid = session_id(&req).map_err(at)?;
     let engine = engine(&state).clone();
     payload
         .check_declared(engine.max_batch_bytes(), ProblemType::PayloadTooLarge)
@@ -183,7 +164,7 @@ pub async fn chunks(
         ))));
     }
     let mut batch = engine
-        .begin_chunk_batch(&caller.experiment, &caller.principal, &sid)
+        .begin_chunk_batch(caller.experiment, &caller.principal, &sid)
         .await
         .map_err(|e| at(e.into()))?;
     let mut complete = true;
@@ -211,7 +192,10 @@ pub async fn chunks(
     })?;
     Ok(json(
         StatusCode::OK,
-        &json!({ "received": outcome.received, "stored_new": outcome.stored_new }),
+        &api::BatchReceipt {
+            received: outcome.received,
+            stored_new: outcome.stored_new,
+        },
     ))
 }
 
@@ -221,18 +205,19 @@ pub async fn chunks(
 /// the commit's memory does not depend on the list's length.
 pub async fn commit(
     req: HttpRequest,
+    caller: Caller,
     mut payload: crate::http::body::Body,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
+    let sid = session_id(&req).map_err(at)?;
     let engine = engine(&state).clone();
     let limit = commit_body_limit(&engine);
     payload
         .check_declared(limit, ProblemType::PayloadTooLarge)
         .map_err(at)?;
     let check = engine
-        .begin_commit(&caller.experiment, &caller.principal, &sid)
+        .begin_commit(caller.experiment, &caller.principal, &sid)
         .await
         .map_err(|e| at(e.into()))?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -289,16 +274,17 @@ pub async fn commit(
         .transpose()
         .map_err(at)?;
     let receipt = check.finish(trailer).await.map_err(|e| at(e.into()))?;
-    Ok(created(&caller.experiment, &receipt, &caller.principal))
+    Ok(created(caller.experiment, &receipt, &caller.principal))
 }
 
 /// `GET …/uploads/{S}[?after=&limit=]` → session with what it received.
 pub async fn status(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
+    let sid = session_id(&req).map_err(at)?;
     let params =
         query::parse(req.query_string()).map_err(|e| at(ApiError::bad_request(e.to_string())))?;
     let (mut after, mut limit) = (None, MAX_STATUS_IDS);
@@ -320,26 +306,36 @@ pub async fn status(
         }
     }
     let s = engine(&state)
-        .upload_status(&caller.experiment, &caller.principal, &sid, after, limit)
+        .upload_status(caller.experiment, &caller.principal, &sid, after, limit)
         .await
         .map_err(|e| at(e.into()))?;
-    let mut v = session_json(&s.view);
-    v["received_chunks"] = json!(s.received_chunks);
-    v["received_bytes"] = json!(s.received_bytes);
-    v["received"] = json!(s.received.iter().map(Digest::to_hex).collect::<Vec<_>>());
-    v["received_next"] = json!(s.next.map(|d| d.to_hex()));
-    Ok(json(StatusCode::OK, &v))
+    let session = session_view(&s.view);
+    let status = api::SessionStatus {
+        chunker: session.chunker,
+        created_at: session.created_at,
+        expires_at: session.expires_at,
+        max_batch_bytes: session.max_batch_bytes,
+        max_bytes: session.max_bytes,
+        received: s.received.iter().map(Digest::to_hex).collect(),
+        received_bytes: s.received_bytes,
+        received_chunks: s.received_chunks,
+        received_next: s.next.map(|d| d.to_hex()),
+        session_id: session.session_id,
+        size: session.size,
+    };
+    Ok(json(StatusCode::OK, &status))
 }
 
 /// `DELETE …/uploads/{S}` → 204; the session's pins are released.
 pub async fn abandon(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
-    let (caller, sid) = caller_and_session(&req, &state).await.map_err(at)?;
+    let sid = session_id(&req).map_err(at)?;
     engine(&state)
-        .abandon_upload(&caller.experiment, &caller.principal, &sid)
+        .abandon_upload(caller.experiment, &caller.principal, &sid)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(HttpResponse::NoContent().finish())
