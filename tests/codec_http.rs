@@ -11,7 +11,7 @@ mod v1;
 use std::path::Path;
 
 use common::*;
-use eden_cas::pack::{Codec, TRAILER_LEN, decode_footer, decode_trailer};
+use eden_cas::pack::{Codec, parse_pack};
 use serde_json::Value;
 
 /// Float32 weights in (-0.04, 0.04), triangular like a sum of two uniforms.
@@ -38,10 +38,7 @@ fn footer_codecs(data_dir: &Path) -> Vec<Codec> {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "pack") {
                 let b = std::fs::read(&p).unwrap();
-                let t = decode_trailer(&b[b.len() - TRAILER_LEN..]).unwrap();
-                let end = b.len() - TRAILER_LEN;
-                let footer = &b[end - t.footer_len as usize..end];
-                out.extend(decode_footer(footer, &t).unwrap().iter().map(|e| e.codec));
+                out.extend(parse_pack(&b).unwrap().entries.iter().map(|e| e.codec));
             }
         }
     }

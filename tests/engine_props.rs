@@ -13,7 +13,7 @@ use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
 use eden_cas::meta::Meta;
-use eden_cas::pack::{TRAILER_LEN, decode_footer, decode_trailer};
+use eden_cas::pack::reader::PackReader;
 use futures_util::StreamExt;
 use proptest::prelude::*;
 
@@ -132,18 +132,12 @@ async fn stored_chunks(engine: &Arc<Engine>) -> (HashMap<Digest, usize>, u64) {
     let mut total = 0;
     for (key, size) in engine.blobs().list(keys::PACKS).await.unwrap() {
         total += size;
-        let tail = engine
-            .blobs()
-            .read_range(&key, size - TRAILER_LEN as u64, TRAILER_LEN as u64)
+        let id = keys::parse_pack(&key).unwrap().0;
+        let tail = PackReader::new(engine.blobs())
+            .tail(id, size)
             .await
             .unwrap();
-        let t = decode_trailer(&tail).unwrap();
-        let footer = engine
-            .blobs()
-            .read_range(&key, size - TRAILER_LEN as u64 - t.footer_len, t.footer_len)
-            .await
-            .unwrap();
-        for e in decode_footer(&footer, &t).unwrap() {
+        for e in tail.entries {
             *seen.entry(e.id).or_insert(0) += 1;
         }
     }

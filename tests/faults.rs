@@ -31,8 +31,8 @@ const EXP: &str = "exp_00000000000000000000000001";
 const TEST_LIMIT: Duration = Duration::from_secs(60);
 /// Retries of the blob store under test (each costs ≥ 50 ms of backoff).
 const RETRIES: usize = 2;
-/// Pack header (`EDENPK01`): chunk bytes start after it.
-const PACK_HEADER_LEN: u64 = 8;
+/// Pack header: chunk bytes start after it.
+const PACK_HEADER_LEN: u64 = eden_cas::pack::HEADER_LEN;
 
 /// An engine over a fresh data dir whose blob store follows `plan`.
 pub struct Fixture {

@@ -19,7 +19,7 @@ use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
 use eden_cas::meta::Meta;
 use eden_cas::meta::records::ManifestEntry;
-use eden_cas::pack::{TRAILER_LEN, decode_trailer};
+use eden_cas::pack::reader::PackReader;
 use futures_util::StreamExt;
 
 /// The experiment every fixture deposits into.
@@ -144,12 +144,12 @@ pub async fn stored(engine: &Arc<Engine>) -> Stored {
     for (key, size) in blobs.list(keys::PACKS).await.expect("list packs") {
         s.packs += 1;
         s.bytes += size;
-        let tail = blobs
-            .read_range(&key, size - TRAILER_LEN as u64, TRAILER_LEN as u64)
+        let id = keys::parse_pack(&key).expect("a pack key").0;
+        let tail = PackReader::new(blobs)
+            .tail(id, size)
             .await
-            .expect("read trailer");
-        let t = decode_trailer(&tail).expect("complete pack");
-        s.chunk_bytes += size - 8 - t.footer_len - TRAILER_LEN as u64;
+            .expect("complete pack");
+        s.chunk_bytes += tail.chunk_bytes();
     }
     s.manifests = blobs
         .list(keys::MANIFESTS)
