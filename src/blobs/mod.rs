@@ -52,6 +52,17 @@ pub enum BlobError {
     /// network, disk).
     #[error("blob store: {0}")]
     Backend(#[from] opendal::Error),
+    /// A ranged read found the object shorter than the range: it ended
+    /// early, or the backend refused a range past its end.
+    #[error("short read of {key}: {got} of {expected} bytes")]
+    ShortRead {
+        /// The object.
+        key: String,
+        /// Bytes asked for.
+        expected: u64,
+        /// Bytes received (0 when the backend refused the range).
+        got: u64,
+    },
     /// Local I/O around the backend (directory fsync).
     #[error("blob store I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -323,24 +334,30 @@ impl BlobStore {
     }
 
     /// Reads `len` bytes at `offset` of `key`, with one ranged request.
+    ///
+    /// # Errors
+    /// [`BlobError::NotFound`] for an absent object, [`BlobError::ShortRead`]
+    /// when it ends before `offset + len` (whether the backend ends the body
+    /// early or refuses the range, as fs does), else [`BlobError::Backend`].
     pub async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, BlobError> {
         if len == 0 {
             return Ok(Bytes::new());
         }
         BlobCounters::add(&self.counters.get, 1);
-        let buf = self
-            .op
-            .read_with(key)
-            .range(offset..offset + len)
-            .await
-            .map_err(|e| map_err(key, e))?;
+        let short = |got: u64| BlobError::ShortRead {
+            key: key.to_string(),
+            expected: len,
+            got,
+        };
+        let buf = match self.op.read_with(key).range(offset..offset + len).await {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == ErrorKind::RangeNotSatisfied => return Err(short(0)),
+            Err(e) => return Err(map_err(key, e)),
+        };
         let bytes = buf.to_bytes();
         BlobCounters::add(&self.counters.bytes_read, bytes.len() as u64);
         if bytes.len() as u64 != len {
-            return Err(BlobError::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("short read of {key}: {} of {len} bytes", bytes.len()),
-            )));
+            return Err(short(bytes.len() as u64));
         }
         Ok(bytes)
     }

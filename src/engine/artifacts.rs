@@ -255,7 +255,7 @@ impl Engine {
             let (p, add) = blocking(move || {
                 let segment = meta
                     .segment(&sid)?
-                    .ok_or_else(|| EngineError::Integrity(format!("segment {sid} missing")))?;
+                    .ok_or_else(|| EngineError::missing(super::Record::Segment(sid)))?;
                 let ids: Vec<Digest> = segment.entries.iter().map(|e| e.id).collect();
                 let mut add = VisibleDedup::default();
                 let mut seen = HashSet::with_capacity(ids.len());

@@ -153,6 +153,10 @@ impl Engine {
     /// Writes a consistent RocksDB checkpoint of the metadata to the blob
     /// store under `backups/<name>/`, [`BACKUP_INDEX`] last. Safe while the
     /// server runs; one backup at a time per process.
+    ///
+    /// # Errors
+    /// Blob store and metadata failures; a checkpoint that cannot be written
+    /// locally.
     pub async fn backup(&self) -> Result<BackupReport, EngineError> {
         let _one = BACKUP_LOCK.lock().await;
         let (stamp, created_at) = utc_stamp();
@@ -297,6 +301,9 @@ async fn upload_file(
 }
 
 /// The backups in the blob store, oldest first.
+///
+/// # Errors
+/// Blob store failures.
 pub async fn list_backups(blobs: &BlobStore) -> Result<BackupListing, EngineError> {
     let mut names: BTreeMap<String, bool> = BTreeMap::new();
     for (key, _) in blobs.list(keys::BACKUPS).await? {
@@ -325,7 +332,12 @@ pub async fn list_backups(blobs: &BlobStore) -> Result<BackupListing, EngineErro
 /// temporary directory beside it, which is renamed into place last. The
 /// restored metadata carries the reindex-pending marker
 /// ([`recovery::REINDEX_PENDING`]): the next opener reindexes before use.
-/// [`EngineError::AlreadyExists`] when `meta_dir` holds anything.
+///
+/// # Errors
+/// [`EngineError::AlreadyExists`] when `meta_dir` holds anything;
+/// [`EngineError::BadRequest`] for a malformed name; [`EngineError::Integrity`]
+/// ([`crate::engine::IntegrityError::Inconsistent`]) when the index or a
+/// file does not match; blob store, metadata and local I/O failures.
 pub async fn restore_backup(
     blobs: &BlobStore,
     meta_dir: &Path,
@@ -341,7 +353,7 @@ pub async fn restore_backup(
     }
     let raw = blobs.read(&keys::backup_file(name, BACKUP_INDEX)).await?;
     let index: BackupIndex = serde_json::from_slice(&raw)
-        .map_err(|e| EngineError::Integrity(format!("backup {name}: {BACKUP_INDEX}: {e}")))?;
+        .map_err(|e| EngineError::inconsistent(format!("backup {name}: {BACKUP_INDEX}: {e}")))?;
     let mut seen = HashSet::new();
     if index.format != BACKUP_FORMAT
         || index.name != name
@@ -350,7 +362,7 @@ pub async fn restore_backup(
             .iter()
             .any(|f| !is_plain_file_name(&f.name) || !seen.insert(f.name.as_str()))
     {
-        return Err(EngineError::Integrity(format!(
+        return Err(EngineError::inconsistent(format!(
             "backup {name}: {BACKUP_INDEX} is not a format-{BACKUP_FORMAT} index of this backup"
         )));
     }
@@ -425,7 +437,7 @@ async fn download_file(
 ) -> Result<(), EngineError> {
     let size = blobs.size(key).await?;
     if size != expected.bytes {
-        return Err(EngineError::Integrity(format!(
+        return Err(EngineError::inconsistent(format!(
             "{key}: {size} bytes, the backup index says {}",
             expected.bytes
         )));
@@ -445,7 +457,7 @@ async fn download_file(
     out.sync_all().await.map_err(|e| io_err(path, e))?;
     let actual = Digest::from(hasher.finalize()).to_hex();
     if actual != expected.blake3 {
-        return Err(EngineError::Integrity(format!(
+        return Err(EngineError::inconsistent(format!(
             "{key}: BLAKE3 {actual}, the backup index says {}",
             expected.blake3
         )));

@@ -37,7 +37,7 @@ use std::time::Instant;
 use ulid::Ulid;
 
 use super::packcheck::{
-    CorruptChunk, HEADER_LEN, PackFault, index_entries_in, read_footer, verify_entries, verify_pack,
+    CorruptChunk, PackFault, index_entries_in, read_footer, verify_entries, verify_pack,
 };
 use super::{Engine, EngineError, blocking};
 use crate::blobs::{BlobError, keys};
@@ -45,7 +45,7 @@ use crate::hash::Digest;
 use crate::meta::Meta;
 use crate::meta::records::{Manifest, PackRecord};
 use crate::meta::scan::ScannedArtifact;
-use crate::pack::TRAILER_LEN;
+use crate::pack::{HEADER_LEN, max_data_end};
 
 mod report;
 
@@ -77,6 +77,10 @@ struct PackSummary {
 impl Engine {
     /// Checks the whole store (see the module docs); `deep` also reads every
     /// artifact's content back. Read-only.
+    ///
+    /// # Errors
+    /// Blob store and metadata failures (faults of the stored data are
+    /// findings in the report, not errors).
     pub async fn fsck(self: &Arc<Self>, deep: bool) -> Result<FsckReport, EngineError> {
         let started = Instant::now();
         let mut report = FsckReport {
@@ -166,7 +170,7 @@ impl Engine {
             };
             if s.footer_ok {
                 let footer = match read_footer(self, pack, s.bytes).await? {
-                    Ok((footer, _, _)) => footer,
+                    Ok(tail) => tail.entries,
                     Err(_) => continue, // changed meanwhile; pass 1 judged it
                 };
                 let listed: HashSet<(Digest, u64)> =
@@ -395,7 +399,7 @@ fn index_pass(
         }
         let hi = s
             .data_end
-            .unwrap_or_else(|| s.bytes.saturating_sub(TRAILER_LEN as u64));
+            .unwrap_or_else(|| max_data_end(s.bytes));
         let end = loc.offset.saturating_add(u64::from(loc.stored_len));
         if loc.offset < HEADER_LEN || end > hi {
             c.chunk_problem(
@@ -548,15 +552,10 @@ fn fault_kind(f: &PackFault) -> (ProblemKind, bool) {
 fn fault_detail(pack: u128, f: &PackFault) -> String {
     let key = keys::pack(Ulid(pack));
     match f {
-        PackFault::Missing => format!("pack object {key} is missing from the blob store"),
-        PackFault::SizeMismatch { recorded, actual } => {
-            format!("pack object {key} is {actual} bytes, its record says {recorded}")
+        PackFault::BadFooter(_) => {
+            format!("{key}: {f} (its chunks cannot be re-indexed from the blob store)")
         }
-        PackFault::Truncated => format!("pack object {key} ends before the data it describes"),
-        PackFault::BadHeader => format!("pack object {key} does not start with the pack magic"),
-        PackFault::BadFooter(why) => format!(
-            "pack object {key}: {why} (its chunks cannot be re-indexed from the blob store)"
-        ),
+        _ => format!("{key}: {f}"),
     }
 }
 

@@ -37,6 +37,7 @@
 //! segments and manifests, and one pack's footer at a time.
 
 mod compact;
+mod mark;
 mod sweep;
 
 use std::collections::{HashMap, HashSet};
@@ -48,19 +49,18 @@ use serde::Serialize;
 use ulid::Ulid;
 
 use super::artifacts::now_unix_s;
-use super::{Engine, EngineError, Stats, blocking};
+use super::{Engine, EngineError, Record, Stats, blocking};
 use crate::blobs::keys;
 use crate::clock::Timestamp;
 use crate::hash::Digest;
 use crate::meta::Meta;
 use crate::meta::records::{ChunkLocation, PackRecord};
-use crate::pack::{ENTRY_LEN, HEADER_MAGIC, PackEntry, TRAILER_LEN};
+use crate::pack::PackEntry;
+use crate::pack::reader::PackReader;
 use compact::Compactor;
 
 /// Default live-bytes ratio under which a pack is compacted.
 pub const DEFAULT_COMPACT_BELOW: f64 = 0.8;
-/// Chunks read from a pack being compacted with one ranged read, at most.
-const READ_SPAN: u64 = 8 << 20;
 /// Index entries removed per locked batch.
 const SWEEP_BATCH: usize = 2048;
 /// Environment variable naming a crash point (crash tests only).
@@ -218,6 +218,9 @@ impl Engine {
     }
 
     /// Runs a whole GC and reports it (log line and metrics too).
+    ///
+    /// # Errors
+    /// As [`GcRun::step`].
     pub async fn gc(self: &Arc<Self>, opts: GcOptions) -> Result<GcReport, EngineError> {
         let mut run = self.gc_begin(opts).await;
         while run.step().await? {}
@@ -253,6 +256,12 @@ impl Engine {
 
 impl GcRun {
     /// Runs the next phase; false once the run is complete.
+    ///
+    /// # Errors
+    /// [`EngineError::LeaseLost`] when the blob store lease is gone;
+    /// [`EngineError::Integrity`] with [`crate::engine::IntegrityError::MissingRecord`]
+    /// when a live artifact's manifest or segment is missing (nothing is
+    /// collected); blob store and metadata failures.
     pub async fn step(&mut self) -> Result<bool, EngineError> {
         // Every phase after the plan changes the store: re-check the writer
         // lease first (another process may have taken the blob store over).
@@ -327,73 +336,6 @@ impl GcRun {
             "garbage collection finished"
         );
         std::mem::take(&mut self.report)
-    }
-
-    /// Phase 1: open the pin window, then collect everything live.
-    async fn mark(&mut self) -> Result<(), EngineError> {
-        let snapshot = self.engine.pins.open_window();
-        let meta = self.engine.meta.clone();
-        let now = Timestamp::now();
-        let (live, live_ids, expired, alive) = blocking(move || {
-            let mut m = Marker {
-                meta: &meta,
-                live: HashSet::new(),
-                ids: HashSet::new(),
-            };
-            m.live.extend(snapshot.chunks.iter().map(fp));
-            for id in &snapshot.sealed {
-                // A pinned id is a segment or a manifest; either may not be
-                // written yet (then its chunks are still loose pins).
-                m.keep_segment(id, false)?;
-                if let Some(manifest) = meta.manifest(id)? {
-                    for seg in &manifest.segments {
-                        m.keep_segment(&seg.id, false)?;
-                    }
-                }
-            }
-            // Kept whether written yet or not: a segment pinned before the
-            // window and written after it is live too.
-            m.ids.extend(snapshot.sealed.iter().copied());
-            meta.scan_all_upload_chunks(|c| {
-                m.live.insert(fp(&c));
-            })?;
-            let mut expired = Vec::new();
-            let mut manifests = HashSet::new();
-            let mut alive = 0u64;
-            meta.scan_artifacts(|exp, id, rec| {
-                if rec.expired(now) {
-                    expired.push((exp.to_string(), id));
-                } else {
-                    alive += 1;
-                    manifests.insert(rec.manifest);
-                }
-                true
-            })?;
-            for id in manifests {
-                if !m.ids.insert(id) {
-                    continue;
-                }
-                // A live artifact whose manifest is unreadable would make its
-                // chunks look dead: refuse to collect anything.
-                let manifest = meta.manifest(&id)?.ok_or_else(|| {
-                    EngineError::Integrity(format!(
-                        "manifest {id} of a live artifact is missing; run `eden-cas fsck` before GC"
-                    ))
-                })?;
-                for seg in &manifest.segments {
-                    m.keep_segment(&seg.id, true)?;
-                }
-            }
-            Ok((m.live, m.ids, expired, alive))
-        })
-        .await?;
-        self.report.chunks_live = live.len() as u64;
-        self.report.artifacts_live = alive;
-        self.report.artifacts_expired = expired.len() as u64;
-        self.live = live;
-        self.live_ids = live_ids;
-        self.expired = expired;
-        Ok(())
     }
 
     /// Phase 2: live bytes per pack, doomed and compactable packs, orphans.
@@ -566,53 +508,24 @@ impl GcRun {
     }
 }
 
-/// Collects live segments and their chunks.
-struct Marker<'a> {
-    meta: &'a Meta,
-    live: HashSet<u64>,
-    ids: HashSet<Digest>,
-}
-
-impl Marker<'_> {
-    /// Marks a segment and its chunks; a missing segment is an error when
-    /// `required` (a live manifest names it), else ignored.
-    fn keep_segment(&mut self, id: &Digest, required: bool) -> Result<(), EngineError> {
-        if self.ids.contains(id) {
-            return Ok(());
-        }
-        match self.meta.segment(id)? {
-            Some(seg) => {
-                self.ids.insert(*id);
-                self.live.extend(seg.entries.iter().map(|e| fp(&e.id)));
-                Ok(())
-            }
-            None if required => Err(EngineError::Integrity(format!(
-                "segment {id} of a live manifest is missing; run `eden-cas fsck` before GC"
-            ))),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Bytes of a pack's chunk area (without header, footer and trailer).
+/// Bytes of a pack's chunk area (without header, footer and trailer; a
+/// format-1 pack's is counted 4 bytes short, which only nudges the
+/// compaction ratio).
 fn data_bytes(rec: &PackRecord) -> u64 {
-    let overhead =
-        HEADER_MAGIC.len() as u64 + u64::from(rec.chunks) * ENTRY_LEN as u64 + TRAILER_LEN as u64;
-    rec.bytes.saturating_sub(overhead)
+    rec.bytes
+        .saturating_sub(crate::pack::overhead_bytes(rec.chunks))
 }
 
-/// A pack's footer entries (`packcheck::read_footer`); an unreadable
+/// A pack's footer entries, read through the pack reader; an unreadable
 /// footer or a missing object is an integrity error.
 pub(crate) async fn read_footer(
     engine: &Arc<Engine>,
     pack: u128,
     rec: &PackRecord,
 ) -> Result<Vec<PackEntry>, EngineError> {
-    match super::packcheck::read_footer(engine, pack, rec.bytes).await? {
-        Ok((entries, _, _)) => Ok(entries),
-        Err(fault) => Err(EngineError::Integrity(format!(
-            "pack {}: {fault:?}",
-            keys::pack(Ulid(pack))
-        ))),
-    }
+    PackReader::new(&engine.blobs)
+        .tail(pack, rec.bytes)
+        .await
+        .map(|tail| tail.entries)
+        .map_err(|e| EngineError::from_pack(pack, e))
 }

@@ -4,9 +4,9 @@
 //!
 //! Proof is a hash mismatch or an undecodable chunk, a pack object that is
 //! missing while the index still names it, or a pack that ends before the
-//! copy does. Every verified read path reports here: fetches (`read.rs`),
-//! upload-commit readback (`readback.rs`), fsck and the scrubber (both
-//! through `packcheck.rs`). Marking follows the scrubber's rule
+//! copy does. Every verified read path reports here: fetches (`read.rs`)
+//! and upload-commit readback (`readback.rs`) through [`read_checked`],
+//! fsck and the scrubber (both through `packcheck.rs`). Marking follows the scrubber's rule
 //! ([`Engine::mark_chunk_bad`]): only if the index entry still names the
 //! copy that failed, under the index lock, so a copy relocated by GC or
 //! already healed by a new upload is never touched.
@@ -28,21 +28,11 @@ use ulid::Ulid;
 
 use super::scrub::ScrubReport;
 use super::{Engine, EngineError};
-use crate::blobs::{BlobError, keys};
+use crate::blobs::keys;
 use crate::hash::Digest;
 use crate::meta::records::ChunkLocation;
-
-/// Whether a ranged read failed because the object is shorter than the
-/// range: the fs backend says "range not satisfied", others end the body
-/// early. [`Engine::condemn_short_pack`] then checks the object's real size
-/// before marking anything, so a false positive here costs one `stat`.
-pub(crate) fn is_short_read(e: &BlobError) -> bool {
-    match e {
-        BlobError::Io(io) => io.kind() == std::io::ErrorKind::UnexpectedEof,
-        BlobError::Backend(b) => b.kind() == opendal::ErrorKind::RangeNotSatisfied,
-        _ => false,
-    }
-}
+use crate::pack::PackError;
+use crate::pack::reader::{CacheUse, PackReader, Span, Verified};
 
 impl Engine {
     /// A verified read proved the copy of `id` at `loc` bad (`reason` says
@@ -70,10 +60,9 @@ impl Engine {
         pack: u128,
         chunks: &[(Digest, ChunkLocation)],
     ) {
-        let key = keys::pack(Ulid(pack));
-        let size = match self.blobs.size(&key).await {
+        let size = match PackReader::new(&self.blobs).size(pack).await {
             Ok(n) => Some(n),
-            Err(BlobError::NotFound(_)) => None,
+            Err(PackError::Missing) => None,
             Err(e) => {
                 tracing::warn!(pack = %Ulid(pack), error = %e, "pack size unknown; left to the scrubber");
                 return;
@@ -143,51 +132,33 @@ impl Engine {
     }
 }
 
-/// Decodes and BLAKE3-checks the copies `chunks`, whose stored bytes lie in
-/// `bytes` (read from offset `base` of `pack`), on a blocking thread. The
-/// first copy that fails is condemned and its error returned; a read that
-/// came back shorter than asked means a truncated pack.
-pub(crate) async fn decode_span(
+/// Reads `span` verified through the pack reader and turns what a failure
+/// proves into marks: a copy that fails its hash or decode is condemned, and
+/// so are the copies a truncated pack cannot hold. A missing pack is left to
+/// the caller (it may have been compacted since the read was planned).
+pub(crate) async fn read_checked<T>(
     engine: &Arc<Engine>,
-    pack: u128,
-    base: u64,
-    bytes: bytes::Bytes,
-    chunks: Vec<(Digest, ChunkLocation)>,
-) -> Result<Vec<bytes::Bytes>, EngineError> {
-    let key = keys::pack(Ulid(pack));
-    let all = chunks.clone();
-    let outcome = super::blocking(move || {
-        let mut out = Vec::with_capacity(chunks.len());
-        for (id, loc) in chunks {
-            let stored = loc
-                .offset
-                .checked_sub(base)
-                .and_then(|rel| usize::try_from(rel).ok())
-                .and_then(|rel| bytes.get(rel..rel + loc.stored_len as usize));
-            let Some(stored) = stored else {
-                return Ok(Err(None));
-            };
-            let stored = bytes.slice_ref(stored);
-            match crate::pack::decode_chunk(&id, loc.codec, loc.raw_len, stored) {
-                Ok(raw) => out.push(raw),
-                Err(err) => return Ok(Err(Some((id, loc, format!("{err} (pack {key})"))))),
-            }
-        }
-        Ok(Ok(out))
-    })
-    .await?;
-    match outcome {
-        Ok(out) => Ok(out),
-        Err(Some((id, loc, why))) => {
-            engine.condemn(id, loc, &why).await;
-            Err(EngineError::Integrity(why))
-        }
-        Err(None) => {
-            engine.condemn_short_pack(pack, &all).await;
-            Err(EngineError::Integrity(format!(
-                "pack {} truncated",
-                keys::pack(Ulid(pack))
-            )))
-        }
+    span: &Span<T>,
+    cache: CacheUse,
+) -> Result<Verified, PackError> {
+    let reader = PackReader::new(&engine.blobs);
+    let err = match reader.read_verified(span, cache).await {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let copies = || {
+        span.members
+            .iter()
+            .map(|(e, _)| (e.id, ChunkLocation::in_pack(span.pack, e)))
+    };
+    if let Some(bad) = err.bad_chunk()
+        && let Some((id, loc)) = copies().find(|(id, _)| *id == bad)
+    {
+        let why = format!("{err} (pack {})", keys::pack(Ulid(span.pack)));
+        engine.condemn(id, loc, &why).await;
+    } else if matches!(err, PackError::Truncated { .. }) {
+        let all: Vec<(Digest, ChunkLocation)> = copies().collect();
+        engine.condemn_short_pack(span.pack, &all).await;
     }
+    Err(err)
 }

@@ -219,7 +219,7 @@ impl SegmentBuilder {
         if self.segment.entries.is_empty() {
             return Ok(());
         }
-        let encoded = encode(&self.segment);
+        let encoded = encode(&self.segment)?;
         let id = Digest::of(&encoded);
         self.pins.sealed(id);
         meta.put_segment(&id, &encoded)?;
@@ -549,7 +549,7 @@ impl Ingest {
             // `process(last = true)` sealed the last partial segment.
             segments: state.segments.finish(&state.meta)?,
         };
-        let manifest_id = Digest::of(&encode(&manifest));
+        let manifest_id = Digest::of(&encode(&manifest)?);
         self.pins.sealed(manifest_id);
         write_manifest_object(&self.engine, &manifest_id, &manifest).await?;
         Ok(PreparedContent {

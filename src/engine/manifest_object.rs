@@ -28,7 +28,7 @@ pub(crate) async fn write_manifest_object(
     manifest: &Manifest,
 ) -> Result<(), EngineError> {
     let key = keys::manifest(id);
-    let head = encode(manifest);
+    let head = encode(manifest)?;
     let expected = (MANIFEST_MAGIC.len() + 4 + head.len()) as u64 + 36 * manifest.chunks;
     for attempt in 0..2 {
         match write_manifest_bytes(engine, &key, &head, manifest).await {
@@ -42,7 +42,7 @@ pub(crate) async fn write_manifest_object(
                 engine.blobs.delete(&key).await?;
             }
             Ok(n) => {
-                return Err(EngineError::Integrity(format!(
+                return Err(EngineError::inconsistent(format!(
                     "manifest object {key} is {n} bytes, expected {expected}"
                 )));
             }
@@ -72,7 +72,7 @@ async fn write_manifest_bytes(
             let sid = seg.id;
             let segment = blocking(move || {
                 meta.segment(&sid)?
-                    .ok_or_else(|| EngineError::Integrity(format!("segment {sid} missing")))
+                    .ok_or_else(|| EngineError::missing(super::Record::Segment(sid)))
             })
             .await?;
             let mut buf = Vec::with_capacity(segment.entries.len() * 36);

@@ -35,7 +35,9 @@ use std::time::Duration;
 use crate::auth::token::{Secret, TokenHasher};
 use crate::blobs::{BlobError, BlobStore};
 use crate::chunking::ChunkerParams;
+use crate::hash::Digest;
 use crate::meta::{Meta, MetaError};
+use crate::pack::PackError;
 
 pub use access::ReadableArtifact;
 pub use fsck::FsckReport;
@@ -143,9 +145,10 @@ pub enum EngineError {
     /// The thing to create already exists.
     #[error("already exists")]
     AlreadyExists,
-    /// Stored data failed verification (corrupt or missing chunk).
+    /// Stored data failed verification, or data that committed records
+    /// depend on is gone; [`IntegrityError`] says which.
     #[error("integrity failure: {0}")]
-    Integrity(String),
+    Integrity(#[from] IntegrityError),
     /// The upload session expired or ended; the reason is client-safe.
     #[error("upload session ended: {0}")]
     SessionEnded(String),
@@ -198,6 +201,106 @@ pub enum EngineError {
     /// A background task failed.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+/// What is wrong with stored data. Callers branch on the variant (fsck,
+/// GC, the read path); the text is for logs and operator reports only.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntegrityError {
+    /// A pack object the index still names is gone.
+    #[error("pack {} missing", pack_key(*pack))]
+    PackMissing {
+        /// Pack id.
+        pack: u128,
+    },
+    /// A pack object ends before bytes the index places in it.
+    #[error("pack {} truncated ({got} of {expected} bytes read)", pack_key(*pack))]
+    Truncated {
+        /// Pack id.
+        pack: u128,
+        /// Bytes asked for.
+        expected: u64,
+        /// Bytes the object had.
+        got: u64,
+    },
+    /// A pack's trailer or footer, or a chunk copy in it, fails
+    /// verification.
+    #[error("{source} (pack {})", pack_key(*pack))]
+    Corrupt {
+        /// Pack id.
+        pack: u128,
+        /// What failed.
+        #[source]
+        source: PackError,
+    },
+    /// A record that committed data depends on is absent from metadata.
+    #[error("{0} missing")]
+    MissingRecord(Record),
+    /// Stored records disagree with each other or with the objects they
+    /// describe (sizes, digests, lengths).
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// A metadata record, by id, for [`IntegrityError::MissingRecord`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Record {
+    /// A manifest (`manifests-v1`).
+    Manifest(Digest),
+    /// A segment (`segments-v1`).
+    Segment(Digest),
+    /// A chunk's index entry (`chunks-v1`).
+    ChunkIndex(Digest),
+}
+
+impl std::fmt::Display for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Record::Manifest(id) => write!(f, "manifest {id}"),
+            Record::Segment(id) => write!(f, "segment {id}"),
+            Record::ChunkIndex(id) => write!(f, "index entry of chunk {id}"),
+        }
+    }
+}
+
+fn pack_key(pack: u128) -> String {
+    crate::blobs::keys::pack(ulid::Ulid(pack))
+}
+
+impl EngineError {
+    /// The engine's error for a failed read of pack `pack`: a fault of the
+    /// pack is an [`IntegrityError`], a blob store failure stays one.
+    pub fn from_pack(pack: u128, e: PackError) -> Self {
+        let integrity = match e {
+            PackError::Blob(b) => return EngineError::Blob(b),
+            PackError::Interrupted => return EngineError::Internal(e.to_string()),
+            PackError::Missing => IntegrityError::PackMissing { pack },
+            PackError::Truncated { expected, got } => IntegrityError::Truncated {
+                pack,
+                expected,
+                got,
+            },
+            source => IntegrityError::Corrupt { pack, source },
+        };
+        EngineError::Integrity(integrity)
+    }
+
+    /// A committed record's dependency `record` is missing.
+    pub fn missing(record: Record) -> Self {
+        EngineError::Integrity(IntegrityError::MissingRecord(record))
+    }
+
+    /// Records disagree; `detail` says how (operator-facing).
+    pub fn inconsistent(detail: impl Into<String>) -> Self {
+        EngineError::Integrity(IntegrityError::Inconsistent(detail.into()))
+    }
+
+    /// Whether stored data failed verification or is gone.
+    pub fn is_integrity(&self) -> bool {
+        matches!(self, EngineError::Integrity(_))
+    }
 }
 
 /// Runs a blocking closure (RocksDB, hashing) off the async executor.
@@ -308,6 +411,10 @@ const TOKEN_KEY: &str = "token-hash-key";
 
 impl Engine {
     /// Builds an engine over opened stores.
+    ///
+    /// # Errors
+    /// [`EngineError::BadRequest`] for invalid chunker parameters; metadata
+    /// failures reading or creating the token key and quota usage.
     pub fn new(
         meta: Meta,
         blobs: BlobStore,

@@ -1,8 +1,9 @@
 //! Verifying one pack whole — the check shared by `fsck` and the
 //! background scrubber.
 //!
-//! A pack is read from end to start of its data with ranged reads of at
-//! most [`WINDOW_BYTES`] (cut at chunk boundaries), so every stored byte is
+//! A pack is read through the pack reader (`pack::reader`): its tail, then
+//! from start to end of its data with ranged reads of at most the reader's
+//! window (cut at chunk boundaries), so every stored byte is
 //! touched, and each chunk that the index locates in the pack (same id,
 //! same offset) is decoded and BLAKE3-checked (invariant 6). Footer entries
 //! that no index entry names are dead copies (superseded, or stored twice
@@ -16,24 +17,17 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_util::{StreamExt, stream};
+use futures_util::StreamExt;
 
 use super::{Engine, EngineError, blocking};
-use crate::blobs::{BlobError, keys};
 use crate::hash::Digest;
 use crate::meta::Meta;
 use crate::meta::records::ChunkLocation;
-use crate::pack::{
-    HEADER_MAGIC, PackEntry, TRAILER_LEN, decode_chunk, decode_footer, decode_trailer,
-};
+use crate::pack::reader::{Gaps, PackReader, Span, SpanBytes, coalesce, cover};
+use crate::pack::{HEADER_LEN, PackEntry, PackError, PackTail};
 
-/// Pack bytes are read in windows of at most this size.
-pub(crate) const WINDOW_BYTES: u64 = 8 << 20;
 /// Windows read ahead of the decoder.
 const READ_AHEAD: usize = 2;
-/// Length of the pack header.
-pub(crate) const HEADER_LEN: u64 = HEADER_MAGIC.len() as u64;
 
 /// What is wrong with a pack as a whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,9 +45,40 @@ pub(crate) enum PackFault {
     Truncated,
     /// The first bytes are not the pack magic.
     BadHeader,
-    /// Trailer or footer missing, malformed or failing its hash: the chunk
-    /// index could not be rebuilt from this pack.
+    /// Trailer or footer missing, malformed, of an unknown format or
+    /// failing its hash: the chunk index could not be rebuilt from this
+    /// pack. The text is the reader's [`PackError`].
     BadFooter(String),
+}
+
+impl PackFault {
+    /// The one classification of a failed pack read: a fault of the pack,
+    /// or (blob store failures) an error.
+    pub(crate) fn of(pack: u128, e: PackError) -> Result<PackFault, EngineError> {
+        match e {
+            PackError::Missing => Ok(PackFault::Missing),
+            PackError::Truncated { .. } => Ok(PackFault::Truncated),
+            e if e.is_fault() => Ok(PackFault::BadFooter(e.to_string())),
+            e => Err(EngineError::from_pack(pack, e)),
+        }
+    }
+}
+
+impl std::fmt::Display for PackFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PackFault::Missing => write!(f, "{}", PackError::Missing),
+            PackFault::SizeMismatch { recorded, actual } => {
+                write!(
+                    f,
+                    "pack object is {actual} bytes, its record says {recorded}"
+                )
+            }
+            PackFault::Truncated => write!(f, "pack object ends before the data it describes"),
+            PackFault::BadHeader => write!(f, "pack object does not start with the pack magic"),
+            PackFault::BadFooter(why) => write!(f, "pack footer unreadable: {why}"),
+        }
+    }
 }
 
 /// A chunk located by the index whose stored copy is unusable.
@@ -98,66 +123,20 @@ impl PackCheck {
     }
 }
 
-/// One ranged read and the live chunks inside it.
-struct Window {
-    start: u64,
-    end: u64,
-    live: Vec<(PackEntry, ChunkLocation)>,
-}
+/// A window of a whole-pack check: every footer entry inside it, with the
+/// index entry of the live ones (`None`: a dead copy, or one not to decode).
+type Window = Span<Option<ChunkLocation>>;
 
-/// Maps a blob read failure: absent → fault, short read → fault, else error.
-fn read_fault(e: BlobError) -> Result<PackFault, EngineError> {
-    match e {
-        BlobError::NotFound(_) => Ok(PackFault::Missing),
-        e if super::heal::is_short_read(&e) => Ok(PackFault::Truncated),
-        other => Err(other.into()),
-    }
-}
-
-/// Reads and decodes the footer of a pack of `size` bytes. `Ok(Err(fault))`
-/// when the pack cannot be parsed.
+/// Reads the tail of a pack of `size` bytes through the pack reader.
+/// `Ok(Err(fault))` when the pack cannot be parsed.
 pub(crate) async fn read_footer(
     engine: &Arc<Engine>,
     pack: u128,
     size: u64,
-) -> Result<Result<(Vec<PackEntry>, u64, u64), PackFault>, EngineError> {
-    let key = keys::pack(ulid::Ulid(pack));
-    let min = HEADER_LEN + TRAILER_LEN as u64;
-    if size < min {
-        return Ok(Err(PackFault::BadFooter(format!(
-            "{size} bytes is too short for a pack"
-        ))));
-    }
-    let tail = match engine
-        .blobs
-        .read_range(&key, size - TRAILER_LEN as u64, TRAILER_LEN as u64)
-        .await
-    {
-        Ok(b) => b,
-        Err(e) => return Ok(Err(read_fault(e)?)),
-    };
-    let trailer = match decode_trailer(&tail) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(PackFault::BadFooter(e.to_string()))),
-    };
-    if trailer.footer_len > size - min {
-        return Ok(Err(PackFault::BadFooter(
-            "trailer names a footer longer than the pack".into(),
-        )));
-    }
-    let data_end = size - TRAILER_LEN as u64 - trailer.footer_len;
-    let footer = match engine
-        .blobs
-        .read_range(&key, data_end, trailer.footer_len)
-        .await
-    {
-        Ok(b) => b,
-        Err(e) => return Ok(Err(read_fault(e)?)),
-    };
-    let read = TRAILER_LEN as u64 + trailer.footer_len;
-    match decode_footer(&footer, &trailer) {
-        Ok(entries) => Ok(Ok((entries, data_end, read))),
-        Err(e) => Ok(Err(PackFault::BadFooter(e.to_string()))),
+) -> Result<Result<PackTail, PackFault>, EngineError> {
+    match PackReader::new(&engine.blobs).tail(pack, size).await {
+        Ok(tail) => Ok(Ok(tail)),
+        Err(e) => Ok(Err(PackFault::of(pack, e)?)),
     }
 }
 
@@ -169,12 +148,12 @@ pub(crate) async fn verify_pack(
     pack: u128,
     recorded_bytes: u64,
 ) -> Result<PackCheck, EngineError> {
-    let key = keys::pack(ulid::Ulid(pack));
+    let reader = PackReader::new(&engine.blobs);
     let mut check = PackCheck::default();
-    let size = match engine.blobs.size(&key).await {
+    let size = match reader.size(pack).await {
         Ok(n) => n,
         Err(e) => {
-            check.faults.push(read_fault(e)?);
+            check.faults.push(PackFault::of(pack, e)?);
             return Ok(check);
         }
     };
@@ -184,45 +163,35 @@ pub(crate) async fn verify_pack(
             actual: size,
         });
     }
-    let (entries, data_end, footer_read) = match read_footer(engine, pack, size).await? {
-        Ok(found) => found,
+    let tail = match read_footer(engine, pack, size).await? {
+        Ok(tail) => tail,
         Err(fault) => {
             check.faults.push(fault);
             return Ok(check);
         }
     };
     check.footer_ok = true;
-    check.data_end = Some(data_end);
-    check.bytes_read += footer_read;
+    check.data_end = Some(tail.data_end);
+    check.bytes_read += tail.bytes_read;
 
     // Which footer entries the index names here; the rest are dead copies.
     let meta = engine.meta.clone();
+    let data_end = tail.data_end;
     let (windows, matched, mut corrupt) =
-        blocking(move || plan_windows(&meta, pack, entries, data_end)).await?;
+        blocking(move || plan_windows(&meta, pack, tail.entries, data_end)).await?;
     check.matched = matched;
 
-    let mut reads = stream::iter(windows)
-        .map(|w| {
-            let (engine, key) = (Arc::clone(engine), key.clone());
-            async move {
-                let bytes = engine
-                    .blobs
-                    .read_range(&key, w.start, w.end - w.start)
-                    .await;
-                (w, bytes)
-            }
-        })
-        .buffered(READ_AHEAD);
+    let mut reads = reader.stream(windows, READ_AHEAD);
     while let Some((w, bytes)) = reads.next().await {
         let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
-                check.faults.push(read_fault(e)?);
+                check.faults.push(PackFault::of(pack, e)?);
                 break;
             }
         };
-        check.bytes_read += bytes.len() as u64;
-        if w.start == 0 && !bytes.starts_with(HEADER_MAGIC) {
+        check.bytes_read += bytes.len();
+        if w.start == 0 && !bytes.starts_with_header() {
             check.faults.push(PackFault::BadHeader);
         }
         let (verified, bad) = blocking(move || Ok(decode_window(&w, &bytes))).await?;
@@ -234,8 +203,9 @@ pub(crate) async fn verify_pack(
 }
 
 /// Matches footer entries against the index and cuts `[0, data_end)` into
-/// windows. Returns the windows, the number of matched index entries, and
-/// the entries whose index location disagrees with the footer.
+/// windows (the reader's window policy). Returns the windows, the number of
+/// matched index entries, and the entries whose index location disagrees
+/// with the footer.
 fn plan_windows(
     meta: &Meta,
     pack: u128,
@@ -246,18 +216,15 @@ fn plan_windows(
     let ids: Vec<Digest> = entries.iter().map(|e| e.id).collect();
     let locs = meta.chunks(&ids)?;
     let (mut matched, mut mismatched) = (0u64, Vec::new());
-    let mut windows: Vec<Window> = Vec::new();
-    let mut cur = Window {
-        start: 0,
-        end: HEADER_LEN.min(data_end),
-        live: Vec::new(),
-    };
+    let mut placed = Vec::with_capacity(entries.len());
+    let mut covered_to = HEADER_LEN.min(data_end);
     for (e, loc) in entries.into_iter().zip(locs) {
         let end = e.offset.saturating_add(u64::from(e.stored_len));
-        if e.offset < cur.end.max(HEADER_LEN) || end > data_end {
+        let live = loc.filter(|l| l.is_at(pack, e.offset));
+        if e.offset < covered_to.max(HEADER_LEN) || end > data_end {
             // A hash-valid footer never says this; report it as a fault of
             // the live chunk, if any (dead entries are not read).
-            if let Some(loc) = loc.filter(|l| l.is_at(pack, e.offset)) {
+            if let Some(loc) = live {
                 matched += 1;
                 mismatched.push(CorruptChunk {
                     id: e.id,
@@ -268,51 +235,52 @@ fn plan_windows(
             }
             continue;
         }
-        if end - cur.start > WINDOW_BYTES && cur.end > cur.start {
-            let next = Window {
-                start: cur.end,
-                end: cur.end,
-                live: Vec::new(),
-            };
-            windows.push(std::mem::replace(&mut cur, next));
-        }
-        cur.end = end;
-        let Some(loc) = loc.filter(|l| l.is_at(pack, e.offset)) else {
-            continue; // a dead copy
+        covered_to = end;
+        let keep = match live {
+            None => None, // a dead copy: read, not decoded
+            Some(loc) => {
+                matched += 1;
+                if loc.bad {
+                    None // already marked; fsck reports it from the index
+                } else if (loc.stored_len, loc.raw_len, loc.codec)
+                    != (e.stored_len, e.raw_len, e.codec)
+                {
+                    mismatched.push(CorruptChunk {
+                        id: e.id,
+                        loc,
+                        index_mismatch: true,
+                        reason: format!(
+                            "index entry ({} stored / {} raw bytes, {:?}) disagrees with the \
+                             pack footer ({} / {}, {:?})",
+                            loc.stored_len,
+                            loc.raw_len,
+                            loc.codec,
+                            e.stored_len,
+                            e.raw_len,
+                            e.codec
+                        ),
+                    });
+                    None
+                } else {
+                    Some(loc)
+                }
+            }
         };
-        matched += 1;
-        if loc.bad {
-            continue; // already marked; fsck reports it from the index
-        }
-        if (loc.stored_len, loc.raw_len, loc.codec) != (e.stored_len, e.raw_len, e.codec) {
-            mismatched.push(CorruptChunk {
-                id: e.id,
-                loc,
-                index_mismatch: true,
-                reason: format!(
-                    "index entry ({} stored / {} raw bytes, {:?}) disagrees with the pack footer \
-                     ({} / {}, {:?})",
-                    loc.stored_len, loc.raw_len, loc.codec, e.stored_len, e.raw_len, e.codec
-                ),
-            });
-            continue;
-        }
-        cur.live.push((e, loc));
+        placed.push((pack, e, keep));
     }
-    cur.end = data_end;
-    if cur.end > cur.start {
-        windows.push(cur);
-    }
+    let windows = cover(pack, coalesce(placed, Gaps::Skip), data_end);
     Ok((windows, matched, mismatched))
 }
 
 /// Decodes the live chunks of one window; returns (checked, failures).
-fn decode_window(w: &Window, bytes: &Bytes) -> (u64, Vec<CorruptChunk>) {
-    let mut bad = Vec::new();
-    for (e, loc) in &w.live {
-        let rel = (e.offset - w.start) as usize;
-        let stored = bytes.slice(rel..rel + e.stored_len as usize);
-        if let Err(err) = decode_chunk(&e.id, e.codec, e.raw_len, stored) {
+fn decode_window(w: &Window, bytes: &SpanBytes) -> (u64, Vec<CorruptChunk>) {
+    let (mut checked, mut bad) = (0u64, Vec::new());
+    for (e, loc) in &w.members {
+        let Some(loc) = loc else {
+            continue;
+        };
+        checked += 1;
+        if let Err(err) = bytes.verified(e) {
             bad.push(CorruptChunk {
                 id: e.id,
                 loc: *loc,
@@ -321,11 +289,8 @@ fn decode_window(w: &Window, bytes: &Bytes) -> (u64, Vec<CorruptChunk>) {
             });
         }
     }
-    (w.live.len() as u64, bad)
+    (checked, bad)
 }
-
-/// Index entries read together: start, end, members.
-type EntryGroup = (u64, u64, Vec<(Digest, ChunkLocation)>);
 
 /// Every index entry that points into one of `packs`, by pack. One full
 /// scan of the chunk index; memory grows only with the entries found
@@ -348,7 +313,7 @@ pub(crate) fn index_entries_in(
 }
 
 /// Checks chunks of one pack from their index entries alone (no footer):
-/// coalesced ranged reads of at most [`WINDOW_BYTES`], each chunk decoded
+/// coalesced ranged reads (the reader's window policy), each chunk decoded
 /// and BLAKE3-checked. Returns (bytes read, chunks checked, failures); a
 /// missing or short object fails the chunks it should hold. Entries marked
 /// bad are skipped.
@@ -357,57 +322,46 @@ pub(crate) async fn verify_entries(
     pack: u128,
     mut entries: Vec<(Digest, ChunkLocation)>,
 ) -> Result<(u64, u64, Vec<CorruptChunk>), EngineError> {
-    let key = keys::pack(ulid::Ulid(pack));
+    let reader = PackReader::new(&engine.blobs);
     entries.retain(|(_, l)| !l.bad);
     entries.sort_by_key(|(_, l)| l.offset);
-    let mut groups: Vec<EntryGroup> = Vec::new();
-    for (id, loc) in entries {
-        let end = loc.offset.saturating_add(u64::from(loc.stored_len));
-        match groups.last_mut() {
-            Some((start, g_end, members))
-                if loc.offset >= *g_end && end - *start <= WINDOW_BYTES =>
-            {
-                *g_end = end;
-                members.push((id, loc));
-            }
-            _ => groups.push((loc.offset, end, vec![(id, loc)])),
-        }
-    }
+    let spans = coalesce(
+        entries
+            .into_iter()
+            .map(|(id, loc)| (pack, loc.entry(id), loc)),
+        Gaps::Skip,
+    );
     let (mut read, mut checked, mut bad) = (0u64, 0u64, Vec::new());
-    for (start, end, members) in groups {
-        checked += members.len() as u64;
-        let bytes = match engine.blobs.read_range(&key, start, end - start).await {
+    for span in spans {
+        checked += span.members.len() as u64;
+        let bytes = match reader.read_span(&span).await {
             Ok(b) => b,
-            Err(e) => {
-                let why = match read_fault(e)? {
-                    PackFault::Missing => "pack object missing",
-                    _ => "pack object too short",
-                };
-                bad.extend(members.into_iter().map(|(id, loc)| CorruptChunk {
-                    id,
+            Err(e) if e.is_fault() => {
+                let why = e.to_string();
+                bad.extend(span.members.into_iter().map(|(e, loc)| CorruptChunk {
+                    id: e.id,
                     loc,
                     index_mismatch: false,
-                    reason: why.into(),
+                    reason: why.clone(),
                 }));
                 continue;
             }
+            Err(e) => return Err(EngineError::from_pack(pack, e)),
         };
-        read += bytes.len() as u64;
+        read += bytes.len();
         let found = blocking(move || {
-            let mut out = Vec::new();
-            for (id, loc) in members {
-                let rel = (loc.offset - start) as usize;
-                let stored = bytes.slice(rel..rel + loc.stored_len as usize);
-                if let Err(err) = decode_chunk(&id, loc.codec, loc.raw_len, stored) {
-                    out.push(CorruptChunk {
-                        id,
+            Ok(span
+                .members
+                .into_iter()
+                .filter_map(|(e, loc)| {
+                    bytes.verified(&e).err().map(|err| CorruptChunk {
+                        id: e.id,
                         loc,
                         index_mismatch: false,
                         reason: err.to_string(),
-                    });
-                }
-            }
-            Ok(out)
+                    })
+                })
+                .collect::<Vec<_>>())
         })
         .await?;
         bad.extend(found);

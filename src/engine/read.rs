@@ -3,10 +3,11 @@
 //!
 //! Invariant 6: a chunk's bytes are hash-checked before they are sent; a
 //! mismatch or a missing chunk ends the stream with an error and a log line,
-//! never with wrong bytes. Read-ahead is bounded (a few batches of at most
-//! [`BATCH_BYTES`]), so memory does not grow with artifact size. Verified
-//! chunks are kept in the blob store's bounded chunk cache and served from
-//! it on later reads, without a request.
+//! never with wrong bytes. Read-ahead is bounded ([`READ_AHEAD`] spans of
+//! at most the pack reader's window), so memory does not grow with artifact
+//! size. Verified chunks are kept in the blob store's bounded chunk cache
+//! and served from it on later reads, without a request (the pack reader's
+//! `CacheUse::ReadThrough`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,32 +17,32 @@ use futures_util::{Stream, StreamExt, stream};
 use tokio::sync::mpsc;
 
 use super::access::ReadableArtifact;
-use super::heal::{decode_span, is_short_read};
-use super::{Engine, EngineError, Stats, blocking};
-use crate::blobs::{BlobError, keys};
+use super::heal::read_checked;
+use super::{Engine, EngineError, Record, Stats, blocking};
 use crate::hash::Digest;
 use crate::meta::records::{ChunkLocation, ManifestEntry};
+use crate::pack::PackError;
+use crate::pack::reader::{CacheUse, Gaps, Span, coalesce};
 
-/// Adjacent chunks of one pack are fetched with one ranged read up to this size.
-const BATCH_BYTES: u64 = 8 << 20;
-/// Batches fetched ahead of the consumer.
+/// Spans fetched ahead of the consumer.
 const READ_AHEAD: usize = 3;
 
 /// A stream of verified bytes.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, EngineError>> + Send>>;
 
-/// Chunks read together: consecutive in the artifact and adjacent in one pack.
-struct Batch {
-    pack: u128,
-    offset: u64,
-    len: u64,
-    /// (entry, location, trim start, trim end) in raw coordinates of the chunk.
-    chunks: Vec<(ManifestEntry, ChunkLocation, usize, usize)>,
-}
+/// What a read keeps per chunk: the bytes of the chunk it wants, in raw
+/// coordinates `[lo, hi)`.
+type Trim = (usize, usize);
 
 impl Engine {
     /// Streams bytes `[start, end)` of an artifact the caller may read
     /// (`access.rs`), verified.
+    ///
+    /// # Errors
+    /// The stream ends with an error after the bytes verified so far:
+    /// [`EngineError::Integrity`] when stored data fails verification or is
+    /// gone (the copy is marked bad, see `heal.rs`), else the blob or
+    /// metadata store's failure.
     pub fn read_range(
         self: &Arc<Self>,
         artifact: &ReadableArtifact,
@@ -88,7 +89,7 @@ async fn produce(
     let meta = engine.meta.clone();
     let manifest = blocking(move || {
         meta.manifest(&manifest_id)?
-            .ok_or_else(|| EngineError::Integrity(format!("manifest {manifest_id} missing")))
+            .ok_or_else(|| EngineError::missing(Record::Manifest(manifest_id)))
     })
     .await?;
     let mut pos = 0u64;
@@ -103,10 +104,10 @@ async fn produce(
         }
         let meta = engine.meta.clone();
         let seg_start = pos;
-        let batches = blocking(move || plan_segment(&meta, &seg.id, seg_start, start, end)).await?;
+        let spans = blocking(move || plan_segment(&meta, &seg.id, seg_start, start, end)).await?;
         pos = seg_end;
-        let mut results = stream::iter(batches)
-            .map(|b| fetch_batch(engine, b))
+        let mut results = stream::iter(spans)
+            .map(|s| fetch_span(engine, s))
             .buffered(READ_AHEAD);
         while let Some(parts) = results.next().await {
             let parts = parts?;
@@ -121,17 +122,17 @@ async fn produce(
 }
 
 /// Locates the chunks of one segment that overlap `[start, end)` and groups
-/// them into ranged reads.
+/// them into ranged reads (chunks adjacent in one pack, in artifact order).
 fn plan_segment(
     meta: &crate::meta::Meta,
     seg_id: &Digest,
     seg_start: u64,
     start: u64,
     end: u64,
-) -> Result<Vec<Batch>, EngineError> {
+) -> Result<Vec<Span<Trim>>, EngineError> {
     let segment = meta
         .segment(seg_id)?
-        .ok_or_else(|| EngineError::Integrity(format!("segment {seg_id} missing")))?;
+        .ok_or_else(|| EngineError::missing(Record::Segment(*seg_id)))?;
     let mut wanted = Vec::new();
     let mut pos = seg_start;
     for e in segment.entries {
@@ -142,32 +143,19 @@ fn plan_segment(
         }
         let lo = start.saturating_sub(c_start) as usize;
         let hi = (end.min(c_end) - c_start) as usize;
-        wanted.push((e, lo, hi));
+        wanted.push((e.id, (lo, hi)));
     }
-    let ids: Vec<Digest> = wanted.iter().map(|(e, _, _)| e.id).collect();
+    let ids: Vec<Digest> = wanted.iter().map(|(id, _)| *id).collect();
     let locs = meta.chunks(&ids)?;
-    let mut batches: Vec<Batch> = Vec::new();
-    for ((e, lo, hi), loc) in wanted.into_iter().zip(locs) {
-        let loc =
-            loc.ok_or_else(|| EngineError::Integrity(format!("chunk {} not indexed", e.id)))?;
-        match batches.last_mut() {
-            Some(b)
-                if b.pack == loc.pack
-                    && b.offset + b.len == loc.offset
-                    && b.len + u64::from(loc.stored_len) <= BATCH_BYTES =>
-            {
-                b.len += u64::from(loc.stored_len);
-                b.chunks.push((e, loc, lo, hi));
-            }
-            _ => batches.push(Batch {
-                pack: loc.pack,
-                offset: loc.offset,
-                len: u64::from(loc.stored_len),
-                chunks: vec![(e, loc, lo, hi)],
-            }),
-        }
-    }
-    Ok(batches)
+    let located = wanted
+        .into_iter()
+        .zip(locs)
+        .map(|((id, trim), loc)| {
+            let loc = loc.ok_or_else(|| EngineError::missing(Record::ChunkIndex(id)))?;
+            Ok((loc.pack, loc.entry(id), trim))
+        })
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    Ok(coalesce(located, Gaps::Adjacent))
 }
 
 /// Reads chunks whose planned pack is gone (GC compacted it after the read
@@ -180,9 +168,7 @@ pub(crate) async fn read_relocated(
     gone: u128,
     ids: Vec<Digest>,
 ) -> Result<Vec<Bytes>, EngineError> {
-    let missing = |pack: u128| {
-        EngineError::Integrity(format!("pack {} missing", keys::pack(ulid::Ulid(pack))))
-    };
+    let missing = |pack: u128| EngineError::from_pack(pack, PackError::Missing);
     let meta = engine.meta.clone();
     let lookup = ids.clone();
     let locs = blocking(move || Ok(meta.chunks(&lookup)?)).await?;
@@ -199,98 +185,47 @@ pub(crate) async fn read_relocated(
     let mut out = Vec::with_capacity(ids.len());
     for (id, loc) in ids.into_iter().zip(locs) {
         let loc = loc.ok_or_else(|| missing(gone))?;
-        let key = keys::pack(ulid::Ulid(loc.pack));
-        let stored = match engine
-            .blobs
-            .read_range(&key, loc.offset, u64::from(loc.stored_len))
-            .await
-        {
-            Ok(b) => b,
-            Err(BlobError::NotFound(_)) => {
+        let span = Span {
+            pack: loc.pack,
+            start: loc.offset,
+            end: loc.offset + u64::from(loc.stored_len),
+            members: vec![(loc.entry(id), ())],
+        };
+        match read_checked(engine, &span, CacheUse::Bypass).await {
+            Ok(mut v) => out.append(&mut v.chunks),
+            Err(PackError::Missing) => {
                 engine.condemn_short_pack(loc.pack, &[(id, loc)]).await;
                 return Err(missing(loc.pack));
             }
-            Err(e) if is_short_read(&e) => {
-                engine.condemn_short_pack(loc.pack, &[(id, loc)]).await;
-                return Err(EngineError::Integrity(format!("pack {key} truncated")));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut raw = decode_span(engine, loc.pack, loc.offset, stored, vec![(id, loc)]).await?;
-        out.append(&mut raw);
+            Err(e) => return Err(EngineError::from_pack(loc.pack, e)),
+        }
     }
     Stats::add(&engine.stats.read_relocations, 1);
     Ok(out)
 }
 
-/// Reads one batch with a single ranged read and verifies every chunk.
-///
-/// Chunks found in the verified-chunk cache are served from it; the ranged
-/// read then covers only the span from the first to the last chunk the cache
-/// lacks (none at all when every chunk is cached). Chunks read from the pack
-/// go into the cache after their BLAKE3 check, never before. A copy proved
-/// bad (hash, decode, truncated pack) is marked bad at once (`heal.rs`).
-async fn fetch_batch(engine: &Arc<Engine>, b: Batch) -> Result<Vec<Bytes>, EngineError> {
-    let key = keys::pack(ulid::Ulid(b.pack));
-    let blobs = engine.blobs.clone();
-    let cached: Vec<Option<Bytes>> = b
-        .chunks
-        .iter()
-        .map(|(e, ..)| blobs.chunk_cache().get(&e.id))
-        .collect();
-    let misses = cached.iter().filter(|c| c.is_none()).count() as u64;
-    Stats::add(
-        &engine.stats.chunk_cache_hits,
-        b.chunks.len() as u64 - misses,
-    );
-    Stats::add(&engine.stats.chunk_cache_misses, misses);
-    let wanted: Vec<(Digest, ChunkLocation)> = b
-        .chunks
-        .iter()
-        .zip(&cached)
-        .filter(|(_, hit)| hit.is_none())
-        .map(|((e, loc, ..), _)| (e.id, *loc))
-        .collect();
-    let mut fresh = match (wanted.first(), wanted.last()) {
-        (Some((_, first)), Some((_, last))) => {
-            let start = first.offset;
-            let end = last.offset + u64::from(last.stored_len);
-            match engine.blobs.read_range(&key, start, end - start).await {
-                Ok(bytes) => decode_span(engine, b.pack, start, bytes, wanted).await?,
-                Err(BlobError::NotFound(_)) => {
-                    // Compacted away since the plan: read from the new place.
-                    let ids = b.chunks.iter().map(|(e, ..)| e.id).collect();
-                    let raws = read_relocated(engine, b.pack, ids).await?;
-                    return Ok(b
-                        .chunks
-                        .into_iter()
-                        .zip(raws)
-                        .map(|((_, _, lo, hi), raw)| raw.slice(lo..hi))
-                        .collect());
-                }
-                Err(e) if is_short_read(&e) => {
-                    engine.condemn_short_pack(b.pack, &wanted).await;
-                    return Err(EngineError::Integrity(format!("pack {key} truncated")));
-                }
-                Err(e) => return Err(e.into()),
-            }
+/// Reads the chunks of one span, verified, through the chunk cache, and
+/// trims each to the bytes wanted. A copy proved bad (hash, decode,
+/// truncated pack) is marked bad at once (`heal.rs`); a pack gone since the
+/// plan is read from where its chunks are now.
+async fn fetch_span(engine: &Arc<Engine>, span: Span<Trim>) -> Result<Vec<Bytes>, EngineError> {
+    let raws = match read_checked(engine, &span, CacheUse::ReadThrough).await {
+        Ok(v) => {
+            Stats::add(&engine.stats.chunk_cache_hits, v.cache_hits);
+            Stats::add(&engine.stats.chunk_cache_misses, v.cache_misses);
+            v.chunks
         }
-        _ => Vec::new(),
-    }
-    .into_iter();
-    let mut out = Vec::with_capacity(b.chunks.len());
-    for ((e, _, lo, hi), hit) in b.chunks.into_iter().zip(cached) {
-        let raw = match hit {
-            Some(raw) => raw,
-            None => {
-                let raw = fresh
-                    .next()
-                    .ok_or_else(|| EngineError::Internal("decoded chunks lost".into()))?;
-                blobs.chunk_cache().insert(e.id, &raw);
-                raw
-            }
-        };
-        out.push(raw.slice(lo..hi));
-    }
-    Ok(out)
+        Err(PackError::Missing) => {
+            // Compacted away since the plan: read from the new place.
+            let ids = span.members.iter().map(|(e, _)| e.id).collect();
+            read_relocated(engine, span.pack, ids).await?
+        }
+        Err(e) => return Err(EngineError::from_pack(span.pack, e)),
+    };
+    Ok(span
+        .members
+        .into_iter()
+        .zip(raws)
+        .map(|((_, (lo, hi)), raw)| raw.slice(lo..hi))
+        .collect())
 }

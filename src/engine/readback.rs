@@ -2,10 +2,11 @@
 //! back from its pack through the verified decoder — used by upload commits,
 //! whose content the store never saw as one stream.
 //!
-//! Invariant 6: each chunk is decoded with `pack::decode_chunk`, which checks
-//! its BLAKE3 against its id, before a byte of it is hashed. Invariant 8: one
-//! segment's plan and at most [`READ_AHEAD`] batches of [`BATCH_BYTES`] are in
-//! memory at a time, whatever the artifact size.
+//! Invariant 6: each chunk is read through the pack reader, which checks its
+//! BLAKE3 against its id, before a byte of it is hashed. Invariant 8: one
+//! segment's plan and at most [`READ_AHEAD`] spans of the reader's window
+//! are in memory at a time, whatever the artifact size. The chunk cache is
+//! bypassed: a commit's readback proves what the packs hold.
 
 use std::sync::Arc;
 
@@ -13,16 +14,15 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use sha2::{Digest as _, Sha256};
 
-use super::heal::{decode_span, is_short_read};
-use super::{Engine, EngineError, blocking};
-use crate::blobs::{BlobError, keys};
+use super::heal::read_checked;
+use super::{Engine, EngineError, Record, blocking};
 use crate::hash::Digest;
 use crate::meta::Meta;
-use crate::meta::records::{ChunkLocation, ManifestEntry, SegmentRef};
+use crate::meta::records::SegmentRef;
+use crate::pack::PackError;
+use crate::pack::reader::{CacheUse, Gaps, Span, coalesce};
 
-/// Adjacent chunks of one pack are fetched with one ranged read up to this size.
-const BATCH_BYTES: u64 = 8 << 20;
-/// Batches fetched ahead of the hasher.
+/// Spans fetched ahead of the hasher.
 const READ_AHEAD: usize = 3;
 
 /// BLAKE3 and SHA-256 of a whole content, and its length.
@@ -34,14 +34,6 @@ pub(crate) struct ContentDigests {
     pub sha256: [u8; 32],
     /// Bytes hashed.
     pub bytes: u64,
-}
-
-/// Chunks read together: consecutive in the content, adjacent in one pack.
-struct Batch {
-    pack: u128,
-    offset: u64,
-    len: u64,
-    chunks: Vec<(ManifestEntry, ChunkLocation)>,
 }
 
 type Hashers = Box<(blake3::Hasher, Sha256, u64)>;
@@ -97,60 +89,37 @@ impl Engine {
 }
 
 /// Locates every chunk of a segment and groups them into ranged reads.
-fn plan(meta: &Meta, seg_id: &Digest) -> Result<Vec<Batch>, EngineError> {
+fn plan(meta: &Meta, seg_id: &Digest) -> Result<Vec<Span<()>>, EngineError> {
     let segment = meta
         .segment(seg_id)?
-        .ok_or_else(|| EngineError::Integrity(format!("segment {seg_id} missing")))?;
+        .ok_or_else(|| EngineError::missing(Record::Segment(*seg_id)))?;
     let ids: Vec<Digest> = segment.entries.iter().map(|e| e.id).collect();
     let locs = meta.chunks(&ids)?;
-    let mut batches: Vec<Batch> = Vec::new();
+    let mut located = Vec::with_capacity(ids.len());
     for (e, loc) in segment.entries.into_iter().zip(locs) {
-        let loc =
-            loc.ok_or_else(|| EngineError::Integrity(format!("chunk {} not indexed", e.id)))?;
+        let loc = loc.ok_or_else(|| EngineError::missing(Record::ChunkIndex(e.id)))?;
         if loc.raw_len != e.len {
-            return Err(EngineError::Integrity(format!(
+            return Err(EngineError::inconsistent(format!(
                 "chunk {} is {} bytes in its pack, {} in the manifest",
                 e.id, loc.raw_len, e.len
             )));
         }
-        match batches.last_mut() {
-            Some(b)
-                if b.pack == loc.pack
-                    && b.offset + b.len == loc.offset
-                    && b.len + u64::from(loc.stored_len) <= BATCH_BYTES =>
-            {
-                b.len += u64::from(loc.stored_len);
-                b.chunks.push((e, loc));
-            }
-            _ => batches.push(Batch {
-                pack: loc.pack,
-                offset: loc.offset,
-                len: u64::from(loc.stored_len),
-                chunks: vec![(e, loc)],
-            }),
-        }
+        located.push((loc.pack, loc.entry(e.id), ()));
     }
-    Ok(batches)
+    Ok(coalesce(located, Gaps::Adjacent))
 }
 
-/// One ranged read, then decode + BLAKE3 check of every chunk in it. A copy
-/// proved bad (hash, decode, missing or truncated pack) is marked bad at
-/// once (`heal.rs`), so the client's retry of the session heals it.
-async fn fetch(engine: &Arc<Engine>, b: Batch) -> Result<Vec<Bytes>, EngineError> {
-    let key = keys::pack(ulid::Ulid(b.pack));
-    let chunks: Vec<(Digest, ChunkLocation)> = b.chunks.iter().map(|(e, l)| (e.id, *l)).collect();
-    let bytes = match engine.blobs.read_range(&key, b.offset, b.len).await {
-        Ok(bytes) => bytes,
-        Err(BlobError::NotFound(_)) => {
+/// One span, verified. A copy proved bad (hash, decode, missing or
+/// truncated pack) is marked bad at once (`heal.rs`), so the client's retry
+/// of the session heals it.
+async fn fetch(engine: &Arc<Engine>, span: Span<()>) -> Result<Vec<Bytes>, EngineError> {
+    match read_checked(engine, &span, CacheUse::Bypass).await {
+        Ok(v) => Ok(v.chunks),
+        Err(PackError::Missing) => {
             // Compacted away since the plan: read from the new place.
-            let ids = chunks.iter().map(|(id, _)| *id).collect();
-            return super::read::read_relocated(engine, b.pack, ids).await;
+            let ids = span.members.iter().map(|(e, _)| e.id).collect();
+            super::read::read_relocated(engine, span.pack, ids).await
         }
-        Err(e) if is_short_read(&e) => {
-            engine.condemn_short_pack(b.pack, &chunks).await;
-            return Err(EngineError::Integrity(format!("pack {key} truncated")));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    decode_span(engine, b.pack, b.offset, bytes, chunks).await
+        Err(e) => Err(EngineError::from_pack(span.pack, e)),
+    }
 }

@@ -167,16 +167,25 @@ impl fmt::Display for ReindexReport {
 /// Whether `meta` was never used by an engine (it has no token-hashing key
 /// yet): a new metadata directory, or one created by a process that died
 /// before building its engine.
+///
+/// # Errors
+/// Metadata failures.
 pub fn is_new_metadata(meta: &Meta) -> Result<bool, EngineError> {
     Ok(meta.system(super::TOKEN_KEY)?.is_none())
 }
 
 /// Whether a reindex is owed (see [`REINDEX_PENDING`]).
+///
+/// # Errors
+/// Metadata failures.
 pub fn reindex_pending(meta: &Meta) -> Result<bool, EngineError> {
     Ok(meta.system(REINDEX_PENDING)?.is_some())
 }
 
 /// Records, durably, that a reindex is owed.
+///
+/// # Errors
+/// Metadata failures.
 pub fn mark_reindex_pending(meta: &Meta) -> Result<(), EngineError> {
     Ok(meta.set_system(REINDEX_PENDING, b"1")?)
 }
@@ -189,6 +198,11 @@ pub fn mark_reindex_pending(meta: &Meta) -> Result<(), EngineError> {
 /// When a chunk is in several complete packs, the entry the index already
 /// has is kept if its pack's footer agrees with it; otherwise the newest
 /// pack (largest ULID) wins, so a fresh copy is preferred to an old one.
+///
+/// # Errors
+/// Blob store and metadata failures; [`EngineError::Integrity`] with
+/// [`crate::engine::IntegrityError::Corrupt`] for a pack of a format newer
+/// than this binary reads (its entries are never dropped).
 pub async fn reindex(meta: &Meta, blobs: &BlobStore) -> Result<ReindexReport, EngineError> {
     let m = meta.clone();
     blocking(move || mark_reindex_pending(&m)).await?;

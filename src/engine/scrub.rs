@@ -30,10 +30,11 @@ use serde::Serialize;
 use ulid::Ulid;
 
 use super::artifacts::now_unix_s;
-use super::packcheck::{CorruptChunk, PackFault, index_entries_in, verify_entries, verify_pack};
+use super::packcheck::{CorruptChunk, index_entries_in, verify_entries, verify_pack};
 use super::{Engine, EngineError, Stats, blocking};
 use crate::hash::Digest;
 use crate::meta::records::ChunkLocation;
+use crate::pack::PackError;
 
 /// Default `scrub-bytes-per-hour`: 10 GiB.
 pub const DEFAULT_SCRUB_BYTES_PER_HOUR: u64 = 10 << 30;
@@ -70,6 +71,9 @@ impl Engine {
     /// and offset as `expected` (else it was relocated or healed meanwhile
     /// and is left alone). Serialised with indexing and GC by the index
     /// lock; synced. Returns whether the entry was marked.
+    ///
+    /// # Errors
+    /// Metadata failures.
     pub async fn mark_chunk_bad(
         self: &Arc<Self>,
         id: Digest,
@@ -97,6 +101,10 @@ impl Engine {
     /// Verifies packs, least recently verified first, until `max_bytes`
     /// have been read (a pass always finishes the pack it started, so it
     /// may read up to one pack more). Marks every corrupt live chunk bad.
+    ///
+    /// # Errors
+    /// Metadata failures listing packs; a pack whose check fails is counted
+    /// in [`ScrubReport::errors`] and retried next pass.
     pub async fn scrub_pass(self: &Arc<Self>, max_bytes: u64) -> Result<ScrubReport, EngineError> {
         let meta = self.meta.clone();
         let order = blocking(move || {
@@ -173,7 +181,7 @@ impl Engine {
                             id: cid,
                             loc,
                             index_mismatch: false,
-                            reason: "pack object missing".into(),
+                            reason: PackError::Missing.to_string(),
                         }),
                 );
             } else {
@@ -184,15 +192,7 @@ impl Engine {
         }
         for fault in &check.faults {
             report.pack_faults += 1;
-            let what = match fault {
-                PackFault::Missing => "pack object missing".to_string(),
-                PackFault::SizeMismatch { recorded, actual } => {
-                    format!("pack object is {actual} bytes, its record says {recorded}")
-                }
-                PackFault::Truncated => "pack object truncated".to_string(),
-                PackFault::BadHeader => "pack header corrupt".to_string(),
-                PackFault::BadFooter(why) => format!("pack footer unreadable: {why}"),
-            };
+            let what = fault.to_string();
             tracing::error!(pack = %id, fault = %what, "scrub: pack fault (run `eden-cas fsck` for the affected artifacts)");
         }
         for c in &corrupt {

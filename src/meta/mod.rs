@@ -67,12 +67,35 @@ const ALL_CFS: [&str; 12] = [
     CF_PACK_SCRUB,
 ];
 
+/// The metadata format this binary writes and the newest it opens. Raise
+/// it with any change an older binary would misread (column families,
+/// record shapes, a pack format it cannot read).
+pub const STORE_FORMAT: u32 = 1;
+/// `system-v1` key of the store format (u32, little-endian), written when
+/// the store is created.
+pub const STORE_FORMAT_KEY: &str = "store-format";
+
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     /// RocksDB reported an error (I/O, corruption, lock held by another process).
     #[error("rocksdb: {0}")]
     Db(#[from] rocksdb::Error),
+    /// A record could not be encoded (nothing was written).
+    #[error("metadata record does not encode: {0}")]
+    Encode(String),
+    /// The store was written by a newer eden-cas whose metadata format this
+    /// binary does not know.
+    #[error(
+        "the metadata store has format version {found}, newer than this binary's {supported}; \
+         run a newer eden-cas"
+    )]
+    NewerFormat {
+        /// Version recorded in the store.
+        found: u32,
+        /// Newest version this binary reads ([`STORE_FORMAT`]).
+        supported: u32,
+    },
     /// A stored value does not decode.
     #[error("corrupt metadata record in {cf}: {detail}")]
     Corrupt {
@@ -84,13 +107,14 @@ pub enum MetaError {
 }
 
 /// Encodes a record as CBOR.
-pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+///
+/// # Errors
+/// [`MetaError::Encode`] when the value does not serialize (never a
+/// partial buffer).
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, MetaError> {
     let mut out = Vec::with_capacity(64);
-    // Writing into a Vec cannot fail for our plain-data records.
-    if let Err(e) = ciborium::into_writer(v, &mut out) {
-        tracing::error!(error = %e, "CBOR encoding failed");
-    }
-    out
+    ciborium::into_writer(v, &mut out).map_err(|e| MetaError::Encode(e.to_string()))?;
+    Ok(out)
 }
 
 fn decode<T: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> Result<T, MetaError> {
@@ -116,7 +140,13 @@ pub struct Meta {
 }
 
 impl Meta {
-    /// Opens (creating if needed) the database in `dir`.
+    /// Opens (creating if needed) the database in `dir` and checks its
+    /// format: a new store, or one created before the format was recorded,
+    /// is stamped [`STORE_FORMAT`].
+    ///
+    /// # Errors
+    /// RocksDB's errors (I/O, lock held by another process);
+    /// [`MetaError::NewerFormat`] for a store written by a newer eden-cas.
     pub fn open(dir: &Path) -> Result<Self, MetaError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -133,7 +163,32 @@ impl Meta {
             ColumnFamilyDescriptor::new(*name, o)
         });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
-        Ok(Meta { db: Arc::new(db) })
+        let meta = Meta { db: Arc::new(db) };
+        meta.check_format()?;
+        Ok(meta)
+    }
+
+    /// Refuses a store of a newer format; stamps one that has none.
+    fn check_format(&self) -> Result<(), MetaError> {
+        match self.system(STORE_FORMAT_KEY)? {
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(&v[..])
+                    .map(u32::from_le_bytes)
+                    .map_err(|_| MetaError::Corrupt {
+                        cf: CF_SYSTEM,
+                        detail: format!("{STORE_FORMAT_KEY} is {} bytes, not 4", v.len()),
+                    })?;
+                if found > STORE_FORMAT {
+                    return Err(MetaError::NewerFormat {
+                        found,
+                        supported: STORE_FORMAT,
+                    });
+                }
+                Ok(())
+            }
+            // New, or created by a release that did not record it.
+            None => self.set_system(STORE_FORMAT_KEY, &STORE_FORMAT.to_le_bytes()),
+        }
     }
 
     fn cf(&self, name: &'static str) -> &rocksdb::ColumnFamily {
@@ -159,6 +214,7 @@ impl Meta {
         Batch {
             meta: self,
             inner: WriteBatch::default(),
+            failed: None,
         }
     }
 
@@ -398,19 +454,42 @@ impl Meta {
 pub struct Batch<'a> {
     meta: &'a Meta,
     inner: WriteBatch,
+    /// The first record that did not encode: the commit fails with it, so a
+    /// batch is written whole or not at all.
+    failed: Option<MetaError>,
 }
 
 impl Batch<'_> {
+    /// Puts `value`, CBOR-encoded, under `key` of `cf`; an encoding failure
+    /// is kept for the commit to return.
+    fn put_record<T: Serialize>(&mut self, cf: &'static str, key: impl AsRef<[u8]>, value: &T) {
+        match encode(value) {
+            Ok(v) => self.inner.put_cf(self.meta.cf(cf), key, v),
+            Err(e) => {
+                self.failed.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Writes the batch, synced or not.
+    fn write(self, sync: bool) -> Result<(), MetaError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.meta.db.write_opt(self.inner, &wo)?;
+        Ok(())
+    }
+
     /// Indexes a chunk.
     pub fn put_chunk(&mut self, id: &Digest, loc: &ChunkLocation) {
-        self.inner
-            .put_cf(self.meta.cf(CF_CHUNKS), id.as_bytes(), encode(loc));
+        self.put_record(CF_CHUNKS, id.as_bytes(), loc);
     }
 
     /// Records a pack.
     pub fn put_pack(&mut self, id: u128, rec: &PackRecord) {
-        self.inner
-            .put_cf(self.meta.cf(CF_PACKS), id.to_be_bytes(), encode(rec));
+        self.put_record(CF_PACKS, id.to_be_bytes(), rec);
     }
 
     /// Removes a chunk index entry.
@@ -438,17 +517,12 @@ impl Batch<'_> {
 
     /// Records a manifest.
     pub fn put_manifest(&mut self, id: &Digest, m: &Manifest) {
-        self.inner
-            .put_cf(self.meta.cf(CF_MANIFESTS), id.as_bytes(), encode(m));
+        self.put_record(CF_MANIFESTS, id.as_bytes(), m);
     }
 
     /// Records an artifact.
     pub fn put_artifact(&mut self, experiment: &str, id: &[u8; 16], rec: &ArtifactRecord) {
-        self.inner.put_cf(
-            self.meta.cf(CF_ARTIFACTS),
-            scoped_key(experiment, id),
-            encode(rec),
-        );
+        self.put_record(CF_ARTIFACTS, scoped_key(experiment, id), rec);
     }
 
     /// Removes an artifact record.
@@ -459,20 +533,12 @@ impl Batch<'_> {
 
     /// Records a worker.
     pub fn put_worker(&mut self, experiment: &str, worker: &str, rec: &WorkerRecord) {
-        self.inner.put_cf(
-            self.meta.cf(CF_WORKERS),
-            scoped_key(experiment, worker.as_bytes()),
-            encode(rec),
-        );
+        self.put_record(CF_WORKERS, scoped_key(experiment, worker.as_bytes()), rec);
     }
 
     /// Records a group.
     pub fn put_group(&mut self, experiment: &str, group: &str, rec: &GroupRecord) {
-        self.inner.put_cf(
-            self.meta.cf(CF_GROUPS),
-            scoped_key(experiment, group.as_bytes()),
-            encode(rec),
-        );
+        self.put_record(CF_GROUPS, scoped_key(experiment, group.as_bytes()), rec);
     }
 
     /// Removes a group.
@@ -484,10 +550,41 @@ impl Batch<'_> {
     }
 
     /// Commits with a WAL fsync.
+    ///
+    /// # Errors
+    /// A record that did not encode, or RocksDB's error; nothing is written.
     pub fn commit(self) -> Result<(), MetaError> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.meta.db.write_opt(self.inner, &wo)?;
-        Ok(())
+        self.write(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_format_is_stamped_adopted_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = |m: &Meta| m.system(STORE_FORMAT_KEY).unwrap();
+        let meta = Meta::open(dir.path()).unwrap();
+        assert_eq!(stamp(&meta), Some(STORE_FORMAT.to_le_bytes().to_vec()));
+        // A store of the previous release (no stamp) is adopted.
+        meta.delete_system(STORE_FORMAT_KEY).unwrap();
+        drop(meta);
+        let meta = Meta::open(dir.path()).unwrap();
+        assert_eq!(stamp(&meta), Some(STORE_FORMAT.to_le_bytes().to_vec()));
+        // A newer store is refused, naming both versions.
+        meta.set_system(STORE_FORMAT_KEY, &(STORE_FORMAT + 1).to_le_bytes())
+            .unwrap();
+        drop(meta);
+        let err = Meta::open(dir.path()).err().unwrap();
+        assert!(
+            matches!(err, MetaError::NewerFormat { found, supported: STORE_FORMAT } if found == STORE_FORMAT + 1)
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("format version 2") && msg.contains("this binary's 1"),
+            "{msg}"
+        );
     }
 }

@@ -57,6 +57,17 @@ impl ChunkLocation {
         }
     }
 
+    /// This copy as an entry of its pack's footer would list it.
+    pub fn entry(&self, id: Digest) -> crate::pack::PackEntry {
+        crate::pack::PackEntry {
+            id,
+            offset: self.offset,
+            stored_len: self.stored_len,
+            raw_len: self.raw_len,
+            codec: self.codec,
+        }
+    }
+
     /// Whether this names the copy at `offset` in `pack`.
     pub fn is_at(&self, pack: u128, offset: u64) -> bool {
         self.pack == pack && self.offset == offset
@@ -404,15 +415,16 @@ mod tests {
             raw_len: 200,
             codec: Codec::Zstd,
         };
-        let bytes = crate::meta::encode(&old);
+        let bytes = crate::meta::encode(&old).unwrap();
         let loc: ChunkLocation = ciborium::from_reader(&bytes[..]).unwrap();
         assert!(!loc.bad && loc.usable());
         assert_eq!((loc.pack, loc.offset, loc.raw_len), (7, 8, 200));
         // A good entry encodes exactly as before; a bad one round-trips.
         let good = ChunkLocation { bad: false, ..loc };
-        assert_eq!(crate::meta::encode(&good), bytes);
+        assert_eq!(crate::meta::encode(&good).unwrap(), bytes);
         let bad = ChunkLocation { bad: true, ..loc };
-        let back: ChunkLocation = ciborium::from_reader(&crate::meta::encode(&bad)[..]).unwrap();
+        let back: ChunkLocation =
+            ciborium::from_reader(&crate::meta::encode(&bad).unwrap()[..]).unwrap();
         assert!(back.bad && !back.usable());
     }
 
@@ -431,7 +443,7 @@ mod tests {
             expires_at: None,
             dedup: DedupFigures::default(),
         };
-        let bytes = crate::meta::encode(&old);
+        let bytes = crate::meta::encode(&old).unwrap();
         let rec: ArtifactRecord = ciborium::from_reader(&bytes[..]).unwrap();
         assert!(!rec.digest_verified);
         assert_eq!(rec.visible_dedup, None);

@@ -10,7 +10,7 @@
 use rocksdb::{Direction, IteratorMode};
 
 use super::records::{ArtifactRecord, ChunkLocation};
-use super::{Batch, CF_ARTIFACTS, CF_CHUNKS, CF_PACK_SCRUB, Meta, MetaError, decode, encode};
+use super::{Batch, CF_ARTIFACTS, CF_CHUNKS, CF_PACK_SCRUB, Meta, MetaError, decode};
 use crate::hash::Digest;
 
 /// One artifact of a store-wide scan.
@@ -120,8 +120,7 @@ impl Meta {
 impl Batch<'_> {
     /// Records that pack `id` was verified whole at `at` (unix seconds).
     pub fn put_pack_scrub(&mut self, id: u128, at: i64) {
-        self.inner
-            .put_cf(self.meta.cf(CF_PACK_SCRUB), id.to_be_bytes(), encode(&at));
+        self.put_record(CF_PACK_SCRUB, id.to_be_bytes(), &at);
     }
 
     /// Drops the scrub row of pack `id` (the pack is gone; GC should call

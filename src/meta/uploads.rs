@@ -10,10 +10,10 @@
 //! synced: the synced artifact commit that follows them covers them (WAL
 //! order), and a lost ref only makes a chunk look missing, never present.
 
-use rocksdb::{Direction, IteratorMode, WriteOptions};
+use rocksdb::{Direction, IteratorMode};
 
 use super::records::{UploadChunk, UploadRecord};
-use super::{Batch, CF_CHUNK_REFS, CF_UPLOAD_CHUNKS, CF_UPLOADS, Meta, MetaError, decode, encode};
+use super::{Batch, CF_CHUNK_REFS, CF_UPLOAD_CHUNKS, CF_UPLOADS, Meta, MetaError, decode};
 use crate::hash::Digest;
 
 /// Length of an upload session id.
@@ -244,7 +244,7 @@ impl Meta {
 impl Batch<'_> {
     /// Records an upload session (or its tombstone).
     pub fn put_upload(&mut self, id: &[u8; SESSION_ID_LEN], rec: &UploadRecord) {
-        self.inner.put_cf(self.meta.cf(CF_UPLOADS), id, encode(rec));
+        self.put_record(CF_UPLOADS, id, rec);
     }
 
     /// Removes an upload session record.
@@ -259,11 +259,7 @@ impl Batch<'_> {
         chunk: &Digest,
         row: &UploadChunk,
     ) {
-        self.inner.put_cf(
-            self.meta.cf(CF_UPLOAD_CHUNKS),
-            upload_chunk_key(session, chunk),
-            encode(row),
-        );
+        self.put_record(CF_UPLOAD_CHUNKS, upload_chunk_key(session, chunk), row);
     }
 
     /// Removes every chunk row of a session (one range tombstone, whatever
@@ -277,11 +273,11 @@ impl Batch<'_> {
 
     /// Commits without a WAL fsync. For writes that a later synced commit
     /// covers, or whose loss is harmless.
+    ///
+    /// # Errors
+    /// As [`Batch::commit`].
     pub fn commit_unsynced(self) -> Result<(), MetaError> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(false);
-        self.meta.db.write_opt(self.inner, &wo)?;
-        Ok(())
+        self.write(false)
     }
 }
 

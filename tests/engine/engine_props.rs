@@ -11,11 +11,11 @@ use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::{Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
+use eden_cas::pack::reader::PackReader;
 use futures_util::StreamExt;
 use proptest::prelude::*;
 
 use crate::support::engine::{engine_over, noise, req_as, runtime};
-use crate::support::packs::stored_pack_index;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -107,7 +107,12 @@ async fn stored_chunks(engine: &Arc<Engine>) -> (HashMap<Digest, usize>, u64) {
     let mut total = 0;
     for (key, size) in engine.blobs().list(keys::PACKS).await.unwrap() {
         total += size;
-        for e in stored_pack_index(engine.blobs(), &key).await.1 {
+        let id = keys::parse_pack(&key).unwrap().0;
+        let tail = PackReader::new(engine.blobs())
+            .tail(id, size)
+            .await
+            .unwrap();
+        for e in tail.entries {
             *seen.entry(e.id).or_insert(0) += 1;
         }
     }

@@ -30,8 +30,8 @@ use crate::support::engine::{EXP, chunks_of, engine_over, frames, noise, req};
 const TEST_LIMIT: Duration = Duration::from_secs(60);
 /// Retries of the blob store under test (each costs ≥ 50 ms of backoff).
 const RETRIES: usize = 2;
-/// Pack header (`EDENPK01`): chunk bytes start after it.
-const PACK_HEADER_LEN: u64 = HEADER_MAGIC.len() as u64;
+/// Pack header: chunk bytes start after it.
+const PACK_HEADER_LEN: u64 = eden_cas::pack::HEADER_LEN;
 
 /// An engine over a fresh data dir whose blob store follows `plan`.
 pub struct Fixture {

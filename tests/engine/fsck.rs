@@ -578,8 +578,10 @@ fn footer_index_and_manifest_damage_is_reported() {
     // the pack can no longer be re-indexed from the blob store.
     let xpack = s.loc(&Digest::of(&chunks_of(&x)[0])).pack;
     let path = s.pack_path(xpack);
-    let len = std::fs::metadata(&path).unwrap().len();
-    flip(&path, len - eden_cas::pack::TRAILER_LEN as u64 - 5);
+    let footer_at = eden_cas::pack::parse_pack(&std::fs::read(&path).unwrap())
+        .unwrap()
+        .data_end;
+    flip(&path, footer_at + 5);
 
     // An index entry moved to an offset its footer does not list.
     let ych = Digest::of(&chunks_of(&y)[1]);

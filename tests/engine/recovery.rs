@@ -24,7 +24,7 @@ use eden_cas::hash::Digest;
 use eden_cas::ids::ArtifactId;
 use eden_cas::meta::Meta;
 use eden_cas::meta::records::{ArtifactRecord, ChunkLocation, DedupFigures, Manifest, PackRecord};
-use eden_cas::pack::TRAILER_LEN;
+use eden_cas::pack::parse_pack;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use ulid::Ulid;
@@ -405,7 +405,7 @@ async fn partial_and_corrupt_packs_are_reported_and_never_indexed() {
     let (_, partial) = add_newer_pack(&store, id, &bytes[..bytes.len() - 20]);
     // A complete-looking pack whose footer was damaged.
     let mut damaged = bytes.clone();
-    let at = damaged.len() - TRAILER_LEN - 5;
+    let at = parse_pack(&damaged).unwrap().data_end as usize + 5;
     damaged[at] ^= 0x55;
     let (_, corrupt) = add_newer_pack(&store, id, &damaged);
     // Not eden-cas objects at all.
@@ -435,6 +435,70 @@ async fn partial_and_corrupt_packs_are_reported_and_never_indexed() {
     store.close(engine);
     // Left for GC: reindex deletes nothing.
     assert!(store.path_of(&partial).exists());
+}
+
+/// A store of the previous release: packs with format-1 trailers (no
+/// version) and no store-format stamp. It opens (and is stamped), reindexes,
+/// reads back byte for byte and checks clean; a pack claiming a newer format
+/// stops the reindex with an error naming it, rather than being dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_previous_release_store_still_reads_and_a_newer_pack_is_refused() {
+    use eden_cas::engine::IntegrityError;
+    use eden_cas::meta::{STORE_FORMAT, STORE_FORMAT_KEY};
+    use eden_cas::pack::{LEGACY_TRAILER_MAGIC, PACK_FORMAT, PackError};
+
+    let store = Store::new();
+    let engine = store.engine();
+    let data = noise(700_000, 21);
+    let (_, rec) = deposit(&engine, "admin", &data).await;
+    engine.meta().delete_system(STORE_FORMAT_KEY).unwrap();
+    store.close(engine);
+    let packs = pack_keys(&store);
+    for (_, key) in &packs {
+        let path = store.path_of(key);
+        let b = std::fs::read(&path).unwrap();
+        let n = b.len();
+        // The format-2 trailer less its version field and magic.
+        let mut old = b[..n - 12].to_vec();
+        old.extend_from_slice(LEGACY_TRAILER_MAGIC);
+        assert_eq!(parse_pack(&old).unwrap().format, 1);
+        std::fs::write(&path, old).unwrap();
+    }
+
+    let engine = store.engine();
+    assert_eq!(
+        engine.meta().system(STORE_FORMAT_KEY).unwrap(),
+        Some(STORE_FORMAT.to_le_bytes().to_vec()),
+        "adopted"
+    );
+    // Pack records follow the objects (4 bytes shorter each).
+    let report = reindex(&engine).await;
+    assert_eq!(report.packs_indexed, packs.len() as u64);
+    assert_eq!(read_all(&engine, &rec).await, data);
+    let fsck = engine.fsck(true).await.unwrap();
+    assert!(fsck.problems.is_empty(), "{fsck}");
+
+    let mut newer = std::fs::read(store.path_of(&packs[0].1)).unwrap();
+    newer.truncate(newer.len() - 8);
+    newer.extend_from_slice(&(PACK_FORMAT + 1).to_le_bytes());
+    newer.extend_from_slice(b"EDENPKTV");
+    let (_, key) = add_newer_pack(&store, packs[0].0, &newer);
+    let err = recovery::reindex(engine.meta(), engine.blobs())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            EngineError::Integrity(IntegrityError::Corrupt {
+                source: PackError::UnsupportedFormat { .. },
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("pack format 3 is newer"), "{err}");
+    assert!(store.path_of(&key).exists());
+    store.close(engine);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,10 +7,10 @@
 use std::path::Path;
 
 use crate::support::server::*;
-use eden_cas::pack::Codec;
+use eden_cas::pack::{Codec, parse_pack};
 use serde_json::Value;
 
-use crate::support::packs::{pack_file_bytes, pack_files, pack_index};
+use crate::support::packs::{pack_file_bytes, pack_files};
 use crate::support::v1;
 
 /// Float32 weights in (-0.04, 0.04), triangular like a sum of two uniforms.
@@ -30,7 +30,7 @@ fn checkpoint(n: usize, seed: u64) -> Vec<u8> {
 fn footer_codecs(data_dir: &Path) -> Vec<Codec> {
     pack_files(&data_dir.join("blobs"))
         .iter()
-        .flat_map(|p| pack_index(&std::fs::read(p).unwrap()).1)
+        .flat_map(|p| parse_pack(&std::fs::read(p).unwrap()).unwrap().entries)
         .map(|e| e.codec)
         .collect()
 }

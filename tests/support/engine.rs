@@ -20,10 +20,8 @@ use eden_cas::hash::Digest;
 use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::meta::Meta;
 use eden_cas::meta::records::ManifestEntry;
-use eden_cas::pack::{HEADER_MAGIC, TRAILER_LEN};
+use eden_cas::pack::reader::PackReader;
 use futures_util::StreamExt;
-
-use super::packs::stored_pack_index;
 
 pub use super::{chunks_of, chunks_with, frames, noise, runtime};
 
@@ -153,8 +151,12 @@ pub async fn stored(engine: &Arc<Engine>) -> Stored {
     for (key, size) in blobs.list(keys::PACKS).await.expect("list packs") {
         s.packs += 1;
         s.bytes += size;
-        let (t, _) = stored_pack_index(blobs, &key).await;
-        s.chunk_bytes += size - (HEADER_MAGIC.len() + TRAILER_LEN) as u64 - t.footer_len;
+        let id = keys::parse_pack(&key).expect("a pack key").0;
+        let tail = PackReader::new(blobs)
+            .tail(id, size)
+            .await
+            .expect("complete pack");
+        s.chunk_bytes += tail.chunk_bytes();
     }
     s.manifests = blobs
         .list(keys::MANIFESTS)

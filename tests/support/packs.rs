@@ -1,13 +1,8 @@
-//! Pack objects as stored: the pack files of an fs blob store, a pack's
-//! footer index (the one reader of the trailer and footer in the tests), and
-//! a flipped bit in a stored file to damage it at rest.
+//! Pack objects as stored: the pack files of an fs blob store and a flipped
+//! bit in a stored file to damage it at rest. Tests read pack tails with the
+//! library's own reader (`eden_cas::pack::parse_pack`, `PackReader::tail`).
 
 use std::path::{Path, PathBuf};
-
-use eden_cas::blobs::BlobStore;
-use eden_cas::pack::{
-    HEADER_MAGIC, PackEntry, TRAILER_LEN, Trailer, decode_footer, decode_trailer,
-};
 
 /// The pack files (`packs/…/*.pack`) under the root of an fs blob store
 /// (`<data dir>/blobs` for a server), sorted by path.
@@ -38,27 +33,6 @@ pub fn pack_file_bytes(blob_root: &Path) -> u64 {
                 .expect("pack file size")
         })
         .sum()
-}
-
-/// A whole pack object's trailer and footer entries; panics unless the
-/// pack is complete (header magic, trailer, footer matching its hash).
-pub fn pack_index(pack: &[u8]) -> (Trailer, Vec<PackEntry>) {
-    assert!(
-        pack.len() >= HEADER_MAGIC.len() + TRAILER_LEN && pack.starts_with(HEADER_MAGIC),
-        "not a complete pack ({} bytes)",
-        pack.len()
-    );
-    let end = pack.len() - TRAILER_LEN;
-    let trailer = decode_trailer(&pack[end..]).expect("pack trailer");
-    let footer_len = usize::try_from(trailer.footer_len).expect("footer length");
-    let footer = &pack[end.checked_sub(footer_len).expect("footer inside the pack")..end];
-    let entries = decode_footer(footer, &trailer).expect("pack footer");
-    (trailer, entries)
-}
-
-/// [`pack_index`] of the pack object `key` of a blob store.
-pub async fn stored_pack_index(blobs: &BlobStore, key: &str) -> (Trailer, Vec<PackEntry>) {
-    pack_index(&blobs.read(key).await.expect("read pack object"))
 }
 
 /// Flips the lowest bit of byte `offset` of the file at `path`.

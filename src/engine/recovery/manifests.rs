@@ -43,10 +43,11 @@ impl WindowReader<'_> {
     async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes, BlobError> {
         let end = offset.saturating_add(len);
         if end > self.size {
-            return Err(BlobError::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("{}: read past the end of the object", self.key),
-            )));
+            return Err(BlobError::ShortRead {
+                key: self.key.to_string(),
+                expected: len,
+                got: self.size.saturating_sub(offset),
+            });
         }
         let held = self.start + self.buf.len() as u64;
         if offset < self.start || end > held {
@@ -188,7 +189,7 @@ async fn restore_manifest(
             })
             .collect();
         let bytes: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
-        let encoded = encode(&Segment { entries });
+        let encoded = encode(&Segment { entries })?;
         if Digest::of(&encoded) != seg.id || bytes != seg.bytes {
             return Ok(Err(format!(
                 "segment {i} does not match the manifest's segment reference"

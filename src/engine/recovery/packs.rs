@@ -4,19 +4,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::{ObjectProblem, ReindexReport};
-use crate::blobs::{BlobError, BlobStore, keys};
+use crate::blobs::{BlobStore, keys};
 use crate::engine::{EngineError, blocking};
 use crate::hash::Digest;
 use crate::meta::Meta;
 use crate::meta::records::{ChunkLocation, PackRecord};
-use crate::pack::{HEADER_MAGIC, PackEntry, TRAILER_LEN, decode_footer, decode_trailer};
+use crate::pack::reader::PackReader;
+use crate::pack::{PackEntry, PackError};
 
-/// Bytes read from the end of a pack in one request: trailer plus a footer
-/// of up to ~1300 entries (a 64 MiB pack of 64 KiB chunks has ~1000).
-const PACK_TAIL_BYTES: u64 = 64 << 10;
 /// Footers of other packs kept while checking existing index entries.
 const FOOTER_CACHE: usize = 4;
 /// Deletions per batch when dropping stale index entries.
@@ -48,54 +44,25 @@ enum FooterRead {
     Gone,
 }
 
-/// Reads and checks a pack's trailer and footer (usually one ranged read).
-async fn read_footer(blobs: &BlobStore, key: &str, size: u64) -> Result<FooterRead, EngineError> {
-    let header = HEADER_MAGIC.len() as u64;
-    let trailer_len = TRAILER_LEN as u64;
-    if size < header + trailer_len {
-        return Ok(FooterRead::Partial);
-    }
-    let tail_len = size.min(PACK_TAIL_BYTES);
-    let tail = match blobs.read_range(key, size - tail_len, tail_len).await {
-        Ok(t) => t,
-        Err(BlobError::NotFound(_)) => return Ok(FooterRead::Gone),
-        Err(e) => return Err(e.into()),
-    };
-    let Ok(trailer) = decode_trailer(&tail[tail.len() - TRAILER_LEN..]) else {
-        return Ok(FooterRead::Partial);
-    };
-    let body_end = size - trailer_len;
-    if trailer.footer_len > body_end - header {
-        return Ok(FooterRead::Corrupt("footer longer than the pack".into()));
-    }
-    let footer_start = body_end - trailer.footer_len;
-    let footer: Bytes = if trailer.footer_len + trailer_len <= tail_len {
-        let from = (tail_len - trailer_len - trailer.footer_len) as usize;
-        tail.slice(from..tail.len() - TRAILER_LEN)
-    } else {
-        match blobs
-            .read_range(key, footer_start, trailer.footer_len)
-            .await
-        {
-            Ok(f) => f,
-            Err(BlobError::NotFound(_)) => return Ok(FooterRead::Gone),
-            Err(e) => return Err(e.into()),
+/// Reads and checks a pack's tail through the pack reader (usually one
+/// ranged read). A pack of a newer format than this binary reads is an
+/// error, never "partial": its entries must not be dropped.
+async fn read_footer(blobs: &BlobStore, pack: &ListedPack) -> Result<FooterRead, EngineError> {
+    match PackReader::new(blobs).tail(pack.id, pack.size).await {
+        Ok(tail) => match tail.entry_outside_data() {
+            Some(e) => Ok(FooterRead::Corrupt(format!(
+                "footer entry for chunk {} lies outside the chunk area",
+                e.id.to_hex()
+            ))),
+            None => Ok(FooterRead::Valid(tail.entries)),
+        },
+        Err(PackError::TooShort { .. } | PackError::BadTrailer) => Ok(FooterRead::Partial),
+        Err(PackError::Missing) => Ok(FooterRead::Gone),
+        Err(e @ (PackError::FooterTooLong | PackError::BadFooter)) => {
+            Ok(FooterRead::Corrupt(e.to_string()))
         }
-    };
-    let Ok(entries) = decode_footer(&footer, &trailer) else {
-        return Ok(FooterRead::Corrupt(
-            "footer does not match the BLAKE3 in its trailer".into(),
-        ));
-    };
-    if let Some(e) = entries.iter().find(|e| {
-        e.offset < header || e.offset.saturating_add(u64::from(e.stored_len)) > footer_start
-    }) {
-        return Ok(FooterRead::Corrupt(format!(
-            "footer entry for chunk {} lies outside the chunk area",
-            e.id.to_hex()
-        )));
+        Err(e) => Err(EngineError::from_pack(pack.id, e)),
     }
-    Ok(FooterRead::Valid(entries))
 }
 
 type FooterMap = HashMap<Digest, PackEntry>;
@@ -133,7 +100,7 @@ impl FooterCache {
         }
         let footer = match find_listed(listed, id) {
             None => None,
-            Some(p) => match read_footer(blobs, &p.key, p.size).await? {
+            Some(p) => match read_footer(blobs, p).await? {
                 FooterRead::Valid(entries) => Some(Arc::new(footer_map(&entries))),
                 FooterRead::Partial | FooterRead::Corrupt(_) | FooterRead::Gone => None,
             },
@@ -175,7 +142,7 @@ pub(super) async fn reindex_packs(
     // Newest first: the first complete pack to offer a chunk is the newest
     // holding it, which is what an unusable existing entry is replaced by.
     for pack in listed.iter().rev() {
-        match read_footer(blobs, &pack.key, pack.size).await? {
+        match read_footer(blobs, pack).await? {
             FooterRead::Valid(entries) => {
                 let map = Arc::new(footer_map(&entries));
                 index_pack(meta, blobs, &listed, &mut cache, pack, entries, report).await?;

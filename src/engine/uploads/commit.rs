@@ -240,7 +240,7 @@ impl CommitCheck {
         let (size, count) = (self.size, self.count);
         let digests = engine.digest_segments(&segments).await?;
         if digests.bytes != size {
-            return Err(EngineError::Integrity(format!(
+            return Err(EngineError::inconsistent(format!(
                 "read back {} bytes, expected {size}",
                 digests.bytes
             )));
@@ -261,7 +261,7 @@ impl CommitCheck {
             sha256: digests.sha256,
             segments,
         };
-        let manifest_id = Digest::of(&encode(&manifest));
+        let manifest_id = Digest::of(&encode(&manifest)?);
         self.pins.sealed(manifest_id);
         write_manifest_object(&engine, &manifest_id, &manifest).await?;
         // Lifetimes count whole seconds, as expiries always have.
