@@ -374,7 +374,7 @@ fn seed(server: &Server, exp: &str) -> String {
         exp,
         &json!({"name": "contract-worker", "labels": {"role": "fuzz"}}),
     );
-    common::create_group(server, exp, Some("readers"), &[&worker]);
+    common::create_group(server, exp, Some("readers"), &[worker.as_str()]);
     let url = |p: &str| format!("{}/cas/v1/experiments/{exp}{p}", server.base_url());
     for (who, body) in [
         (&admin, &b"from the admin"[..]),
