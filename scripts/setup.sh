@@ -27,6 +27,12 @@ if ! scripts/emulators.sh find gcs >/dev/null 2>&1; then
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 fi
+if ! scripts/contract-tools.sh find >/dev/null 2>&1; then
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
+  python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -38,3 +44,4 @@ fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
 scripts/seaweedfs.sh install >/dev/null
 scripts/emulators.sh install
+scripts/contract-tools.sh install >/dev/null

@@ -11,6 +11,11 @@
 # these tests never skip silently. (Run plain `cargo test` and the tests
 # start their own.) EDEN_CAS_SKIP_S3=1, EDEN_CAS_SKIP_AZURITE=1 and
 # EDEN_CAS_SKIP_GCS=1 skip them on purpose, loudly; CI never sets them.
+#
+# The contract and deployment checks (tests/contract.rs: redocly,
+# schemathesis, hadolint, check-jsonschema) use tools that setup.sh
+# installs with scripts/contract-tools.sh; their paths are exported here
+# (EDEN_CAS_REDOCLY, …). EDEN_CAS_SKIP_CONTRACT=1 skips them, loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -35,4 +40,9 @@ start() {
 start SeaweedFS EDEN_CAS_SKIP_S3 EDEN_CAS_TEST_S3_ENDPOINT s3 scripts/seaweedfs.sh start
 start Azurite EDEN_CAS_SKIP_AZURITE EDEN_CAS_TEST_AZURITE_ENDPOINT azurite scripts/emulators.sh start azurite
 start gcp-storage-emulator EDEN_CAS_SKIP_GCS EDEN_CAS_TEST_GCS_ENDPOINT gcs scripts/emulators.sh start gcs
+if [ "${EDEN_CAS_SKIP_CONTRACT:-}" != 1 ]; then
+  tools="$(scripts/contract-tools.sh install)" ||
+    { echo "test: the contract tools are missing (set EDEN_CAS_SKIP_CONTRACT=1 to skip those tests on purpose)" >&2; exit 1; }
+  while IFS= read -r line; do [ -n "$line" ] && export "${line%%=*}=${line#*=}"; done <<<"$tools"
+fi
 exec cargo test "$@"

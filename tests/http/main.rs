@@ -10,6 +10,7 @@ mod support;
 
 mod bounds;
 mod codec_http;
+mod contract;
 mod corruption;
 mod crash;
 mod lease;
