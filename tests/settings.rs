@@ -74,7 +74,7 @@ fn env_value(key: &str) -> Option<&'static str> {
         "experiment-quota" => "exp_a=2MiB,exp_b=1MiB",
         "gc-interval" => "0s",
         "gc-compact-below" => "0.5",
-        "default-artifact-ttl" => "30d",
+        "default-artifact-ttl" => "12h",
         "experiment-ttl" => "exp_a=1h",
         "lease" => "false",
         "lease-duration" => "20s",
