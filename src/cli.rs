@@ -1,16 +1,16 @@
 //! Command-line interface: `eden-cas serve` and friends.
 //!
-//! Every server setting is a flag and an `EDEN_CAS_<NAME>` environment
-//! variable. Blob-store credentials are deliberately not among them: they come
-//! from the provider's environment variables or default chain only, so they
-//! never appear in argv (see docs/operations/blob-backends.md).
+//! Every store setting is a flag, an `EDEN_CAS_<NAME>` environment variable
+//! and a config-file key, all derived from `config::Settings`. Blob-store
+//! credentials and tokens are deliberately not among them: they come from
+//! the environment (or the provider's default chain) only, so they never
+//! appear in argv (see docs/operations/blob-backends.md).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::blobs::BlobSettings;
-use crate::config::Overrides;
+use crate::config::{Config, ConfigError, SettingsArgs};
 
 /// eden-cas: a content-addressed, deduplicating artifact store.
 #[derive(Debug, Parser)]
@@ -88,150 +88,27 @@ pub struct RestoreArgs {
     pub serve: ServeArgs,
 }
 
-/// Settings of `serve`; each also reads `EDEN_CAS_<NAME>` from the environment.
+/// Settings of `serve` and the offline commands: `--config`, then every
+/// setting (`config::Settings`), each also an `EDEN_CAS_<NAME>` variable
+/// and a key of the config file.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML config file (lowest precedence after built-in defaults).
-    #[arg(long, env = "EDEN_CAS_CONFIG")]
+    /// TOML config file; its keys are the flags' names, and flags and
+    /// environment variables win over it.
+    #[arg(long, env = "EDEN_CAS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Data directory: RocksDB in `meta/`, packs in `blobs/` [default: ./eden-cas-data].
-    #[arg(long, env = "EDEN_CAS_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Listen address host:port; port 0 picks a free port [default: 127.0.0.1:8080].
-    #[arg(long, env = "EDEN_CAS_LISTEN")]
-    pub listen: Option<String>,
-    /// Largest artifact accepted, inclusive (e.g. 104857600 or 100MiB) [default: 100MiB].
-    #[arg(long, env = "EDEN_CAS_MAX_ARTIFACT_BYTES")]
-    pub max_artifact_bytes: Option<String>,
-    /// Close packs at this size [default: 64MiB].
-    #[arg(long, env = "EDEN_CAS_PACK_TARGET_BYTES")]
-    pub pack_target_bytes: Option<String>,
-    /// zstd level for chunks, 0 disables [default: 3].
-    #[arg(long, env = "EDEN_CAS_COMPRESSION_LEVEL")]
-    pub compression_level: Option<i32>,
-    /// Store float-like chunks as byte planes when it pays (true/false) [default: true].
-    #[arg(long, env = "EDEN_CAS_BYTE_PLANES")]
-    pub byte_planes: Option<bool>,
-    /// HTTP worker threads [default: number of CPUs].
-    #[arg(long, env = "EDEN_CAS_HTTP_WORKERS")]
-    pub http_workers: Option<usize>,
-    /// Pack bytes the background scrubber re-verifies per hour; 0 disables [default: 10GiB].
-    #[arg(long, env = "EDEN_CAS_SCRUB_BYTES_PER_HOUR")]
-    pub scrub_bytes_per_hour: Option<String>,
-    /// A request body that sends nothing for this long is cut and its
-    /// connection closed (humantime) [default: 30s].
-    #[arg(long, env = "EDEN_CAS_BODY_IDLE_TIMEOUT")]
-    pub body_idle_timeout: Option<String>,
-    /// Logical bytes an experiment may hold (artifacts plus open uploads),
-    /// unless `[experiment-quota]` in the config file names it [default: unlimited].
-    #[arg(long, env = "EDEN_CAS_DEFAULT_EXPERIMENT_QUOTA")]
-    pub default_experiment_quota: Option<String>,
-    /// Take the single-writer lease in the blob store (true/false) [default: true].
-    #[arg(long, env = "EDEN_CAS_LEASE")]
-    pub lease: Option<bool>,
-    /// How long the blob store lease stays valid after its last renewal [default: 60s].
-    #[arg(long, env = "EDEN_CAS_LEASE_DURATION")]
-    pub lease_duration: Option<String>,
-    /// How often the lease holder renews it; under half the duration [default: 10s].
-    #[arg(long, env = "EDEN_CAS_LEASE_HEARTBEAT")]
-    pub lease_heartbeat: Option<String>,
-    /// Blob store settings.
+    /// The settings given by flag or environment variable.
     #[command(flatten)]
-    pub blob: BlobArgs,
+    pub settings: SettingsArgs,
 }
 
-/// Where packs and manifests live, and how the store is reached.
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Blob store")]
-pub struct BlobArgs {
-    /// A path or fs://…, s3://bucket/prefix, gs://bucket/prefix,
-    /// azblob://container/prefix, or memory:// (tests only) [default: <data-dir>/blobs].
-    #[arg(long, env = "EDEN_CAS_BLOB_STORE")]
-    pub blob_store: Option<String>,
-    /// S3-compatible endpoint, e.g. http://127.0.0.1:8333 (MinIO, SeaweedFS) [default: AWS].
-    #[arg(long, env = "EDEN_CAS_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region [default: AWS_REGION; us-east-1 with a custom endpoint].
-    #[arg(long, env = "EDEN_CAS_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// Path-style S3 addressing (true/false) [default: true with a custom endpoint].
-    #[arg(long, env = "EDEN_CAS_S3_PATH_STYLE")]
-    pub s3_path_style: Option<bool>,
-    /// S3 storage class of new objects (STANDARD, STANDARD_IA, INTELLIGENT_TIERING, …).
-    #[arg(long, env = "EDEN_CAS_S3_STORAGE_CLASS")]
-    pub s3_storage_class: Option<String>,
-    /// GCS endpoint (emulators) [default: https://storage.googleapis.com].
-    #[arg(long, env = "EDEN_CAS_GCS_ENDPOINT")]
-    pub gcs_endpoint: Option<String>,
-    /// GCS storage class of new objects (STANDARD, NEARLINE, COLDLINE, ARCHIVE).
-    #[arg(long, env = "EDEN_CAS_GCS_STORAGE_CLASS")]
-    pub gcs_storage_class: Option<String>,
-    /// Send GCS requests unsigned, loading no credentials: for emulators on this
-    /// machine (true/false) [default: true when STORAGE_EMULATOR_HOST is set].
-    #[arg(long, env = "EDEN_CAS_GCS_UNSIGNED")]
-    pub gcs_unsigned: Option<bool>,
-    /// Allow gcs-unsigned with an endpoint that is not on this machine (true/false) [default: false].
-    #[arg(long, env = "EDEN_CAS_GCS_UNSIGNED_ALLOW_REMOTE")]
-    pub gcs_unsigned_allow_remote: Option<bool>,
-    /// Azure blob endpoint (Azurite, sovereign clouds) [default: https://<account>.blob.core.windows.net].
-    #[arg(long, env = "EDEN_CAS_AZBLOB_ENDPOINT")]
-    pub azblob_endpoint: Option<String>,
-    /// Azure storage account [default: AZURE_STORAGE_ACCOUNT_NAME].
-    #[arg(long, env = "EDEN_CAS_AZBLOB_ACCOUNT")]
-    pub azblob_account: Option<String>,
-    /// Deadline of one blob request or I/O step [default: 60s].
-    #[arg(long, env = "EDEN_CAS_BLOB_TIMEOUT")]
-    pub blob_timeout: Option<String>,
-    /// Retries of a transient blob failure, with backoff and jitter [default: 4].
-    #[arg(long, env = "EDEN_CAS_BLOB_RETRIES")]
-    pub blob_retries: Option<usize>,
-    /// Blob requests in flight at most [default: 64].
-    #[arg(long, env = "EDEN_CAS_BLOB_CONCURRENCY")]
-    pub blob_concurrency: Option<usize>,
-    /// Multipart part size on object stores [default: a third of pack-target-bytes].
-    #[arg(long, env = "EDEN_CAS_BLOB_PART_BYTES")]
-    pub blob_part_bytes: Option<String>,
-    /// Size bound of the in-memory cache of verified chunks; 0 disables [default: 64MiB].
-    #[arg(long, env = "EDEN_CAS_CHUNK_CACHE_BYTES")]
-    pub chunk_cache_bytes: Option<String>,
-}
-
-impl From<&ServeArgs> for Overrides {
-    fn from(a: &ServeArgs) -> Self {
-        Overrides {
-            config: a.config.clone(),
-            data_dir: a.data_dir.clone(),
-            listen: a.listen.clone(),
-            max_artifact_bytes: a.max_artifact_bytes.clone(),
-            pack_target_bytes: a.pack_target_bytes.clone(),
-            compression_level: a.compression_level,
-            byte_planes: a.byte_planes,
-            http_workers: a.http_workers,
-            blob: BlobSettings {
-                blob_store: a.blob.blob_store.clone(),
-                s3_endpoint: a.blob.s3_endpoint.clone(),
-                s3_region: a.blob.s3_region.clone(),
-                s3_path_style: a.blob.s3_path_style,
-                s3_storage_class: a.blob.s3_storage_class.clone(),
-                gcs_endpoint: a.blob.gcs_endpoint.clone(),
-                gcs_storage_class: a.blob.gcs_storage_class.clone(),
-                gcs_unsigned: a.blob.gcs_unsigned,
-                gcs_unsigned_allow_remote: a.blob.gcs_unsigned_allow_remote,
-                azblob_endpoint: a.blob.azblob_endpoint.clone(),
-                azblob_account: a.blob.azblob_account.clone(),
-            },
-            blob_timeout: a.blob.blob_timeout.clone(),
-            blob_retries: a.blob.blob_retries,
-            blob_concurrency: a.blob.blob_concurrency,
-            blob_part_bytes: a.blob.blob_part_bytes.clone(),
-            chunk_cache_bytes: a.blob.chunk_cache_bytes.clone(),
-            scrub_bytes_per_hour: a.scrub_bytes_per_hour.clone(),
-            body_idle_timeout: a.body_idle_timeout.clone(),
-            default_experiment_quota: a.default_experiment_quota.clone(),
-            lease: a.lease,
-            lease_duration: a.lease_duration.clone(),
-            lease_heartbeat: a.lease_heartbeat.clone(),
-        }
+impl ServeArgs {
+    /// The configuration: defaults < `--config` file < environment < flags.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(self.config.as_deref(), &self.settings.layer)
     }
 }
 

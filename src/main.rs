@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use eden_cas::cli::{Cli, Command};
-use eden_cas::config::{Config, Overrides};
+use eden_cas::config::explain_value_error;
 use eden_cas::maintenance;
 use tracing_subscriber::EnvFilter;
 
@@ -13,6 +13,20 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            // A bad setting value: one line naming the setting and its source.
+            let argv: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let given = |flag: &str| {
+                argv.iter().any(|a| {
+                    a.strip_prefix(flag)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+                })
+            };
+            if let Some(line) = explain_value_error(&e, &given) {
+                eprintln!("eden-cas: {line}");
+                return ExitCode::FAILURE;
+            }
             let _ = e.print();
             // Usage errors exit 1: for client commands 2 means "server refused".
             return if e.use_stderr() {
@@ -53,21 +67,17 @@ fn main() -> ExitCode {
         Command::Restore(args) => {
             return maintenance::run(&args.serve, maintenance::Task::Restore { from: args.from });
         }
-        Command::Serve(args) => Config::resolve(&Overrides::from(&args))
-            .map_err(anyhow::Error::from)
-            .and_then(|config| {
-                actix_web::rt::System::new()
-                    .block_on(eden_cas::server::serve(config))
-                    .map_err(anyhow::Error::from)
-            }),
-        Command::CheckConfig(args) => Config::resolve(&Overrides::from(&args))
-            .map_err(anyhow::Error::from)
-            .and_then(|config| {
-                let report = actix_web::rt::System::new()
-                    .block_on(eden_cas::server::check_config(&config))?;
-                print!("{report}");
-                Ok(())
-            }),
+        Command::Serve(args) => args.load().map_err(anyhow::Error::from).and_then(|config| {
+            actix_web::rt::System::new()
+                .block_on(eden_cas::server::serve(config))
+                .map_err(anyhow::Error::from)
+        }),
+        Command::CheckConfig(args) => args.load().map_err(anyhow::Error::from).and_then(|config| {
+            let report =
+                actix_web::rt::System::new().block_on(eden_cas::server::check_config(&config))?;
+            print!("{report}");
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

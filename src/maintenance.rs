@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crate::blobs::lease::Lease;
 use crate::blobs::{Backend, BlobStore};
 use crate::cli::ServeArgs;
-use crate::config::{Config, Overrides};
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::engine::backup::{self, dir_has_entries};
 use crate::engine::gc::{GcOptions, GcReport};
@@ -65,7 +65,7 @@ pub enum Task {
 /// Resolves the settings and runs `task`; prints the report on stdout and
 /// errors on stderr.
 pub fn run(args: &ServeArgs, task: Task) -> ExitCode {
-    let config = match Config::resolve(&Overrides::from(args)) {
+    let config = match args.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("eden-cas: {e}");

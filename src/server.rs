@@ -406,71 +406,10 @@ async fn startup_checks(config: &Config) -> Result<ProbeReport, ServerError> {
 }
 
 /// `eden-cas check-config`: the startup checks of `serve`, then a summary
-/// (settings and probe findings; never a credential).
+/// (probe findings and every setting with its source; never a secret).
 pub async fn check_config(config: &Config) -> Result<String, ServerError> {
     let report = startup_checks(config).await?;
-    let b = &config.blobs;
-    let mut detail = String::new();
-    match &b.backend {
-        Backend::S3(o) => {
-            detail = format!(
-                " (endpoint {}, region {}, {}{})",
-                b.backend.endpoint(),
-                o.region,
-                if o.path_style {
-                    "path-style"
-                } else {
-                    "virtual-host style"
-                },
-                o.storage_class
-                    .as_ref()
-                    .map(|c| format!(", storage class {c}"))
-                    .unwrap_or_default()
-            );
-        }
-        Backend::Gcs(o) => {
-            detail = format!(
-                " (endpoint {}{})",
-                b.backend.endpoint(),
-                if o.unsigned {
-                    ", unsigned requests: emulator"
-                } else {
-                    ""
-                }
-            );
-        }
-        Backend::Azblob(o) => {
-            detail = format!(
-                " (endpoint {}, account {})",
-                b.backend.endpoint(),
-                o.account.as_deref().unwrap_or("from the credential")
-            );
-        }
-        Backend::Fs { .. } | Backend::Memory => {}
-    }
-    Ok(format!(
-        "configuration ok\n\
-         data-dir           {}\n\
-         listen             {}\n\
-         blob-store         {}{detail}\n\
-         create-only writes {}\n\
-         delete allowed     {}\n\
-         probe              {} ms\n",
-        config.data_dir.display(),
-        config.listen,
-        report.store,
-        if report.conditional_writes {
-            "enforced by the service"
-        } else {
-            "NOT enforced by the service (see docs/operations/blob-backends.md)"
-        },
-        if report.delete_allowed {
-            "yes"
-        } else {
-            "no (GC cannot reclaim space)"
-        },
-        report.elapsed.as_millis(),
-    ))
+    Ok(crate::config::report::render(config, &report))
 }
 
 /// After answering a request whose body was not read to its end, the

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eden_cas::auth::{Credentials, ExperimentId, MemberId, Principal, WorkerId};
 use eden_cas::blobs::{BlobStore, keys};
-use eden_cas::config::{Config, Overrides};
+use eden_cas::config::{Config, Settings};
 use eden_cas::engine::backup::{self, BACKUP_INDEX};
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::recovery::{self, ReindexReport};
@@ -641,11 +641,9 @@ async fn restore_refuses_a_non_empty_meta_dir() {
 }
 
 fn config(data: &Path) -> Config {
-    Config::resolve(&Overrides {
-        data_dir: Some(data.to_path_buf()),
-        ..Overrides::default()
-    })
-    .unwrap()
+    let mut settings = Settings::default();
+    settings.server.data_dir = Some(data.to_path_buf());
+    Config::from_settings(&settings).unwrap()
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod no_oracle_http;
 mod ops;
 mod quota;
 mod server;
+mod settings;
 mod v0_artifacts;
 mod v0_auth;
 mod v0_groups;

@@ -15,6 +15,7 @@
 //! query is refused without being echoed.
 
 mod operator;
+mod settings;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -23,6 +24,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub(crate) use operator::operator;
+pub use settings::BlobSettings;
 use validate::{
     azblob_account_from_endpoint, check_bucket_gcs, check_bucket_s3, check_container,
     check_endpoint, check_gcs_storage_class, check_s3_storage_class, is_loopback_endpoint,
@@ -33,45 +35,16 @@ use validate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingError {
     /// Setting name (TOML key; the flag is `--<name>`).
-    pub setting: &'static str,
+    pub setting: String,
     /// What is wrong, one line.
     pub detail: String,
 }
 
-fn invalid(setting: &'static str, detail: impl Into<String>) -> SettingError {
+fn invalid(setting: impl Into<String>, detail: impl Into<String>) -> SettingError {
     SettingError {
-        setting,
+        setting: setting.into(),
         detail: detail.into(),
     }
-}
-
-/// Raw blob settings after merging file < environment < flags; not yet
-/// validated. Every field is a named setting of the same name in kebab-case.
-#[derive(Debug, Default, Clone)]
-pub struct BlobSettings {
-    /// `blob-store`: where packs and manifests live.
-    pub blob_store: Option<String>,
-    /// `s3-endpoint`: S3-compatible endpoint URL (MinIO, SeaweedFS, R2, …).
-    pub s3_endpoint: Option<String>,
-    /// `s3-region`: bucket region.
-    pub s3_region: Option<String>,
-    /// `s3-path-style`: path-style addressing (`endpoint/bucket/key`).
-    pub s3_path_style: Option<bool>,
-    /// `s3-storage-class`: storage class of new objects.
-    pub s3_storage_class: Option<String>,
-    /// `gcs-endpoint`: GCS endpoint (emulators).
-    pub gcs_endpoint: Option<String>,
-    /// `gcs-storage-class`: storage class of new objects.
-    pub gcs_storage_class: Option<String>,
-    /// `gcs-unsigned`: send GCS requests without credentials (emulators).
-    pub gcs_unsigned: Option<bool>,
-    /// `gcs-unsigned-allow-remote`: allow `gcs-unsigned` with an endpoint
-    /// that is not on this machine.
-    pub gcs_unsigned_allow_remote: Option<bool>,
-    /// `azblob-endpoint`: blob service endpoint (Azurite, sovereign clouds).
-    pub azblob_endpoint: Option<String>,
-    /// `azblob-account`: storage account name.
-    pub azblob_account: Option<String>,
 }
 
 /// S3 (and S3-compatible) settings.
@@ -214,37 +187,7 @@ impl fmt::Display for Backend {
     }
 }
 
-/// Per-backend settings and the scheme they belong to.
-const OWNED: &[(&str, &str)] = &[
-    ("s3-endpoint", "s3"),
-    ("s3-region", "s3"),
-    ("s3-path-style", "s3"),
-    ("s3-storage-class", "s3"),
-    ("gcs-endpoint", "gs"),
-    ("gcs-storage-class", "gs"),
-    ("gcs-unsigned", "gs"),
-    ("gcs-unsigned-allow-remote", "gs"),
-    ("azblob-endpoint", "azblob"),
-    ("azblob-account", "azblob"),
-];
-
 impl BlobSettings {
-    fn is_set(&self, name: &str) -> bool {
-        match name {
-            "s3-endpoint" => self.s3_endpoint.is_some(),
-            "s3-region" => self.s3_region.is_some(),
-            "s3-path-style" => self.s3_path_style.is_some(),
-            "s3-storage-class" => self.s3_storage_class.is_some(),
-            "gcs-endpoint" => self.gcs_endpoint.is_some(),
-            "gcs-storage-class" => self.gcs_storage_class.is_some(),
-            "gcs-unsigned" => self.gcs_unsigned.is_some(),
-            "gcs-unsigned-allow-remote" => self.gcs_unsigned_allow_remote.is_some(),
-            "azblob-endpoint" => self.azblob_endpoint.is_some(),
-            "azblob-account" => self.azblob_account.is_some(),
-            _ => false,
-        }
-    }
-
     /// Validates the settings. `data_dir` gives the default (`<data-dir>/blobs`);
     /// `env` reads the environment (injected so tests do not depend on it).
     pub fn resolve(
@@ -323,25 +266,6 @@ impl BlobSettings {
                 ),
             )),
         }
-    }
-
-    /// An option set for a backend other than the one chosen is an error.
-    fn reject_foreign(&self, scheme: &str) -> Result<(), SettingError> {
-        for (name, owner) in OWNED {
-            if *owner != scheme && self.is_set(name) {
-                return Err(invalid(
-                    name,
-                    format!(
-                        "only applies to a {owner}:// blob-store, but blob-store is {}",
-                        match scheme {
-                            "fs" => "a local directory".to_string(),
-                            s => format!("{s}://"),
-                        }
-                    ),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// `gs://`: endpoint, emulator mode and storage class. Google's client
