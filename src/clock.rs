@@ -177,10 +177,10 @@ mod tests {
     #[test]
     fn stored_as_nanos_and_old_strings_decode() {
         let t = Timestamp::from_unix_nanos(42);
-        let bytes = crate::meta::encode(&t);
+        let bytes = crate::meta::encode(&t).unwrap();
         let back: Timestamp = ciborium::from_reader(&bytes[..]).unwrap();
         assert_eq!(back, t);
-        let old = crate::meta::encode(&"2026-01-01T00:00:00.123Z");
+        let old = crate::meta::encode(&"2026-01-01T00:00:00.123Z").unwrap();
         let back: Timestamp = ciborium::from_reader(&old[..]).unwrap();
         assert_eq!(back.to_rfc3339(), "2026-01-01T00:00:00.123Z");
     }

@@ -200,7 +200,7 @@ mod tests {
     fn pack_ids_are_ulids_stored_as_integers() {
         let p = PackId::mint();
         assert_eq!(PackId::parse(&p.to_string()), Some(p));
-        let bytes = crate::meta::encode(&p);
-        assert_eq!(bytes, crate::meta::encode(&p.as_u128()));
+        let bytes = crate::meta::encode(&p).unwrap();
+        assert_eq!(bytes, crate::meta::encode(&p.as_u128()).unwrap());
     }
 }

@@ -167,6 +167,17 @@ fn classify(backend: &Backend, step: Step, err: BlobError) -> ProbeError {
                 "setting `blob-store` (or `data-dir`): a writable directory".into(),
             );
         }
+        e @ BlobError::ShortRead { .. } => {
+            return mk(
+                format!(
+                    "cannot {} under {}: {}",
+                    step.verb(),
+                    backend.endpoint(),
+                    one_line(&e.to_string())
+                ),
+                "the store answered with fewer bytes than it holds: check its health".into(),
+            );
+        }
         BlobError::NotFound(_) if matches!(step, Step::Open | Step::Write) => {
             // A create-only write has nothing to find: a not-found is the
             // bucket or container, or a wrong path in the endpoint.

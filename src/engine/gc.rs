@@ -49,11 +49,10 @@ use serde::Serialize;
 use ulid::Ulid;
 
 use super::artifacts::now_unix_s;
-use super::{Engine, EngineError, Record, Stats, blocking};
+use super::{Engine, EngineError, Stats, blocking};
 use crate::blobs::keys;
 use crate::clock::Timestamp;
 use crate::hash::Digest;
-use crate::meta::Meta;
 use crate::meta::records::{ChunkLocation, PackRecord};
 use crate::pack::PackEntry;
 use crate::pack::reader::PackReader;

@@ -20,7 +20,7 @@ use super::access::ReadableArtifact;
 use super::heal::read_checked;
 use super::{Engine, EngineError, Record, Stats, blocking};
 use crate::hash::Digest;
-use crate::meta::records::{ChunkLocation, ManifestEntry};
+use crate::meta::records::ChunkLocation;
 use crate::pack::PackError;
 use crate::pack::reader::{CacheUse, Gaps, Span, coalesce};
 

@@ -457,11 +457,13 @@ mod tests {
             expires_at: Some(1_700_000_000),
             ..old
         };
-        let rec: ArtifactRecord = ciborium::from_reader(&crate::meta::encode(&old)[..]).unwrap();
+        let rec: ArtifactRecord =
+            ciborium::from_reader(&crate::meta::encode(&old).unwrap()[..]).unwrap();
         let at = Timestamp::from_unix_secs(1_700_000_000);
         assert_eq!(rec.expires_at, Some(at));
         assert!(rec.expired(at) && !rec.expired(Timestamp::from_unix_secs(1_699_999_999)));
-        let again: ArtifactRecord = ciborium::from_reader(&crate::meta::encode(&rec)[..]).unwrap();
+        let again: ArtifactRecord =
+            ciborium::from_reader(&crate::meta::encode(&rec).unwrap()[..]).unwrap();
         assert_eq!(again, rec);
     }
 
@@ -484,7 +486,8 @@ mod tests {
             registered_by: "admin".into(),
             token_hash: [7; 32],
         };
-        let rec: WorkerRecord = ciborium::from_reader(&crate::meta::encode(&old)[..]).unwrap();
+        let rec: WorkerRecord =
+            ciborium::from_reader(&crate::meta::encode(&old).unwrap()[..]).unwrap();
         assert_eq!(rec.registered_at.to_rfc3339(), "2026-01-02T03:04:05.678Z");
         assert_eq!(rec.registered_by, Principal::Admin);
         #[derive(Serialize)]
@@ -500,9 +503,11 @@ mod tests {
             created_at: "2026-01-02T03:04:05.000Z".into(),
             created_by: "admin".into(),
         };
-        let rec: GroupRecord = ciborium::from_reader(&crate::meta::encode(&old)[..]).unwrap();
+        let rec: GroupRecord =
+            ciborium::from_reader(&crate::meta::encode(&old).unwrap()[..]).unwrap();
         assert_eq!(rec.created_at.to_rfc3339(), "2026-01-02T03:04:05.000Z");
-        let back: GroupRecord = ciborium::from_reader(&crate::meta::encode(&rec)[..]).unwrap();
+        let back: GroupRecord =
+            ciborium::from_reader(&crate::meta::encode(&rec).unwrap()[..]).unwrap();
         assert_eq!(back, rec);
     }
 }

@@ -256,7 +256,7 @@ impl PackReader {
     }
 
     /// Reads `spans` in order, `read_ahead` requests in flight.
-    pub fn stream<T: Send + 'static>(
+    pub fn stream<T: Send + Sync + 'static>(
         &self,
         spans: Vec<Span<T>>,
         read_ahead: usize,

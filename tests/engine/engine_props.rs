@@ -195,8 +195,8 @@ proptest! {
             let budget = bytes_after_base + (edits.len() as u64 * 2 + 4) * (256 << 10) + 64 * 1024;
             prop_assert!(total <= budget, "stored {} > budget {}", total, budget);
             for (exp, id) in &ids {
-                let rec = f.engine.readable_artifact(exp, &Principal::Admin, &parse_artifact_id(id).unwrap()).await.unwrap();
-                let back = read(&f.engine, exp, id, 0, rec.size).await.unwrap();
+                let rec = f.engine.readable_artifact(*exp, &Principal::Admin, &parse_artifact_id(id).unwrap()).await.unwrap();
+                let back = read(&f.engine, *exp, id, 0, rec.size).await.unwrap();
                 prop_assert_eq!(Digest::of(&back), rec.blake3);
             }
             Ok(())
@@ -317,7 +317,7 @@ proptest! {
                         let gid = m.groups[group % m.groups.len()].0.clone();
                         let member = if member_is_group { m.groups[member % m.groups.len()].0.clone() }
                                      else if m.workers.is_empty() { continue } else { m.workers[member % m.workers.len()].clone() };
-                        match f.engine.add_member(exps[exp], &gid, &member).await {
+                        match f.engine.add_member(exps[exp], &GroupId::parse(&gid).unwrap(), &member).await {
                             Ok(_) => {
                                 let list = model[exp].members.entry(gid).or_default();
                                 if !list.contains(&member) { list.push(member); }

@@ -17,11 +17,10 @@ use bytes::Bytes;
 use eden_cas::auth::Principal;
 use eden_cas::blobs::{Backend, BlobConfig, BlobStore, Fault, FaultPlan, FaultSpec, keys};
 use eden_cas::engine::ingest::{MANIFEST_MAGIC, parse_artifact_id};
-use eden_cas::engine::uploads::{CommitRequest, SessionRequest, parse_session_id};
+use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::engine::{Engine, EngineConfig, EngineError, ReadableArtifact};
 use eden_cas::hash::Digest;
-use eden_cas::meta::records::{ArtifactRecord, ManifestEntry};
-use eden_cas::pack::HEADER_MAGIC;
+use eden_cas::meta::records::ManifestEntry;
 use futures_util::StreamExt;
 
 use crate::support::engine::{EXP, chunks_of, engine_over, frames, noise, req};
@@ -161,7 +160,7 @@ fn is_integrity(err: &EngineError) -> bool {
 /// Chunks of `data` as the engine's default chunker cuts them.
 /// The manifest object of `rec` in the blob store is complete: magic, the
 /// CBOR head hashing to the manifest id, then every entry of the manifest.
-async fn assert_manifest_object_complete(e: &Arc<Engine>, rec: &ArtifactRecord) {
+async fn assert_manifest_object_complete(e: &Arc<Engine>, rec: &ReadableArtifact) {
     let key = keys::manifest(&rec.manifest);
     let obj = e.blobs().read(&key).await.unwrap();
     assert!(
@@ -434,8 +433,8 @@ async fn write_error_in_an_upload_batch_keeps_the_session_usable() {
         }
 
         let receipt = e.commit_upload(EXP, &admin, &sid, commit()).await.unwrap();
-        assert_identical(e, &receipt.id, &data).await;
-        assert_manifest_object_complete(e, &record(e, &receipt.id).await).await;
+        assert_identical(e, &receipt.id.to_string(), &data).await;
+        assert_manifest_object_complete(e, &record(e, &receipt.id.to_string()).await).await;
     })
     .await
 }

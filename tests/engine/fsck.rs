@@ -12,7 +12,7 @@ use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::blobs::keys;
 use eden_cas::engine::fsck::ProblemKind;
 use eden_cas::engine::ingest::parse_artifact_id;
-use eden_cas::engine::uploads::{CommitRequest, SessionRequest, parse_session_id};
+use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError, FsckReport};
 use eden_cas::hash::Digest;
 use eden_cas::meta::records::{ChunkLocation, ManifestEntry};
@@ -222,7 +222,7 @@ fn a_corrupt_chunk_is_reported_with_the_artifacts_it_breaks() {
     );
     assert!(!affected_ids(&r, ProblemKind::ChunkCorrupt).contains(&c));
     let exps: Vec<&str> = p.affected.iter().map(|x| x.experiment.as_str()).collect();
-    assert!(exps.contains(&EXP) && exps.contains(&EXP2));
+    assert!(exps.contains(&EXP.as_str()) && exps.contains(&EXP2.as_str()));
     let digest: Vec<_> = r
         .problems
         .iter()

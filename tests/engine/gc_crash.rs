@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::support::engine::*;
 use eden_cas::engine::EngineConfig;
+use eden_cas::ids::ArtifactId;
 
 const BIN: &str = env!("CARGO_BIN_EXE_eden-cas");
 
@@ -24,7 +25,7 @@ fn cfg() -> EngineConfig {
 
 /// A store with a checkpoint series, half of it deleted; returns the live
 /// artifacts with their content.
-fn build(dir: &Path) -> Vec<([u8; 16], Vec<u8>)> {
+fn build(dir: &Path) -> Vec<(ArtifactId, Vec<u8>)> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let engine = open(dir, cfg());
     let live = rt.block_on(async {
@@ -68,7 +69,7 @@ fn gc_cmd(dir: &Path) -> Command {
 
 /// Reopens the store: every live artifact reads back byte-identical and no
 /// pack holds a dead byte (a full GC ran last).
-fn verify(dir: &Path, live: &[([u8; 16], Vec<u8>)], exact: bool) {
+fn verify(dir: &Path, live: &[(ArtifactId, Vec<u8>)], exact: bool) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let engine = open(dir, cfg());
     rt.block_on(async {

@@ -125,9 +125,14 @@ async fn run(ops: Vec<Op>) {
             }
             Op::Expire(i) if !m.live.is_empty() => {
                 let (id, _) = m.live.remove(i % m.live.len());
-                e.set_expiry(EXP, &Principal::Admin, &id, Some(1))
-                    .await
-                    .unwrap();
+                e.set_expiry(
+                    EXP,
+                    &Principal::Admin,
+                    &id,
+                    Some(eden_cas::clock::Timestamp::from_unix_secs(1)),
+                )
+                .await
+                .unwrap();
                 m.gone.push(id);
             }
             Op::Session => {

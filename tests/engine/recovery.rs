@@ -17,7 +17,6 @@ use eden_cas::auth::{Credentials, ExperimentId, MemberId, Principal, WorkerId};
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::config::{Config, Settings};
 use eden_cas::engine::backup::{self, BACKUP_INDEX};
-use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::recovery::{self, ReindexReport};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError, ReadableArtifact};
 use eden_cas::hash::Digest;
@@ -29,7 +28,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use ulid::Ulid;
 
-use crate::support::engine::{ADMIN_TOKEN, engine_over, noise, req_as, runtime};
+use crate::support::engine::{engine_over, noise, req_as, runtime};
 use crate::support::v1;
 
 const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
@@ -158,15 +157,15 @@ async fn read_manifest(engine: &Arc<Engine>, id: &Digest) -> Vec<u8> {
     // manifest under a fresh id, read it as the admin, drop it again.
     let scratch = [0xee; 16];
     let mut b = engine.meta().batch();
-    b.put_artifact(EXP, &scratch, &rec);
+    b.put_artifact(EXP.as_str(), &scratch, &rec);
     b.commit().unwrap();
     let readable = engine
-        .readable_artifact(EXP, &Principal::Admin, &scratch)
+        .readable_artifact(EXP, &Principal::Admin, &ArtifactId::from_bytes(scratch))
         .await
         .unwrap();
     let out = read_all(engine, &readable).await;
     let mut b = engine.meta().batch();
-    b.delete_artifact(EXP, &scratch);
+    b.delete_artifact(EXP.as_str(), &scratch);
     b.commit().unwrap();
     out
 }
@@ -450,7 +449,7 @@ async fn a_previous_release_store_still_reads_and_a_newer_pack_is_refused() {
     let store = Store::new();
     let engine = store.engine();
     let data = noise(700_000, 21);
-    let (_, rec) = deposit(&engine, "admin", &data).await;
+    let (id, _) = deposit(&engine, "admin", &data).await;
     engine.meta().delete_system(STORE_FORMAT_KEY).unwrap();
     store.close(engine);
     let packs = pack_keys(&store);
@@ -474,6 +473,10 @@ async fn a_previous_release_store_still_reads_and_a_newer_pack_is_refused() {
     // Pack records follow the objects (4 bytes shorter each).
     let report = reindex(&engine).await;
     assert_eq!(report.packs_indexed, packs.len() as u64);
+    let rec = engine
+        .readable_artifact(EXP, &Principal::Admin, &id)
+        .await
+        .unwrap();
     assert_eq!(read_all(&engine, &rec).await, data);
     let fsck = engine.fsck(true).await.unwrap();
     assert!(fsck.problems.is_empty(), "{fsck}");

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use eden_cas::auth::{ExperimentId, GroupId, MemberId, Principal, WorkerId, is_transitive_member};
+use eden_cas::auth::{ExperimentId, GroupId, MemberId, Principal, is_transitive_member};
 use eden_cas::blobs::BlobStore;
-use eden_cas::engine::ingest::parse_artifact_id;
-use eden_cas::engine::uploads::{CommitRequest, SessionRequest, parse_session_id};
+use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::engine::{Engine, EngineConfig, EngineError};
 use eden_cas::hash::Digest;
 use eden_cas::ids::{ArtifactId, SessionId};

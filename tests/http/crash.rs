@@ -86,7 +86,7 @@ fn kill9_during_large_deposit_loses_nothing_committed() {
     );
     for (uri, _) in &earlier {
         let id = parse_artifact_id(artifact_id(uri)).unwrap();
-        assert!(listed.iter().any(|(i, _)| *i == id));
+        assert!(listed.iter().any(|(i, _)| i == id.as_bytes()));
     }
     // The interrupted deposit did reach the disk (packs were sealed and
     // indexed before the kill), so this exercised the interesting window.
