@@ -3,6 +3,6 @@
 # Extra arguments go to `eden-cas serve` (see `--help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --build-only
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/eden-cas-target}"
 exec cargo run --release --quiet -- serve "$@"
