@@ -505,7 +505,7 @@ mod tests {
             (1, at(8 + 9 * u64::from(mib) + 5, 10), ()),
             (2, at(8 + 9 * u64::from(mib) + 15, 10), ()),
         ];
-        let adj = coalesce(chunks.clone(), Gaps::Adjacent);
+        let adj = coalesce(chunks, Gaps::Adjacent);
         let shape: Vec<(u128, u64, usize)> = adj
             .iter()
             .map(|s| (s.pack, s.start, s.members.len()))

@@ -555,7 +555,7 @@ fn listing_pages_are_full_and_cursors_name_readable_artifacts() {
             if let Some(c) = &page.next_cursor {
                 assert_eq!(c, &page.items[0].0, "the cursor is the page's last item");
             }
-            pages.push(page.items[0].0.clone());
+            pages.push(page.items[0].0);
             match page.next_cursor {
                 Some(c) => cursor = Some(c),
                 None => break,
