@@ -154,27 +154,25 @@ fn classify(backend: &Backend, step: Step, err: BlobError) -> ProbeError {
         Backend::Azblob(o) => o.container.clone(),
         _ => String::new(),
     };
+    let cannot = |why: &str| {
+        format!(
+            "cannot {} under {}: {}",
+            step.verb(),
+            backend.endpoint(),
+            one_line(why)
+        )
+    };
     let e = match err {
         BlobError::Backend(e) => e,
         BlobError::Io(e) => {
             return mk(
-                format!(
-                    "cannot {} under {}: {}",
-                    step.verb(),
-                    backend.endpoint(),
-                    one_line(&e.to_string())
-                ),
+                cannot(&e.to_string()),
                 "setting `blob-store` (or `data-dir`): a writable directory".into(),
             );
         }
         e @ BlobError::ShortRead { .. } => {
             return mk(
-                format!(
-                    "cannot {} under {}: {}",
-                    step.verb(),
-                    backend.endpoint(),
-                    one_line(&e.to_string())
-                ),
+                cannot(&e.to_string()),
                 "the store answered with fewer bytes than it holds: check its health".into(),
             );
         }
