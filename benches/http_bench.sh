@@ -2,15 +2,21 @@
 # Macro benchmark: deposits and fetches real gigabytes over HTTP (v0
 # multipart deposit, v0 fetch) against a release build, and reports MB/s and
 # the server's peak RSS (VmHWM). Usage:
-#   benches/http_bench.sh [SIZE_MIB=1024] [RUNS=3]
+#   benches/http_bench.sh [SIZE_MIB=1024] [RUNS=3]   (EDEN_CAS_BIN: see below)
 # Prints one line per measurement and a median summary per phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB="${1:-1024}"
 RUNS="${2:-3}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/eden-cas-target}"
-cargo build --release --quiet
-BIN="$CARGO_TARGET_DIR/release/eden-cas"
+# EDEN_CAS_BIN=/path/to/eden-cas benchmarks that binary instead of building
+# (before/after comparisons: run both binaries alternately in one session).
+if [ -n "${EDEN_CAS_BIN:-}" ]; then
+  BIN="$EDEN_CAS_BIN"
+else
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/eden-cas-target}"
+  cargo build --release --quiet
+  BIN="$CARGO_TARGET_DIR/release/eden-cas"
+fi
 WORK="$(mktemp -d)"
 trap 'kill "${PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 TOKEN="bench-admin-token-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
