@@ -77,6 +77,7 @@ timed() {
 }
 
 eden_start() {
+  rm -f "$BENCH_DIR/eden.stdout"  # a stale listening line would name the old port
   EDEN_CAS_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "$BIN" serve --data-dir "$1" \
     --listen 127.0.0.1:0 --max-artifact-bytes 4GiB ${EDEN_ARGS:-} \
     >"$BENCH_DIR/eden.stdout" 2>"$BENCH_DIR/eden.stderr" &

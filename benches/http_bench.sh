@@ -5,6 +5,8 @@
 #   benches/http_bench.sh [SIZE_MIB=1024] [RUNS=3]   (EDEN_CAS_BIN: see below)
 # Prints one line per measurement and a median summary per phase.
 set -euo pipefail
+# A failed curl inside $(…) must stop the run, not be timed as a fast one.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 SIZE_MIB="${1:-1024}"
 RUNS="${2:-3}"
@@ -23,13 +25,14 @@ TOKEN="bench-admin-token-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 EXP="exp_00000000000000000000000000"
 
 start_server() {
-  rm -rf "$WORK/data"
+  # A stale listening line of the previous server would name its port.
+  rm -rf "$WORK/data" "$WORK/stdout"
   EDEN_CAS_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "$BIN" serve --data-dir "$WORK/data" \
     --listen 127.0.0.1:0 --max-artifact-bytes "$(( (SIZE_MIB + 64) * 1024 * 1024 ))" \
     >"$WORK/stdout" 2>"$WORK/stderr" &
   PID=$!
   for _ in $(seq 1 100); do
-    PORT=$(sed -n 's/^EDEN_CAS_LISTENING host=.* port=\([0-9]*\)$/\1/p' "$WORK/stdout")
+    PORT=$(sed -n 's/^EDEN_CAS_LISTENING host=.* port=\([0-9]*\)$/\1/p' "$WORK/stdout" 2>/dev/null || true)
     [ -n "$PORT" ] && return 0
     sleep 0.1
   done
@@ -43,17 +46,20 @@ peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$PID/status"; }
 
 deposit() { # file -> prints seconds; the URI goes to $WORK/uri
   local t0 t1 out
+  rm -f "$WORK/uri"
   t0=$(date +%s.%N)
   out=$(curl -sS --fail-with-body -X POST "http://127.0.0.1:$PORT/v0/experiments/$EXP/artifacts" \
     -H @"$WORK/headers" \
     -F "file=@$1;type=application/octet-stream")
   t1=$(date +%s.%N)
   printf '%s' "$out" | sed -n 's/.*"artifacts_uri":"\([^"]*\)".*/\1/p' >"$WORK/uri"
+  [ -s "$WORK/uri" ] || { echo "deposit answered no URI: $out" >&2; tail -n 20 "$WORK/stderr" >&2; exit 1; }
   echo "$t0 $t1" | awk '{print $2-$1}'
 }
 fetch() { # uri -> prints seconds; checks the digest
   local t0 t1
   t0=$(date +%s.%N)
+  rm -f "$WORK/out"
   curl -sS --fail "http://127.0.0.1:$PORT/v0/experiments/$EXP/artifacts?uri=$(printf '%s' "$1" | sed 's/:/%3A/; s#/#%2F#g')" \
     -H @"$WORK/headers" -o "$WORK/out"
   t1=$(date +%s.%N)

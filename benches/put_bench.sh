@@ -23,7 +23,7 @@ TOKEN="bench-admin-token-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 EXP="exp_00000000000000000000000000"
 
 start_server() {
-  rm -rf "$WORK/data"
+  rm -rf "$WORK/data" "$WORK/stdout"  # a stale listening line would name the old port
   EDEN_CAS_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "$BIN" serve --data-dir "$WORK/data" \
     --listen 127.0.0.1:0 --max-artifact-bytes "$((SIZE + 64 * 1024 * 1024))" \
     >"$WORK/stdout" 2>"$WORK/stderr" &

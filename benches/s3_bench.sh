@@ -27,7 +27,7 @@ while IFS='=' read -r k v; do [ -n "$k" ] && export "$k=$v"; done <<<"$S3_ENV"
 [ -n "${EDEN_CAS_TEST_S3_ENDPOINT:-}" ] || { echo "SeaweedFS did not start" >&2; exit 1; }
 
 start_server() { # backend
-  rm -rf "$WORK/data"
+  rm -rf "$WORK/data" "$WORK/stdout"  # a stale listening line would name the old port
   local args=()
   if [ "$1" = s3 ]; then
     args=(--blob-store "s3://$EDEN_CAS_TEST_S3_BUCKET/bench-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
