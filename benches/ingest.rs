@@ -27,7 +27,7 @@ fn data(n: usize, seed: u64) -> Vec<u8> {
 
 fn request() -> DepositRequest {
     DepositRequest {
-        experiment: eden_cas::auth::ExperimentId::from_static("exp_0000000000000000000000bench"),
+        experiment: eden_cas::auth::ExperimentId::from_static("exp_000000000000000000000bench"),
         created_by: eden_cas::auth::Principal::Admin,
         content_type: "application/octet-stream".into(),
         filename: None,
