@@ -208,14 +208,6 @@ impl Engine {
             history,
         })
     }
-
-    /// The recorded history, oldest first (empty when none was recorded).
-    ///
-    /// # Errors
-    /// [`EngineError::Meta`] when the history cannot be read or decoded.
-    pub fn stats_history(&self) -> Result<Vec<HistoryPoint>, EngineError> {
-        read_history(self)
-    }
 }
 
 type Scan = (Figures, BTreeMap<String, Tally>, PackStats);
