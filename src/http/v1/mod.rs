@@ -1,7 +1,8 @@
 //! The native surface, `/cas/v1/experiments/{E}/…` (spec: `docs/api.md`):
 //! raw deposits, fetch by id with ranges and conditional requests, metadata,
 //! listing, grants, delete and resumable upload sessions; and the
-//! deployment admin routes under `/cas/v1/admin/` (backup).
+//! deployment admin routes under `/cas/v1/admin/` (gc, backup, fsck, in-flight
+//! work, the storage stats and dashboard).
 //!
 //! Same authentication, experiment check and ACL as `/v0/` (`http/auth.rs`,
 //! `Engine::readable_artifact`), so an artifact deposited through one surface is
@@ -14,6 +15,7 @@
 mod admin;
 mod artifacts;
 mod commit_body;
+mod dashboard;
 pub mod dto;
 mod fetch;
 mod limits;
@@ -90,6 +92,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/cas/v1/admin/gc").route(web::post().to(admin::gc)))
     .service(resource("/cas/v1/admin/backup").route(web::post().to(admin::backup)))
     .service(resource("/cas/v1/admin/fsck").route(web::post().to(admin::fsck)))
+    .service(resource("/cas/v1/admin/stats").route(web::get().to(dashboard::stats)))
+    .service(resource("/cas/v1/admin/dashboard").route(web::get().to(dashboard::dashboard)))
     .service(resource("/cas/v1/admin/inflight").route(web::get().to(limits::inflight)))
     .service(web::scope(PREFIX).default_service(web::to(not_found)));
 }
