@@ -40,6 +40,11 @@ elif ! scripts/contract-tools.sh find >/dev/null 2>&1; then
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
 fi
+# PostgreSQL (Debian's) for the shared-metadata tests (scripts/postgres.sh).
+if ((build_only)); then :
+elif ! scripts/postgres.sh find >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
