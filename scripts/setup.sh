@@ -46,6 +46,11 @@ if ((build_only)); then :
 elif ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   need+=(chromium)
 fi
+# PostgreSQL (Debian's) for the shared-metadata tests (scripts/postgres.sh).
+if ((build_only)); then :
+elif ! scripts/postgres.sh find >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
