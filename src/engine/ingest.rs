@@ -86,11 +86,6 @@ pub struct DepositReceipt {
     pub record: ArtifactRecord,
 }
 
-/// The text form of an artifact id as stored in keys (32 lowercase hex).
-pub fn format_artifact_id(id: &[u8; 16]) -> String {
-    ArtifactId::from_bytes(*id).to_string()
-}
-
 /// Parses an artifact id (32 lowercase hex characters); [`ArtifactId::parse`].
 pub fn parse_artifact_id(s: &str) -> Option<ArtifactId> {
     ArtifactId::parse(s)
@@ -283,11 +278,11 @@ impl PackSink {
             let id = PackId::mint();
             // Registered before the object exists, so GC never takes a pack
             // in progress for a crash leftover.
-            self.engine.pins.pack_opened(id.as_u128());
-            let writer = match self.engine.blobs.create(&keys::pack(id.ulid())).await {
+            self.engine.pins.pack_opened(id);
+            let writer = match self.engine.blobs.create(&keys::pack(id)).await {
                 Ok(w) => w,
                 Err(e) => {
-                    self.engine.pins.pack_closed(id.as_u128());
+                    self.engine.pins.pack_closed(id);
                     return Err(e.into());
                 }
             };
@@ -315,7 +310,7 @@ impl PackSink {
             sealed.entries.clone(),
         )
         .await;
-        self.engine.pins.pack_closed(sealed.id.as_u128());
+        self.engine.pins.pack_closed(sealed.id);
         indexed?;
         tracing::debug!(pack = %sealed.id, bytes = sealed.bytes, chunks = sealed.entries.len(), "pack sealed");
         Ok(sealed.entries)
@@ -338,7 +333,7 @@ impl PackSink {
         };
         let bytes = open.writer.written();
         if let Err(e) = open.writer.close().await {
-            self.engine.pins.pack_closed(open.id.as_u128());
+            self.engine.pins.pack_closed(open.id);
             return Err(e.into());
         }
         let stats = &self.engine.stats;
@@ -355,7 +350,7 @@ impl PackSink {
     pub(crate) async fn abort(&mut self) {
         if let Some(p) = self.open_pack.take() {
             p.writer.abort().await;
-            self.engine.pins.pack_closed(p.id.as_u128());
+            self.engine.pins.pack_closed(p.id);
         }
     }
 }
@@ -364,7 +359,7 @@ impl Drop for PackSink {
     fn drop(&mut self) {
         // A sink dropped mid-pack (client gone): the partial object is garbage.
         if let Some(p) = &self.open_pack {
-            self.engine.pins.pack_closed(p.id.as_u128());
+            self.engine.pins.pack_closed(p.id);
         }
     }
 }
@@ -578,11 +573,11 @@ async fn index_pack(
     let engine = Arc::clone(engine);
     blocking(move || {
         let meta = &engine.meta;
-        let pack = id.as_u128();
+        let pack = id;
         let mut b = meta.batch();
         let raw_bytes = entries.iter().map(|e| u64::from(e.raw_len)).sum();
-        // Pack records keep whole Unix seconds.
-        let created_at = Timestamp::now().unix_secs();
+        // Stored as whole Unix seconds (`PackRecord::created_at`).
+        let created_at = Timestamp::now();
         b.put_pack(
             pack,
             &PackRecord {

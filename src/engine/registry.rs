@@ -68,7 +68,7 @@ impl Engine {
             return self.authenticate_unscoped(creds);
         };
         let meta = self.meta.clone();
-        let rec = blocking(move || Ok(meta.worker(experiment.as_str(), w.as_str())?)).await?;
+        let rec = blocking(move || Ok(meta.worker(&experiment, &w)?)).await?;
         let ok = match rec {
             Some(r) => self.tokens.verify(creds.secret.expose(), &r.token_hash),
             None => self.tokens.verify_unknown(creds.secret.expose()),
@@ -139,17 +139,14 @@ impl Engine {
         name: Option<&str>,
     ) -> Result<Vec<WorkerView>, EngineError> {
         let meta = self.meta.clone();
-        let all = blocking(move || Ok(meta.workers(experiment.as_str())?)).await?;
+        let all = blocking(move || Ok(meta.workers(&experiment)?)).await?;
         Ok(all
             .into_iter()
             .filter(|(_, r)| name.is_none_or(|n| !r.name.is_empty() && r.name == n))
-            // Keys were written from minted ids; anything else names nobody.
-            .filter_map(|(id, record)| {
-                WorkerId::parse(&id).map(|worker_id| WorkerView {
-                    worker_id,
-                    experiment_id: experiment,
-                    record,
-                })
+            .map(|(worker_id, record)| WorkerView {
+                worker_id,
+                experiment_id: experiment,
+                record,
             })
             .collect())
     }
@@ -161,7 +158,7 @@ impl Engine {
         worker: &WorkerId,
     ) -> Result<WorkerView, EngineError> {
         let (meta, wid) = (self.meta.clone(), *worker);
-        let rec = blocking(move || Ok(meta.worker(experiment.as_str(), wid.as_str())?)).await?;
+        let rec = blocking(move || Ok(meta.worker(&experiment, &wid)?)).await?;
         rec.map(|record| WorkerView {
             worker_id: wid,
             experiment_id: experiment,
@@ -193,7 +190,7 @@ impl Engine {
         );
         blocking(move || {
             let mut b = meta.batch();
-            b.put_worker(exp.as_str(), wid.as_str(), &rec);
+            b.put_worker(&exp, &wid, &rec);
             Ok(b.commit()?)
         })
         .await
@@ -202,9 +199,9 @@ impl Engine {
     async fn group_map(
         &self,
         experiment: ExperimentId,
-    ) -> Result<Vec<(String, GroupRecord)>, EngineError> {
+    ) -> Result<Vec<(GroupId, GroupRecord)>, EngineError> {
         let meta = self.meta.clone();
-        blocking(move || Ok(meta.groups(experiment.as_str())?)).await
+        blocking(move || Ok(meta.groups(&experiment)?)).await
     }
 
     async fn store_group(&self, view: &GroupView) -> Result<(), EngineError> {
@@ -216,7 +213,7 @@ impl Engine {
         );
         blocking(move || {
             let mut b = meta.batch();
-            b.put_group(exp.as_str(), gid.as_str(), &rec);
+            b.put_group(&exp, &gid, &rec);
             Ok(b.commit()?)
         })
         .await
@@ -276,13 +273,10 @@ impl Engine {
             .await?
             .into_iter()
             .filter(|(_, r)| name.is_none_or(|n| !r.name.is_empty() && r.name == n))
-            // Keys were written from minted ids; anything else names nothing.
-            .filter_map(|(id, record)| {
-                GroupId::parse(&id).map(|group_id| GroupView {
-                    group_id,
-                    experiment_id: experiment,
-                    record,
-                })
+            .map(|(group_id, record)| GroupView {
+                group_id,
+                experiment_id: experiment,
+                record,
             })
             .collect())
     }
@@ -294,7 +288,7 @@ impl Engine {
         group: &GroupId,
     ) -> Result<GroupView, EngineError> {
         let (meta, gid) = (self.meta.clone(), *group);
-        let rec = blocking(move || Ok(meta.group(experiment.as_str(), gid.as_str())?)).await?;
+        let rec = blocking(move || Ok(meta.group(&experiment, &gid)?)).await?;
         rec.map(|record| GroupView {
             group_id: gid,
             experiment_id: experiment,
@@ -359,16 +353,13 @@ impl Engine {
         let (meta, gid) = (self.meta.clone(), *group);
         blocking(move || {
             let mut b = meta.batch();
-            b.delete_group(experiment.as_str(), gid.as_str());
+            b.delete_group(&experiment, &gid);
             Ok(b.commit()?)
         })
         .await
     }
 }
 
-fn graph_of(groups: Vec<(String, GroupRecord)>) -> HashMap<GroupId, Vec<String>> {
-    groups
-        .into_iter()
-        .filter_map(|(id, g)| GroupId::parse(&id).map(|gid| (gid, g.members)))
-        .collect()
+fn graph_of(groups: Vec<(GroupId, GroupRecord)>) -> HashMap<GroupId, Vec<String>> {
+    groups.into_iter().map(|(id, g)| (id, g.members)).collect()
 }

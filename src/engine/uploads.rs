@@ -134,8 +134,8 @@ fn end_in_batch(
     at: Timestamp,
 ) -> u64 {
     rec.ended = Some(UploadEnd { at, reason });
-    b.put_upload(id.as_bytes(), rec);
-    b.delete_upload_chunks(id.as_bytes());
+    b.put_upload(&id, rec);
+    b.delete_upload_chunks(&id);
     session_reservation(rec)
 }
 
@@ -191,7 +191,7 @@ impl Engine {
         let idle = self.upload_idle_timeout();
         let quotas = Arc::clone(&self.quotas);
         blocking(move || {
-            let mut rec = meta.upload(id.as_bytes())?.ok_or(EngineError::NotFound)?;
+            let mut rec = meta.upload(&id)?.ok_or(EngineError::NotFound)?;
             if rec.experiment != experiment || !(caller.is_admin() || caller == rec.created_by) {
                 return Err(EngineError::NotFound);
             }
@@ -203,14 +203,14 @@ impl Engine {
                 let mut b = meta.batch();
                 let held = end_in_batch(&mut b, &id, &mut rec, EndReason::Expired, now);
                 b.commit()?;
-                quotas.sub(rec.experiment.as_str(), Part::Session, held);
+                quotas.sub(&rec.experiment, Part::Session, held);
                 return Err(EngineError::SessionEnded(end_reason_text(
                     &EndReason::Expired,
                 )));
             }
             if touch {
                 rec.last_active = now;
-                meta.touch_upload(id.as_bytes(), &rec)?;
+                meta.touch_upload(&id, &rec)?;
             }
             Ok(rec)
         })
@@ -231,8 +231,7 @@ impl Engine {
         // Reserved before the session exists: two creations cannot both
         // pass the check and together exceed the quota.
         let claimed = req.claimed_size.unwrap_or(0);
-        self.quotas
-            .try_add(experiment.as_str(), Part::Session, claimed)?;
+        self.quotas.try_add(&experiment, Part::Session, claimed)?;
         let now = Timestamp::now();
         let id = SessionId::mint(now);
         let record = UploadRecord {
@@ -251,12 +250,12 @@ impl Engine {
         let (meta, rec) = (self.meta.clone(), record.clone());
         let written = blocking(move || {
             let mut b = meta.batch();
-            b.put_upload(id.as_bytes(), &rec);
+            b.put_upload(&id, &rec);
             Ok(b.commit()?)
         })
         .await;
         if let Err(e) = written {
-            self.quotas.sub(experiment.as_str(), Part::Session, claimed);
+            self.quotas.sub(&experiment, Part::Session, claimed);
             return Err(e);
         }
         tracing::info!(%experiment, session = %id, by = %caller, "upload session created");
@@ -282,7 +281,7 @@ impl Engine {
         let (meta, id) = (self.meta.clone(), *id);
         blocking(move || {
             let mut presence = Presence::load(&meta, rec.experiment, rec.created_by)?;
-            let rows = meta.upload_chunks(id.as_bytes(), &chunks)?;
+            let rows = meta.upload_chunks(&id, &chunks)?;
             let locs = meta.chunks(&chunks)?;
             let mut missing = Vec::new();
             for ((c, row), loc) in chunks.iter().zip(rows).zip(locs) {
@@ -315,7 +314,7 @@ impl Engine {
         let (meta, sid) = (self.meta.clone(), *id);
         let (count, bytes, page, more) = blocking(move || {
             let (mut count, mut bytes, mut page, mut more) = (0u64, 0u64, Vec::new(), false);
-            meta.scan_upload_chunks(sid.as_bytes(), None, |c, row| {
+            meta.scan_upload_chunks(&sid, None, |c, row| {
                 count += 1;
                 bytes += u64::from(row.raw_len);
                 if after.is_none_or(|a| c > a) {
@@ -353,10 +352,7 @@ impl Engine {
         let (meta, sid) = (self.meta.clone(), *id);
         blocking(move || {
             // Re-read under the lock: the session may have ended meanwhile.
-            if meta
-                .upload(sid.as_bytes())?
-                .is_none_or(|r| r.ended.is_some())
-            {
+            if meta.upload(&sid)?.is_none_or(|r| r.ended.is_some()) {
                 return Err(EngineError::SessionEnded(
                     "the upload session already ended".into(),
                 ));
@@ -373,7 +369,7 @@ impl Engine {
             Ok((rec.experiment, held))
         })
         .await
-        .map(|(exp, held)| self.quotas.sub(exp.as_str(), Part::Session, held))
+        .map(|(exp, held)| self.quotas.sub(&exp, Part::Session, held))
     }
 
     /// Ends sessions idle for longer than the idle timeout at `now` (their
@@ -397,9 +393,8 @@ impl Engine {
             let mut released = Vec::new();
             let mut b = meta.batch();
             for (id, mut rec) in meta.uploads()? {
-                let id = SessionId::from_bytes(id);
                 match &rec.ended {
-                    Some(end) if now.since(end.at) > idle => b.delete_upload(id.as_bytes()),
+                    Some(end) if now.since(end.at) > idle => b.delete_upload(&id),
                     Some(_) => {}
                     None if busy.contains(&id) => {}
                     None if now.since(rec.last_active) > idle => {
@@ -412,7 +407,7 @@ impl Engine {
             }
             b.commit()?;
             for (exp, held) in released {
-                quotas.sub(exp.as_str(), Part::Session, held);
+                quotas.sub(&exp, Part::Session, held);
             }
             if expired > 0 {
                 tracing::info!(expired, "upload sessions expired");

@@ -20,7 +20,9 @@ use rocksdb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::auth::{ExperimentId, GroupId, WorkerId};
 use crate::hash::Digest;
+use crate::ids::{ArtifactId, PackId};
 use records::{
     ArtifactRecord, ChunkLocation, GroupRecord, Manifest, PackRecord, Segment, WorkerRecord,
 };
@@ -124,13 +126,39 @@ fn decode<T: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> Result<T, Meta
     })
 }
 
-/// Key of a per-experiment record.
-pub fn scoped_key(experiment: &str, id: &[u8]) -> Vec<u8> {
+/// Key of a per-experiment record: `experiment \0 id` (the id's stored
+/// bytes: 16 for an artifact, the text of a worker or group id).
+pub fn scoped_key(experiment: &ExperimentId, id: &[u8]) -> Vec<u8> {
+    let experiment = experiment.as_str();
     let mut k = Vec::with_capacity(experiment.len() + 1 + id.len());
     k.extend_from_slice(experiment.as_bytes());
     k.push(0);
     k.extend_from_slice(id);
     k
+}
+
+/// Splits an `experiment \0 artifact-id` key; `None` for a key of another
+/// shape (which no release writes).
+fn split_artifact_key(k: &[u8]) -> Option<(ExperimentId, ArtifactId)> {
+    let sep = k.iter().position(|&b| b == 0)?;
+    let experiment = ExperimentId::parse(std::str::from_utf8(&k[..sep]).ok()?)?;
+    let id = <[u8; 16]>::try_from(&k[sep + 1..]).ok()?;
+    Some((experiment, ArtifactId::from_bytes(id)))
+}
+
+/// A pack id's key: its 128-bit value, big-endian (so keys sort by ULID).
+fn pack_key(id: PackId) -> [u8; 16] {
+    id.as_u128().to_be_bytes()
+}
+
+/// The pack id of a `packs-v1` or `pack-scrub-v1` key.
+fn pack_of_key(cf: &'static str, k: &[u8]) -> Result<PackId, MetaError> {
+    <[u8; 16]>::try_from(k)
+        .map(|b| PackId::from_u128(u128::from_be_bytes(b)))
+        .map_err(|_| MetaError::Corrupt {
+            cf,
+            detail: "bad pack key".into(),
+        })
 }
 
 /// The RocksDB handle with typed accessors; cheap to clone.
@@ -249,22 +277,16 @@ impl Meta {
     }
 
     /// A pack record.
-    pub fn pack(&self, id: u128) -> Result<Option<PackRecord>, MetaError> {
-        self.get(CF_PACKS, &id.to_be_bytes())
+    pub fn pack(&self, id: PackId) -> Result<Option<PackRecord>, MetaError> {
+        self.get(CF_PACKS, &pack_key(id))
     }
 
     /// Every pack record (id, record).
-    pub fn packs(&self) -> Result<Vec<(u128, PackRecord)>, MetaError> {
+    pub fn packs(&self) -> Result<Vec<(PackId, PackRecord)>, MetaError> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_PACKS), IteratorMode::Start) {
             let (k, v) = item?;
-            let id = <[u8; 16]>::try_from(&k[..])
-                .map(u128::from_be_bytes)
-                .map_err(|_| MetaError::Corrupt {
-                    cf: CF_PACKS,
-                    detail: "bad key".into(),
-                })?;
-            out.push((id, decode(CF_PACKS, &v)?));
+            out.push((pack_of_key(CF_PACKS, &k)?, decode(CF_PACKS, &v)?));
         }
         Ok(out)
     }
@@ -292,20 +314,14 @@ impl Meta {
     /// artifact id, record); stops when `f` returns false.
     pub fn scan_artifacts(
         &self,
-        mut f: impl FnMut(&str, [u8; 16], ArtifactRecord) -> bool,
+        mut f: impl FnMut(ExperimentId, ArtifactId, ArtifactRecord) -> bool,
     ) -> Result<(), MetaError> {
         for item in self
             .db
             .iterator_cf(self.cf(CF_ARTIFACTS), IteratorMode::Start)
         {
             let (k, v) = item?;
-            let Some(split) = k.iter().position(|&b| b == 0) else {
-                continue;
-            };
-            let (Ok(exp), Ok(id)) = (
-                std::str::from_utf8(&k[..split]),
-                <[u8; 16]>::try_from(&k[split + 1..]),
-            ) else {
+            let Some((exp, id)) = split_artifact_key(&k) else {
                 continue;
             };
             if !f(exp, id, decode(CF_ARTIFACTS, &v)?) {
@@ -340,23 +356,23 @@ impl Meta {
     /// An artifact of an experiment.
     pub fn artifact(
         &self,
-        experiment: &str,
-        id: &[u8; 16],
+        experiment: &ExperimentId,
+        id: &ArtifactId,
     ) -> Result<Option<ArtifactRecord>, MetaError> {
-        self.get(CF_ARTIFACTS, &scoped_key(experiment, id))
+        self.get(CF_ARTIFACTS, &scoped_key(experiment, id.as_bytes()))
     }
 
     /// Artifacts of an experiment, newest first, starting strictly before
     /// `before` (an artifact id) when given.
     pub fn artifacts_newest_first(
         &self,
-        experiment: &str,
-        before: Option<&[u8; 16]>,
+        experiment: &ExperimentId,
+        before: Option<&ArtifactId>,
         limit: usize,
-    ) -> Result<Vec<([u8; 16], ArtifactRecord)>, MetaError> {
+    ) -> Result<Vec<(ArtifactId, ArtifactRecord)>, MetaError> {
         let prefix = scoped_key(experiment, &[]);
         let start = match before {
-            Some(b) => scoped_key(experiment, b),
+            Some(b) => scoped_key(experiment, b.as_bytes()),
             None => scoped_key(experiment, &[0xff; 17]),
         };
         let mut out = Vec::new();
@@ -375,7 +391,7 @@ impl Meta {
             let Ok(id) = <[u8; 16]>::try_from(&k[prefix.len()..]) else {
                 continue;
             };
-            out.push((id, decode(CF_ARTIFACTS, &v)?));
+            out.push((ArtifactId::from_bytes(id), decode(CF_ARTIFACTS, &v)?));
         }
         Ok(out)
     }
@@ -385,32 +401,50 @@ impl Meta {
     /// A worker of an experiment.
     pub fn worker(
         &self,
-        experiment: &str,
-        worker: &str,
+        experiment: &ExperimentId,
+        worker: &WorkerId,
     ) -> Result<Option<WorkerRecord>, MetaError> {
-        self.get(CF_WORKERS, &scoped_key(experiment, worker.as_bytes()))
+        self.get(
+            CF_WORKERS,
+            &scoped_key(experiment, worker.as_str().as_bytes()),
+        )
     }
 
     /// All workers of an experiment, by id.
-    pub fn workers(&self, experiment: &str) -> Result<Vec<(String, WorkerRecord)>, MetaError> {
+    pub fn workers(
+        &self,
+        experiment: &ExperimentId,
+    ) -> Result<Vec<(WorkerId, WorkerRecord)>, MetaError> {
         self.scan(CF_WORKERS, experiment)
     }
 
     /// A group of an experiment.
-    pub fn group(&self, experiment: &str, group: &str) -> Result<Option<GroupRecord>, MetaError> {
-        self.get(CF_GROUPS, &scoped_key(experiment, group.as_bytes()))
+    pub fn group(
+        &self,
+        experiment: &ExperimentId,
+        group: &GroupId,
+    ) -> Result<Option<GroupRecord>, MetaError> {
+        self.get(
+            CF_GROUPS,
+            &scoped_key(experiment, group.as_str().as_bytes()),
+        )
     }
 
     /// All groups of an experiment, by id.
-    pub fn groups(&self, experiment: &str) -> Result<Vec<(String, GroupRecord)>, MetaError> {
+    pub fn groups(
+        &self,
+        experiment: &ExperimentId,
+    ) -> Result<Vec<(GroupId, GroupRecord)>, MetaError> {
         self.scan(CF_GROUPS, experiment)
     }
 
-    fn scan<T: DeserializeOwned>(
+    /// Every record of `experiment` in an `experiment \0 id-text` family,
+    /// skipping a key whose id does not parse.
+    fn scan<I: std::str::FromStr, T: DeserializeOwned>(
         &self,
         cf: &'static str,
-        experiment: &str,
-    ) -> Result<Vec<(String, T)>, MetaError> {
+        experiment: &ExperimentId,
+    ) -> Result<Vec<(I, T)>, MetaError> {
         let prefix = scoped_key(experiment, &[]);
         let mut out = Vec::new();
         let iter = self
@@ -421,7 +455,13 @@ impl Meta {
             if !k.starts_with(&prefix) {
                 break;
             }
-            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            // Keys are written from minted ids; anything else names nobody.
+            let Some(id) = std::str::from_utf8(&k[prefix.len()..])
+                .ok()
+                .and_then(|s| s.parse().ok())
+            else {
+                continue;
+            };
             out.push((id, decode(cf, &v)?));
         }
         Ok(out)
@@ -488,8 +528,8 @@ impl Batch<'_> {
     }
 
     /// Records a pack.
-    pub fn put_pack(&mut self, id: u128, rec: &PackRecord) {
-        self.put_record(CF_PACKS, id.to_be_bytes(), rec);
+    pub fn put_pack(&mut self, id: PackId, rec: &PackRecord) {
+        self.put_record(CF_PACKS, pack_key(id), rec);
     }
 
     /// Removes a chunk index entry.
@@ -498,9 +538,8 @@ impl Batch<'_> {
     }
 
     /// Removes a pack record.
-    pub fn delete_pack(&mut self, id: u128) {
-        self.inner
-            .delete_cf(self.meta.cf(CF_PACKS), id.to_be_bytes());
+    pub fn delete_pack(&mut self, id: PackId) {
+        self.inner.delete_cf(self.meta.cf(CF_PACKS), pack_key(id));
     }
 
     /// Removes a manifest row.
@@ -521,31 +560,40 @@ impl Batch<'_> {
     }
 
     /// Records an artifact.
-    pub fn put_artifact(&mut self, experiment: &str, id: &[u8; 16], rec: &ArtifactRecord) {
-        self.put_record(CF_ARTIFACTS, scoped_key(experiment, id), rec);
+    pub fn put_artifact(
+        &mut self,
+        experiment: &ExperimentId,
+        id: &ArtifactId,
+        rec: &ArtifactRecord,
+    ) {
+        self.put_record(CF_ARTIFACTS, scoped_key(experiment, id.as_bytes()), rec);
     }
 
     /// Removes an artifact record.
-    pub fn delete_artifact(&mut self, experiment: &str, id: &[u8; 16]) {
-        self.inner
-            .delete_cf(self.meta.cf(CF_ARTIFACTS), scoped_key(experiment, id));
+    pub fn delete_artifact(&mut self, experiment: &ExperimentId, id: &ArtifactId) {
+        self.inner.delete_cf(
+            self.meta.cf(CF_ARTIFACTS),
+            scoped_key(experiment, id.as_bytes()),
+        );
     }
 
     /// Records a worker.
-    pub fn put_worker(&mut self, experiment: &str, worker: &str, rec: &WorkerRecord) {
-        self.put_record(CF_WORKERS, scoped_key(experiment, worker.as_bytes()), rec);
+    pub fn put_worker(&mut self, experiment: &ExperimentId, worker: &WorkerId, rec: &WorkerRecord) {
+        let key = scoped_key(experiment, worker.as_str().as_bytes());
+        self.put_record(CF_WORKERS, key, rec);
     }
 
     /// Records a group.
-    pub fn put_group(&mut self, experiment: &str, group: &str, rec: &GroupRecord) {
-        self.put_record(CF_GROUPS, scoped_key(experiment, group.as_bytes()), rec);
+    pub fn put_group(&mut self, experiment: &ExperimentId, group: &GroupId, rec: &GroupRecord) {
+        let key = scoped_key(experiment, group.as_str().as_bytes());
+        self.put_record(CF_GROUPS, key, rec);
     }
 
     /// Removes a group.
-    pub fn delete_group(&mut self, experiment: &str, group: &str) {
+    pub fn delete_group(&mut self, experiment: &ExperimentId, group: &GroupId) {
         self.inner.delete_cf(
             self.meta.cf(CF_GROUPS),
-            scoped_key(experiment, group.as_bytes()),
+            scoped_key(experiment, group.as_str().as_bytes()),
         );
     }
 

@@ -14,7 +14,9 @@ use super::records::{ArtifactRecord, ChunkLocation, Manifest};
 use super::{
     Batch, CF_ARTIFACTS, CF_CHUNKS, CF_MANIFESTS, CF_SEGMENTS, CF_SYSTEM, Meta, MetaError, decode,
 };
+use crate::auth::ExperimentId;
 use crate::hash::Digest;
+use crate::ids::ArtifactId;
 
 fn bad_key(cf: &'static str) -> MetaError {
     MetaError::Corrupt {
@@ -59,17 +61,14 @@ impl Meta {
     /// in key order.
     pub fn all_artifacts(
         &self,
-    ) -> impl Iterator<Item = Result<(String, [u8; 16], ArtifactRecord), MetaError>> + '_ {
+    ) -> impl Iterator<Item = Result<(ExperimentId, ArtifactId, ArtifactRecord), MetaError>> + '_
+    {
         self.db
             .iterator_cf(self.cf(CF_ARTIFACTS), IteratorMode::Start)
             .map(|item| {
                 let (k, v) = item?;
-                let sep = k
-                    .iter()
-                    .position(|b| *b == 0)
-                    .ok_or_else(|| bad_key(CF_ARTIFACTS))?;
-                let id = <[u8; 16]>::try_from(&k[sep + 1..]).map_err(|_| bad_key(CF_ARTIFACTS))?;
-                let experiment = String::from_utf8_lossy(&k[..sep]).into_owned();
+                let (experiment, id) =
+                    super::split_artifact_key(&k).ok_or_else(|| bad_key(CF_ARTIFACTS))?;
                 Ok((experiment, id, decode(CF_ARTIFACTS, &v)?))
             })
     }

@@ -20,6 +20,7 @@ use eden_cas::engine::ingest::{MANIFEST_MAGIC, parse_artifact_id};
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::engine::{Engine, EngineConfig, EngineError, ReadableArtifact};
 use eden_cas::hash::Digest;
+use eden_cas::ids::ArtifactId;
 use eden_cas::meta::records::ManifestEntry;
 use futures_util::StreamExt;
 
@@ -93,9 +94,9 @@ async fn record(e: &Arc<Engine>, id: &str) -> ReadableArtifact {
 }
 
 /// Artifact ids of the experiment, newest first.
-fn artifacts(e: &Arc<Engine>) -> Vec<[u8; 16]> {
+fn artifacts(e: &Arc<Engine>) -> Vec<ArtifactId> {
     e.meta()
-        .artifacts_newest_first(EXP.as_str(), None, 1000)
+        .artifacts_newest_first(&EXP, None, 1000)
         .unwrap()
         .into_iter()
         .map(|(id, _)| id)
@@ -358,7 +359,7 @@ async fn write_error_in_an_upload_batch_keeps_the_session_usable() {
             assert_eq!(missing.unwrap(), ids, "{spec:?}: all chunks still missing");
             assert!(
                 e.meta()
-                    .upload_chunks(sid.as_bytes(), &ids)
+                    .upload_chunks(&sid, &ids)
                     .unwrap()
                     .iter()
                     .all(Option::is_none),
@@ -557,7 +558,7 @@ pub async fn store_with_one_silently_corrupted_chunk() -> CorruptStore {
             let loc = e.meta().chunk(&en.id).unwrap().unwrap();
             let end = pos + u64::from(en.len);
             if (loc.offset..loc.offset + u64::from(loc.stored_len)).contains(&flipped_at) {
-                hit = Some((en.id, (pos, end), keys::pack(ulid::Ulid(loc.pack))));
+                hit = Some((en.id, (pos, end), keys::pack(loc.pack)));
             }
             pos = end;
         }

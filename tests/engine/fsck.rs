@@ -10,11 +10,13 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use eden_cas::auth::{ExperimentId, Principal};
 use eden_cas::blobs::keys;
+use eden_cas::clock::Timestamp;
 use eden_cas::engine::fsck::ProblemKind;
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError, FsckReport};
 use eden_cas::hash::Digest;
+use eden_cas::ids::PackId;
 use eden_cas::meta::records::{ChunkLocation, ManifestEntry};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -101,11 +103,8 @@ impl Store {
         self.e().meta().chunk(id).unwrap().unwrap()
     }
 
-    fn pack_path(&self, pack: u128) -> PathBuf {
-        self.dir
-            .path()
-            .join("blobs")
-            .join(keys::pack(ulid::Ulid(pack)))
+    fn pack_path(&self, pack: PackId) -> PathBuf {
+        self.dir.path().join("blobs").join(keys::pack(pack))
     }
 
     /// Flips one byte inside the stored copy of chunk `id`.
@@ -213,7 +212,7 @@ fn a_corrupt_chunk_is_reported_with_the_artifacts_it_breaks() {
     assert_eq!(corrupt.len(), 1, "{r}");
     let p = corrupt[0];
     assert_eq!(p.chunk.as_deref(), Some(first.to_hex().as_str()));
-    assert_eq!(p.pack, Some(ulid::Ulid(loc.pack).to_string()));
+    assert_eq!(p.pack, Some(loc.pack.to_string()));
     assert!(p.detail.contains("BLAKE3"), "{}", p.detail);
     assert_eq!(p.affected_total, 2);
     assert_eq!(
@@ -283,7 +282,7 @@ fn a_missing_pack_is_reported_with_the_artifacts_it_breaks() {
     let r = s.fsck(false);
     assert_eq!(kinds(&r), vec![ProblemKind::PackMissing], "{r}");
     let p = &r.problems[0];
-    assert_eq!(p.pack, Some(ulid::Ulid(pack).to_string()));
+    assert_eq!(p.pack, Some(pack.to_string()));
     assert_eq!(p.chunks as usize, chunks_of(&z).len());
     assert_eq!(
         affected_ids(&r, ProblemKind::PackMissing),
@@ -356,7 +355,7 @@ fn scrub_marks_a_corrupt_chunk_bad_and_a_new_deposit_heals_it() {
     let rec = s
         .e()
         .meta()
-        .artifact(EXP2.as_str(), parse_artifact_id(&b).unwrap().as_bytes())
+        .artifact(&EXP2, &parse_artifact_id(&b).unwrap())
         .unwrap()
         .unwrap();
     assert_eq!(rec.dedup.new_chunks, 1);
@@ -509,7 +508,7 @@ fn scrub_passes_share_the_budget_oldest_verified_first() {
     for seed in 20..23 {
         s.deposit(EXP, &noise(200_000, seed), None);
     }
-    let packs: Vec<u128> = s
+    let packs: Vec<PackId> = s
         .e()
         .meta()
         .packs()
@@ -523,7 +522,7 @@ fn scrub_passes_share_the_budget_oldest_verified_first() {
         let e = Arc::clone(s.e());
         let rep = s.rt.block_on(async move { e.scrub_pass(1).await.unwrap() });
         assert_eq!(rep.packs, 1, "a small budget verifies one pack per pass");
-        let now: Vec<u128> = s
+        let now: Vec<PackId> = s
             .e()
             .meta()
             .pack_scrub_times()
@@ -531,7 +530,7 @@ fn scrub_passes_share_the_budget_oldest_verified_first() {
             .into_iter()
             .map(|(p, _)| p)
             .collect();
-        let new: Vec<u128> = now
+        let new: Vec<PackId> = now
             .iter()
             .copied()
             .filter(|p| !verified.contains(p))
@@ -551,13 +550,17 @@ fn scrub_passes_share_the_budget_oldest_verified_first() {
     let oldest = all[1];
     let mut b = s.e().meta().batch();
     for p in &all {
-        b.put_pack_scrub(*p, if *p == oldest { 10 } else { 20 });
+        let secs = if *p == oldest { 10 } else { 20 };
+        b.put_pack_scrub(*p, Timestamp::from_unix_secs(secs));
     }
     b.commit().unwrap();
     let e = Arc::clone(s.e());
     s.rt.block_on(async move { e.scrub_pass(1).await.unwrap() });
     let t = s.e().meta().pack_scrubbed_at(oldest).unwrap().unwrap();
-    assert!(t > 20, "the least recently verified pack went first");
+    assert!(
+        t > Timestamp::from_unix_secs(20),
+        "the least recently verified pack went first"
+    );
     let e = Arc::clone(s.e());
     let rep =
         s.rt.block_on(async move { e.scrub_pass(u64::MAX).await.unwrap() });
@@ -597,7 +600,7 @@ fn footer_index_and_manifest_damage_is_reported() {
     let zrec = s
         .e()
         .meta()
-        .artifact(EXP.as_str(), parse_artifact_id(&c).unwrap().as_bytes())
+        .artifact(&EXP, &parse_artifact_id(&c).unwrap())
         .unwrap()
         .unwrap();
     std::fs::remove_file(

@@ -20,7 +20,7 @@ use eden_cas::engine::backup::{self, BACKUP_INDEX};
 use eden_cas::engine::recovery::{self, ReindexReport};
 use eden_cas::engine::{DepositRequest, Engine, EngineConfig, EngineError, ReadableArtifact};
 use eden_cas::hash::Digest;
-use eden_cas::ids::ArtifactId;
+use eden_cas::ids::{ArtifactId, PackId};
 use eden_cas::meta::Meta;
 use eden_cas::meta::records::{ArtifactRecord, ChunkLocation, DedupFigures, Manifest, PackRecord};
 use eden_cas::pack::parse_pack;
@@ -155,17 +155,17 @@ async fn read_manifest(engine: &Arc<Engine>, id: &Digest) -> Vec<u8> {
     };
     // Reads go through a readable artifact only: record one for the
     // manifest under a fresh id, read it as the admin, drop it again.
-    let scratch = [0xee; 16];
+    let scratch = ArtifactId::from_bytes([0xee; 16]);
     let mut b = engine.meta().batch();
-    b.put_artifact(EXP.as_str(), &scratch, &rec);
+    b.put_artifact(&EXP, &scratch, &rec);
     b.commit().unwrap();
     let readable = engine
-        .readable_artifact(EXP, &Principal::Admin, &ArtifactId::from_bytes(scratch))
+        .readable_artifact(EXP, &Principal::Admin, &scratch)
         .await
         .unwrap();
     let out = read_all(engine, &readable).await;
     let mut b = engine.meta().batch();
-    b.delete_artifact(EXP.as_str(), &scratch);
+    b.delete_artifact(&EXP, &scratch);
     b.commit().unwrap();
     out
 }
@@ -174,7 +174,7 @@ async fn read_manifest(engine: &Arc<Engine>, id: &Digest) -> Vec<u8> {
 #[derive(Debug, PartialEq)]
 struct Tables {
     chunks: Vec<(Digest, ChunkLocation)>,
-    packs: Vec<(u128, PackRecord)>,
+    packs: Vec<(PackId, PackRecord)>,
     manifests: Vec<(Digest, Manifest)>,
 }
 
@@ -204,7 +204,11 @@ fn assert_same_tables(got: &Tables, want: &Tables) {
             (g.bytes, g.chunks, g.raw_bytes),
             (w.bytes, w.chunks, w.raw_bytes)
         );
-        assert!((g.created_at - w.created_at).abs() <= 5, "{g:?} vs {w:?}");
+        let apart = g
+            .created_at
+            .max(w.created_at)
+            .since(g.created_at.min(w.created_at));
+        assert!(apart.as_secs() <= 5, "{g:?} vs {w:?}");
     }
 }
 
@@ -214,7 +218,7 @@ async fn reindex(engine: &Arc<Engine>) -> ReindexReport {
         .unwrap()
 }
 
-fn pack_keys(store: &Store) -> Vec<(Ulid, String)> {
+fn pack_keys(store: &Store) -> Vec<(PackId, String)> {
     let mut out = Vec::new();
     let root = store.blobs_dir().join("packs");
     for shard in std::fs::read_dir(&root).unwrap() {
@@ -233,8 +237,9 @@ fn pack_keys(store: &Store) -> Vec<(Ulid, String)> {
 }
 
 /// Writes `bytes` as a pack newer than every existing one; returns its key.
-fn add_newer_pack(store: &Store, like: Ulid, bytes: &[u8]) -> (Ulid, String) {
-    let id = Ulid::from_parts(like.timestamp_ms() + 60_000, rand::random::<u128>());
+fn add_newer_pack(store: &Store, like: PackId, bytes: &[u8]) -> (PackId, String) {
+    let id = Ulid::from_parts(like.ulid().timestamp_ms() + 60_000, rand::random::<u128>());
+    let id = PackId::from_u128(id.0);
     let key = keys::pack(id);
     let path = store.path_of(&key);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -326,9 +331,9 @@ async fn duplicate_chunks_keep_the_agreeing_entry_else_the_newest_pack() {
         let bytes = std::fs::read(store.path_of(key)).unwrap();
         copies.push(add_newer_pack(&store, *id, &bytes));
     }
-    let copy_of = |pack: u128| -> u128 {
-        let i = originals.iter().position(|(id, _)| id.0 == pack).unwrap();
-        copies[i].0.0
+    let copy_of = |pack: PackId| -> PackId {
+        let i = originals.iter().position(|(id, _)| *id == pack).unwrap();
+        copies[i].0
     };
 
     // The index names the originals and their footers agree: kept.

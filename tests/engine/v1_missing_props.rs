@@ -333,7 +333,7 @@ fn idle_sessions_expire_and_release_their_pins() {
         batch.push(frames(&[&chunk])).await.unwrap();
         batch.finish().await.unwrap();
         assert!(
-            e.meta().upload_chunks(sid.as_bytes(), &[c]).unwrap()[0].is_some(),
+            e.meta().upload_chunks(&sid, &[c]).unwrap()[0].is_some(),
             "pinned"
         );
 
@@ -345,10 +345,10 @@ fn idle_sessions_expire_and_release_their_pins() {
         let later = SystemTime::now() + Duration::from_secs(3);
         assert_eq!(e.expire_sessions(later).await.unwrap(), 1);
         assert!(
-            e.meta().upload_chunks(sid.as_bytes(), &[c]).unwrap()[0].is_none(),
+            e.meta().upload_chunks(&sid, &[c]).unwrap()[0].is_none(),
             "pins released"
         );
-        let rec = e.meta().upload(sid.as_bytes()).unwrap().unwrap();
+        let rec = e.meta().upload(&sid).unwrap().unwrap();
         assert_eq!(rec.ended.map(|x| x.reason), Some(EndReason::Expired));
         let err = e
             .upload_missing(exp, &admin, &sid, vec![c])
@@ -396,7 +396,7 @@ fn the_reaper_expires_sessions_in_the_background() {
         let sid = v.id;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let rec = e.meta().upload(sid.as_bytes()).unwrap();
+            let rec = e.meta().upload(&sid).unwrap();
             if rec.is_none_or(|r| r.ended.is_some()) {
                 break;
             }
@@ -447,9 +447,9 @@ fn commit_verifies_the_content_before_recording_anything() {
         assert_eq!(vis.new_chunks, chunks.len() as u64);
         assert_eq!(r.record.dedup.new_chunks, chunks.len() as u64, "store-wide figures from the session's rows");
         // Chunk refs point at the artifact.
-        let refs = e.meta().chunk_refs(exp.as_str(), &Digest::of(&chunks[0]), 10).unwrap();
-        assert_eq!(refs, vec![*r.id.as_bytes()]);
-        assert!(e.meta().upload_chunks(sid.as_bytes(), &[Digest::of(&chunks[0])]).unwrap()[0].is_none(), "pins released by the commit");
+        let refs = e.meta().chunk_refs(&exp, &Digest::of(&chunks[0]), 10).unwrap();
+        assert_eq!(refs, vec![r.id]);
+        assert!(e.meta().upload_chunks(&sid, &[Digest::of(&chunks[0])]).unwrap()[0].is_none(), "pins released by the commit");
         let again = e.commit_upload(exp, &who, &sid, commit(Digest::of(&data))).await.unwrap_err();
         assert!(matches!(again, EngineError::SessionEnded(_)));
     });

@@ -151,7 +151,7 @@ pub async fn stored(engine: &Arc<Engine>) -> Stored {
     for (key, size) in blobs.list(keys::PACKS).await.expect("list packs") {
         s.packs += 1;
         s.bytes += size;
-        let id = keys::parse_pack(&key).expect("a pack key").0;
+        let id = keys::parse_pack(&key).expect("a pack key");
         let tail = PackReader::new(blobs)
             .tail(id, size)
             .await

@@ -135,7 +135,7 @@ impl BatchCpu {
             }
             // Pinned before the index lookups below (see `pins.rs`).
             self.pins.chunks(&[id]);
-            let pinned = self.meta.upload_chunks(self.session.as_bytes(), &[id])?[0].is_some();
+            let pinned = self.meta.upload_chunks(&self.session, &[id])?[0].is_some();
             // A copy marked bad counts as absent: it is stored afresh even
             // if this session already pinned it (self-healing).
             let stored = self.meta.chunk(&id)?.filter(|l| l.usable());
@@ -342,7 +342,7 @@ impl ChunkBatch {
             .open_session(self.experiment, &self.caller, &self.session, false)
             .await?;
         let _guard = engine.upload_lock.lock().await;
-        let (meta, sid) = (engine.meta.clone(), *self.session.as_bytes());
+        let (meta, sid) = (engine.meta.clone(), self.session);
         let allowance = cpu.allowance;
         let quotas = Arc::clone(&engine.quotas);
         blocking(move || {
@@ -362,7 +362,7 @@ impl ChunkBatch {
                 return Err(EngineError::TooLarge { limit: allowance });
             }
             let reserve = if rec.claimed_size.is_none() { added } else { 0 };
-            quotas.try_add(rec.experiment.as_str(), Part::Session, reserve)?;
+            quotas.try_add(&rec.experiment, Part::Session, reserve)?;
             let mut b = meta.batch();
             for (id, row) in &rows {
                 b.put_upload_chunk(&sid, id, row);
@@ -371,7 +371,7 @@ impl ChunkBatch {
             rec.received_bytes = received;
             b.put_upload(&sid, &rec);
             if let Err(e) = b.commit() {
-                quotas.sub(rec.experiment.as_str(), Part::Session, reserve);
+                quotas.sub(&rec.experiment, Part::Session, reserve);
                 return Err(e.into());
             }
             Ok(())
