@@ -419,16 +419,7 @@ fn listing_is_newest_first_paged_filtered_and_acl_scoped() {
     assert_eq!(v1::listed(&admins).len(), 3);
     // A grant makes it listable.
     let granted = &of_a[0];
-    expect_json(
-        v1::post_json(
-            &server,
-            &exp,
-            &format!("/artifacts/{granted}/grants"),
-            &a,
-            &json!({"principal": wb}),
-        ),
-        200,
-    );
+    expect_json(v1::grant(&server, &exp, &a, granted, &wb), 200);
     let theirs = expect_json(
         v1::get(&server, &exp, &format!("/artifacts?created_by={wa}"), &b),
         200,
@@ -475,36 +466,30 @@ fn grants_apply_on_both_surfaces_and_only_managers_change_them() {
     };
     assert_eq!(readable(&b), (403, 403));
 
-    let g = expect_json(
-        v1::post_json(&server, &exp, &grants, &a, &json!({"principal": wb})),
-        200,
-    );
+    let g = expect_json(v1::grant(&server, &exp, &a, &id, &wb), 200);
     assert_eq!(g["grants"], json!([wb]));
     assert_eq!(readable(&b), (200, 200));
     // Idempotent.
-    let g = expect_json(
-        v1::post_json(&server, &exp, &grants, &a, &json!({"principal": wb})),
-        200,
-    );
+    let g = expect_json(v1::grant(&server, &exp, &a, &id, &wb), 200);
     assert_eq!(g["grants"], json!([wb]));
     // Only the depositor or the admin manage grants, readers included.
     v1::assert_problem(
-        v1::post_json(&server, &exp, &grants, &b, &json!({"principal": wc})),
+        v1::grant(&server, &exp, &b, &id, &wc),
         403,
         "eden://error/forbidden",
     );
     v1::assert_problem(
-        v1::post_json(&server, &exp, &grants, &c, &json!({"principal": wc})),
+        v1::grant(&server, &exp, &c, &id, &wc),
         403,
         "eden://error/forbidden",
     );
     v1::assert_problem(
-        v1::delete(&server, &exp, &format!("{grants}/{wb}"), &b),
+        v1::revoke(&server, &exp, &b, &id, &wb),
         403,
         "eden://error/forbidden",
     );
     v1::assert_problem(
-        v1::post_json(&server, &exp, &grants, &a, &json!({"principal": "bob"})),
+        v1::grant(&server, &exp, &a, &id, "bob"),
         400,
         "eden://error/bad-request",
     );
@@ -521,15 +506,9 @@ fn grants_apply_on_both_surfaces_and_only_managers_change_them() {
     );
 
     // Revoke: 403 again, on both surfaces.
-    let g = expect_json(
-        v1::delete(&server, &exp, &format!("{grants}/{wb}"), &a),
-        200,
-    );
+    let g = expect_json(v1::revoke(&server, &exp, &a, &id, &wb), 200);
     assert_eq!(g["grants"], json!([]));
-    expect_json(
-        v1::delete(&server, &exp, &format!("{grants}/{wb}"), &a),
-        200,
-    );
+    expect_json(v1::revoke(&server, &exp, &a, &id, &wb), 200);
     assert_eq!(readable(&b), (403, 403));
 
     // A group grant reaches members of nested groups.
@@ -538,22 +517,10 @@ fn grants_apply_on_both_surfaces_and_only_managers_change_them() {
     let outer = create_group(&server, &exp, Some("outer"), &[inner_id]);
     let outer_id = outer["group_id"].as_str().unwrap();
     assert_eq!(readable(&c), (403, 403));
-    expect_json(
-        v1::post_json(
-            &server,
-            &exp,
-            &grants,
-            &admin,
-            &json!({"principal": outer_id}),
-        ),
-        200,
-    );
+    expect_json(v1::grant(&server, &exp, &admin, &id, outer_id), 200);
     assert_eq!(readable(&c), (200, 200));
     assert_eq!(readable(&b), (403, 403));
-    expect_json(
-        v1::delete(&server, &exp, &format!("{grants}/{outer_id}"), &admin),
-        200,
-    );
+    expect_json(v1::revoke(&server, &exp, &admin, &id, outer_id), 200);
     assert_eq!(readable(&c), (403, 403));
 }
 
@@ -568,16 +535,7 @@ fn delete_is_for_managers_and_then_404_everywhere() {
     let v = v1::deposit_ok(&server, &exp, &a, &data);
     let id = id_of(&v);
     let uri = v["uri"].as_str().unwrap().to_string();
-    expect_json(
-        v1::post_json(
-            &server,
-            &exp,
-            &format!("/artifacts/{id}/grants"),
-            &a,
-            &json!({"principal": wb}),
-        ),
-        200,
-    );
+    expect_json(v1::grant(&server, &exp, &a, &id, &wb), 200);
     // A grantee reads but does not delete.
     v1::assert_problem(
         v1::delete(&server, &exp, &format!("/artifacts/{id}"), &b),

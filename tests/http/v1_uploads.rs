@@ -247,16 +247,9 @@ fn missing_never_reveals_chunks_the_caller_cannot_read() {
     assert_eq!(v1::missing(&server, &exp, &b, &sb, &all), all[2..].to_vec());
 
     // After a grant, A's chunks are present for B; after a revoke, missing again.
-    let grants = format!("/artifacts/{id}/grants");
-    expect_json(
-        v1::post_json(&server, &exp, &grants, &a, &json!({"principal": wb})),
-        200,
-    );
+    expect_json(v1::grant(&server, &exp, &a, &id, &wb), 200);
     assert!(v1::missing(&server, &exp, &b, &sb, &all).is_empty());
-    expect_json(
-        v1::delete(&server, &exp, &format!("{grants}/{wb}"), &a),
-        200,
-    );
+    expect_json(v1::revoke(&server, &exp, &a, &id, &wb), 200);
     assert_eq!(v1::missing(&server, &exp, &b, &sb, &all), all[2..].to_vec());
     // A commit relying on chunks B cannot read is refused.
     let p = v1::assert_problem(
