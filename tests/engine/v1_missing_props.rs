@@ -19,7 +19,9 @@ use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::meta::records::{EndReason, ManifestEntry};
 use proptest::prelude::*;
 
-use crate::support::engine::{chunks_of, engine_over, frames, noise, req_as, runtime};
+use crate::support::engine::{
+    chunks_of, engine_over, frames, manifest_entries, noise, req_as, runtime,
+};
 
 const EXPS: [ExperimentId; 2] = [
     ExperimentId::from_static("exp_00000000000000000000000001"),
@@ -288,7 +290,7 @@ proptest! {
                             batch.push(frames(&send)).await.unwrap();
                             batch.finish().await.unwrap();
                         }
-                        let entries = pool_chunks[content].iter().map(|c| ManifestEntry { id: Digest::of(c), len: c.len() as u32 }).collect();
+                        let entries = manifest_entries(&pool_chunks[content]);
                         let r = f.engine.commit_upload(EXPS[exp], &principal(&who), &s, CommitRequest {
                             chunks: entries, blake3: Digest::of(&pool[content]), content_type: None, filename: None,
                         }).await.unwrap();
@@ -430,7 +432,7 @@ fn commit_verifies_the_content_before_recording_anything() {
         }
         let out = batch.finish().await.unwrap();
         assert_eq!(out.received, chunks.len() as u64);
-        let entries: Vec<ManifestEntry> = chunks.iter().map(|c| ManifestEntry { id: Digest::of(c), len: c.len() as u32 }).collect();
+        let entries: Vec<ManifestEntry> = manifest_entries(&chunks);
         let commit = |blake3| CommitRequest { chunks: entries.clone(), blake3, content_type: None, filename: Some("x.bin".into()) };
         let err = e.commit_upload(exp, &who, &sid, commit(Digest::of(b"not it"))).await.unwrap_err();
         assert!(matches!(err, EngineError::DigestMismatch { actual, .. } if actual == Digest::of(&data)), "{err}");

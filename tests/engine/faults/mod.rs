@@ -28,10 +28,9 @@ use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::engine::{Engine, EngineConfig, EngineError, ReadableArtifact};
 use eden_cas::hash::Digest;
 use eden_cas::ids::ArtifactId;
-use eden_cas::meta::records::ManifestEntry;
 use futures_util::StreamExt;
 
-use crate::support::engine::{EXP, chunks_of, engine_over, frames, noise, req};
+use crate::support::engine::{EXP, chunks_of, engine_over, frames, manifest_entries, noise, req};
 
 /// Every test body runs under this bound.
 const TEST_LIMIT: Duration = Duration::from_secs(60);

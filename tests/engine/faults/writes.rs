@@ -192,13 +192,7 @@ async fn write_error_in_an_upload_batch_keeps_the_session_usable() {
         );
 
         let commit = || CommitRequest {
-            chunks: chunks
-                .iter()
-                .map(|c| ManifestEntry {
-                    id: Digest::of(c),
-                    len: c.len() as u32,
-                })
-                .collect(),
+            chunks: manifest_entries(&chunks),
             blake3: Digest::of(&data),
             content_type: None,
             filename: None,

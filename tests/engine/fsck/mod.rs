@@ -28,7 +28,9 @@ use eden_cas::meta::records::{ChunkLocation, ManifestEntry};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::support::engine::{ADMIN_TOKEN, chunks_of, frames, noise, open, req_as, runtime};
+use crate::support::engine::{
+    ADMIN_TOKEN, chunks_of, frames, manifest_entries, noise, open, req_as, runtime,
+};
 use crate::support::packs::flip;
 use crate::support::server::{Server, deposit_ok, exp_id, register_worker};
 const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");

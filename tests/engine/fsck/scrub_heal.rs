@@ -103,13 +103,7 @@ fn an_upload_session_heals_a_bad_chunk() {
             .await
             .unwrap();
         assert_eq!(missing, vec![bad]);
-        let entries: Vec<ManifestEntry> = chunks
-            .iter()
-            .map(|c| ManifestEntry {
-                id: Digest::of(c),
-                len: c.len() as u32,
-            })
-            .collect();
+        let entries: Vec<ManifestEntry> = manifest_entries(&chunks);
         let commit = |entries: Vec<ManifestEntry>| CommitRequest {
             chunks: entries,
             blake3: Digest::of(&x),
@@ -176,13 +170,7 @@ fn a_pinned_chunk_marked_bad_is_sent_again() {
         let mut batch = e.begin_chunk_batch(EXP, &admin, &sid).await.unwrap();
         batch.push(frames(&all[..1])).await.unwrap();
         batch.finish().await.unwrap();
-        let entries = chunks
-            .iter()
-            .map(|c| ManifestEntry {
-                id: Digest::of(c),
-                len: c.len() as u32,
-            })
-            .collect();
+        let entries = manifest_entries(&chunks);
         let r = e
             .commit_upload(
                 EXP,
