@@ -67,8 +67,8 @@ impl Meta {
             .iterator_cf(self.cf(CF_ARTIFACTS), IteratorMode::Start)
             .map(|item| {
                 let (k, v) = item?;
-                let (experiment, id) =
-                    super::split_artifact_key(&k).ok_or_else(|| bad_key(CF_ARTIFACTS))?;
+                let (experiment, id) = super::experiments::split_artifact_key(&k)
+                    .ok_or_else(|| bad_key(CF_ARTIFACTS))?;
                 Ok((experiment, id, decode(CF_ARTIFACTS, &v)?))
             })
     }

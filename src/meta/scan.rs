@@ -77,7 +77,7 @@ impl Meta {
             if after.is_some_and(|a| a == &k[..]) {
                 continue;
             }
-            let Some((experiment, id)) = super::split_artifact_key(&k) else {
+            let Some((experiment, id)) = super::experiments::split_artifact_key(&k) else {
                 continue;
             };
             out.push(ScannedArtifact {
