@@ -284,6 +284,9 @@ impl Engine {
     /// however many there are — a bounded scan would answer short pages and
     /// hand out cursors naming unreadable artifacts. The cost of skipping
     /// them is time only (see the timing note in `docs/design.md`).
+    ///
+    /// # Errors
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn list_artifacts(
         &self,
         experiment: ExperimentId,
@@ -332,6 +335,11 @@ impl Engine {
 
     /// Grants read access to `principal` (a worker or group, which need not
     /// exist); idempotent. Depositor or admin only.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] when the artifact is absent or expired;
+    /// [`EngineError::Forbidden`] when `caller` is neither its depositor nor the
+    /// admin; [`EngineError::Meta`] when the metadata store fails.
     pub async fn grant(
         &self,
         experiment: ExperimentId,
@@ -349,6 +357,9 @@ impl Engine {
     }
 
     /// Revokes a grant; idempotent. Depositor or admin only.
+    ///
+    /// # Errors
+    /// As [`Engine::grant`].
     pub async fn revoke(
         &self,
         experiment: ExperimentId,
@@ -364,6 +375,9 @@ impl Engine {
     /// Sets (or clears, with `None`) when an artifact expires; a time in
     /// the past expires it at once (it stops being served; GC removes it).
     /// Depositor or admin only.
+    ///
+    /// # Errors
+    /// As [`Engine::grant`].
     pub async fn set_expiry(
         &self,
         experiment: ExperimentId,
@@ -477,6 +491,9 @@ impl Engine {
     /// Deletes an artifact (depositor or admin): the record goes first, in
     /// one synced batch, so the id answers 404 at once on both surfaces;
     /// then its chunk refs, one segment at a time. Storage is GC's business.
+    ///
+    /// # Errors
+    /// As [`Engine::grant`]. Leftover chunk refs are logged, not returned.
     pub async fn delete_artifact(
         &self,
         experiment: ExperimentId,

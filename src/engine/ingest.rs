@@ -254,6 +254,11 @@ pub struct Ingest {
 
 impl Engine {
     /// Starts a deposit.
+    ///
+    /// # Errors
+    /// [`EngineError::LeaseLost`] once this process lost the blob store's
+    /// writer lease; [`EngineError::Internal`] for chunker parameters the
+    /// chunker refuses (validated at startup, so a bug).
     pub fn begin_ingest(self: &Arc<Self>) -> Result<Ingest, EngineError> {
         self.check_writer()?;
         let chunker = StreamChunker::new(self.cfg.chunker)
@@ -282,6 +287,10 @@ impl Engine {
     }
 
     /// Stores `bytes` as a whole and commits it as an artifact.
+    ///
+    /// # Errors
+    /// As [`Engine::begin_ingest`], [`Ingest::push`], [`Ingest::finish`] and
+    /// [`Engine::commit_artifact`].
     pub async fn deposit_bytes(
         self: &Arc<Self>,
         req: DepositRequest,
@@ -297,6 +306,12 @@ impl Engine {
     /// chunk refs per segment, then manifest + artifact record in one synced
     /// batch. The digests were computed while streaming, so they are
     /// recorded as verified.
+    ///
+    /// # Errors
+    /// [`EngineError::Integrity`] when a segment the manifest names is missing
+    /// from metadata; [`EngineError::SessionEnded`] when the upload session being
+    /// committed ended meanwhile; [`EngineError::Meta`] when the metadata store
+    /// fails (nothing is visible then).
     pub async fn commit_artifact(
         self: &Arc<Self>,
         prepared: PreparedContent,
@@ -314,6 +329,11 @@ impl Ingest {
 
     /// Feeds bytes. Fails with [`EngineError::TooLarge`] as soon as the
     /// total passes the configured cap, before storing anything more.
+    ///
+    /// # Errors
+    /// [`EngineError::TooLarge`] past the size cap; [`EngineError::Blob`] when
+    /// writing pack bytes fails; [`EngineError::Meta`] when indexing a sealed
+    /// pack fails; [`EngineError::Internal`] when the chunking task fails.
     pub async fn push(&mut self, bytes: Bytes) -> Result<(), EngineError> {
         let limit = self.engine.cfg.max_artifact_bytes;
         self.received += bytes.len() as u64;
@@ -401,6 +421,10 @@ impl Ingest {
 
     /// Ends the stream: last chunks, last pack, manifest. Nothing is visible
     /// until [`Engine::commit_artifact`].
+    ///
+    /// # Errors
+    /// As [`Ingest::push`], and [`EngineError::Blob`] when the manifest object
+    /// cannot be written.
     pub async fn finish(mut self) -> Result<PreparedContent, EngineError> {
         self.dispatch(true).await?;
         self.seal_pack().await?;

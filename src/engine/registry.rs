@@ -105,6 +105,11 @@ impl Engine {
     }
 
     /// Registers a worker; returns it with its one-time token.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidName`] for a malformed name,
+    /// [`EngineError::Reserved`] for a reserved one; [`EngineError::Meta`] when
+    /// the metadata store fails.
     pub async fn register_worker(
         &self,
         experiment: ExperimentId,
@@ -133,6 +138,9 @@ impl Engine {
     }
 
     /// Workers of an experiment, by id, optionally with exactly this name.
+    ///
+    /// # Errors
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn workers(
         &self,
         experiment: ExperimentId,
@@ -152,6 +160,10 @@ impl Engine {
     }
 
     /// One worker.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] when no such worker is registered in
+    /// `experiment`; [`EngineError::Meta`] when the metadata store fails.
     pub async fn worker(
         &self,
         experiment: ExperimentId,
@@ -168,6 +180,9 @@ impl Engine {
     }
 
     /// Mints a new token for a worker; the old one stops working at once.
+    ///
+    /// # Errors
+    /// As [`Engine::worker`].
     pub async fn reissue_credential(
         &self,
         experiment: ExperimentId,
@@ -220,6 +235,12 @@ impl Engine {
     }
 
     /// Creates a group. Member ids must be well formed; they need not exist.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidName`] for a malformed name;
+    /// [`EngineError::BadRequest`] for a member that is not a `wkr_`/`grp_` id;
+    /// [`EngineError::Reserved`] for a reserved name another group already has;
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn create_group(
         &self,
         experiment: ExperimentId,
@@ -263,6 +284,9 @@ impl Engine {
     }
 
     /// Groups of an experiment, by id, optionally with exactly this name.
+    ///
+    /// # Errors
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn groups(
         &self,
         experiment: ExperimentId,
@@ -282,6 +306,10 @@ impl Engine {
     }
 
     /// One group.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] when no such group exists in `experiment`;
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn group(
         &self,
         experiment: ExperimentId,
@@ -300,6 +328,12 @@ impl Engine {
     /// Adds a member (idempotent); refuses a change that closes a cycle.
     /// `member` is checked here, after the group is found, so a missing
     /// group answers 404 before a malformed member 400.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] for an unknown group;
+    /// [`EngineError::BadRequest`] for a member that is not a `wkr_`/`grp_` id;
+    /// [`EngineError::Cycle`] when the member (transitively) contains the group;
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn add_member(
         &self,
         experiment: ExperimentId,
@@ -326,6 +360,9 @@ impl Engine {
     }
 
     /// Removes a member (absent, or not even a member id, is fine).
+    ///
+    /// # Errors
+    /// As [`Engine::group`].
     pub async fn remove_member(
         &self,
         experiment: ExperimentId,
@@ -343,6 +380,9 @@ impl Engine {
     }
 
     /// Deletes a group; other groups keep the now dangling id.
+    ///
+    /// # Errors
+    /// As [`Engine::group`].
     pub async fn delete_group(
         &self,
         experiment: ExperimentId,

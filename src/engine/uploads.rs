@@ -218,6 +218,11 @@ impl Engine {
     }
 
     /// Starts an upload session for `caller` in `experiment`.
+    ///
+    /// # Errors
+    /// [`EngineError::TooLarge`] when the claimed size exceeds the artifact
+    /// size cap; [`EngineError::QuotaExceeded`] when the experiment cannot
+    /// reserve it; [`EngineError::Meta`] when the metadata store fails.
     pub async fn create_upload(
         &self,
         experiment: ExperimentId,
@@ -265,6 +270,13 @@ impl Engine {
     /// Of `chunks`, those not present for the session's creator, in request
     /// order: present means received by this session or held by a readable
     /// artifact of this experiment (invariant 4).
+    ///
+    /// # Errors
+    /// [`EngineError::BadRequest`] for more than `MAX_MISSING_QUERY` ids;
+    /// [`EngineError::NotFound`] when the session does not exist, is in another
+    /// experiment or belongs to another worker (the admin may use any);
+    /// [`EngineError::SessionEnded`] when it ended or has been idle too long;
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn upload_missing(
         &self,
         experiment: ExperimentId,
@@ -301,6 +313,12 @@ impl Engine {
 
     /// The session and what it received: counts over all rows, ids in pages
     /// of at most `limit` after `after`.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] when the session does not exist, is in
+    /// another experiment or belongs to another worker (the admin may use any);
+    /// [`EngineError::SessionEnded`] when it ended or has been idle too long;
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn upload_status(
         &self,
         experiment: ExperimentId,
@@ -339,6 +357,10 @@ impl Engine {
     }
 
     /// Abandons a session, releasing its pins. Waits for a commit in flight.
+    ///
+    /// # Errors
+    /// As [`Engine::upload_status`] (a session that ended, abandoned or
+    /// committed meanwhile, is [`EngineError::SessionEnded`]).
     pub async fn abandon_upload(
         &self,
         experiment: ExperimentId,
@@ -376,6 +398,10 @@ impl Engine {
     /// pins are released) and drops tombstones older than the idle timeout.
     /// Sessions with a commit in flight are skipped. Returns how many
     /// sessions expired.
+    ///
+    /// # Errors
+    /// [`EngineError::Meta`] when the metadata store fails (nothing is
+    /// expired then).
     pub async fn expire_sessions(&self, now: impl Into<Timestamp>) -> Result<u64, EngineError> {
         let now = now.into();
         let idle = self.upload_idle_timeout();

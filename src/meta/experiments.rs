@@ -24,6 +24,10 @@ pub(super) fn split_artifact_key(k: &[u8]) -> Option<(ExperimentId, ArtifactId)>
 impl Meta {
     /// Calls `f` for every artifact of every experiment (experiment,
     /// artifact id, record); stops when `f` returns false.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn scan_artifacts(
         &self,
         mut f: impl FnMut(ExperimentId, ArtifactId, ArtifactRecord) -> bool,
@@ -46,6 +50,10 @@ impl Meta {
     // ---- artifacts ----
 
     /// An artifact of an experiment.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn artifact(
         &self,
         experiment: &ExperimentId,
@@ -56,6 +64,10 @@ impl Meta {
 
     /// Artifacts of an experiment, newest first, starting strictly before
     /// `before` (an artifact id) when given.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn artifacts_newest_first(
         &self,
         experiment: &ExperimentId,
@@ -91,6 +103,10 @@ impl Meta {
     // ---- workers and groups ----
 
     /// A worker of an experiment.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn worker(
         &self,
         experiment: &ExperimentId,
@@ -103,6 +119,10 @@ impl Meta {
     }
 
     /// All workers of an experiment, by id.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn workers(
         &self,
         experiment: &ExperimentId,
@@ -111,6 +131,10 @@ impl Meta {
     }
 
     /// A group of an experiment.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn group(
         &self,
         experiment: &ExperimentId,
@@ -123,6 +147,10 @@ impl Meta {
     }
 
     /// All groups of an experiment, by id.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn groups(
         &self,
         experiment: &ExperimentId,

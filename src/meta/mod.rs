@@ -239,11 +239,19 @@ impl Meta {
     // ---- chunks and packs ----
 
     /// Location of a chunk, if indexed.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn chunk(&self, id: &Digest) -> Result<Option<ChunkLocation>, MetaError> {
         self.get(CF_CHUNKS, id.as_bytes())
     }
 
     /// Locations of many chunks, in order.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn chunks(&self, ids: &[Digest]) -> Result<Vec<Option<ChunkLocation>>, MetaError> {
         let cf = self.cf(CF_CHUNKS);
         let res = self
@@ -267,11 +275,19 @@ impl Meta {
     }
 
     /// A pack record.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn pack(&self, id: PackId) -> Result<Option<PackRecord>, MetaError> {
         self.get(CF_PACKS, &pack_key(id))
     }
 
     /// Every pack record (id, record).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] for a key
+    /// that is not a pack id or a record that does not decode.
     pub fn packs(&self) -> Result<Vec<(PackId, PackRecord)>, MetaError> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_PACKS), IteratorMode::Start) {
@@ -283,6 +299,9 @@ impl Meta {
 
     /// Calls `f` with every key of a digest-keyed column family
     /// (`segments-v1`, `manifests-v1`).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn scan_digest_keys(
         &self,
         cf: &'static str,
@@ -303,17 +322,28 @@ impl Meta {
     // ---- manifests ----
 
     /// A manifest.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn manifest(&self, id: &Digest) -> Result<Option<Manifest>, MetaError> {
         self.get(CF_MANIFESTS, id.as_bytes())
     }
 
     /// A segment.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn segment(&self, id: &Digest) -> Result<Option<Segment>, MetaError> {
         self.get(CF_SEGMENTS, id.as_bytes())
     }
 
     /// Stores a content-addressed segment (idempotent). Not synced: the
     /// artifact commit that references it syncs the WAL, which covers it.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn put_segment(&self, id: &Digest, encoded: &[u8]) -> Result<(), MetaError> {
         self.db
             .put_cf(self.cf(CF_SEGMENTS), id.as_bytes(), encoded)?;
@@ -323,11 +353,17 @@ impl Meta {
     // ---- system ----
 
     /// A store-wide setting.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn system(&self, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
         Ok(self.db.get_cf(self.cf(CF_SYSTEM), key.as_bytes())?)
     }
 
     /// Sets a store-wide setting, durably.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn set_system(&self, key: &str, value: &[u8]) -> Result<(), MetaError> {
         let mut b = self.batch();
         b.inner.put_cf(self.cf(CF_SYSTEM), key.as_bytes(), value);
@@ -335,6 +371,9 @@ impl Meta {
     }
 
     /// Flushes memtables (used before a clean shutdown).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn flush(&self) -> Result<(), MetaError> {
         for name in ALL_CFS {
             self.db.flush_cf(self.cf(name))?;

@@ -32,6 +32,10 @@ impl Meta {
     }
 
     /// Every chunk index entry, in chunk id order.
+    ///
+    /// # Errors
+    /// Each item: [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`]
+    /// for a key that is not a chunk id or a record that does not decode.
     pub fn chunk_entries(
         &self,
     ) -> impl Iterator<Item = Result<(Digest, ChunkLocation), MetaError>> + '_ {
@@ -45,6 +49,10 @@ impl Meta {
     }
 
     /// Every manifest, in id order.
+    ///
+    /// # Errors
+    /// Each item: [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`]
+    /// for a key that is not a manifest id or a record that does not decode.
     pub fn manifest_entries(
         &self,
     ) -> impl Iterator<Item = Result<(Digest, Manifest), MetaError>> + '_ {
@@ -59,6 +67,11 @@ impl Meta {
 
     /// Every artifact record of every experiment: (experiment, id, record),
     /// in key order.
+    ///
+    /// # Errors
+    /// Each item: [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`]
+    /// for a key that is not `experiment \0 artifact-id` or a record that does
+    /// not decode.
     pub fn all_artifacts(
         &self,
     ) -> impl Iterator<Item = Result<(ExperimentId, ArtifactId, ArtifactRecord), MetaError>> + '_
@@ -74,6 +87,9 @@ impl Meta {
     }
 
     /// Whether a segment is stored (no decoding).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn has_segment(&self, id: &Digest) -> Result<bool, MetaError> {
         Ok(self
             .db
@@ -82,6 +98,9 @@ impl Meta {
     }
 
     /// Removes a store-wide setting, durably.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn delete_system(&self, key: &str) -> Result<(), MetaError> {
         let mut b = self.batch();
         b.inner.delete_cf(self.cf(CF_SYSTEM), key.as_bytes());
@@ -92,6 +111,10 @@ impl Meta {
     /// `dir`, which must not exist (RocksDB checkpoint: memtables are
     /// flushed, SST files hard-linked when `dir` is on the same file system,
     /// copied otherwise). Safe while the database is in use.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB cannot write the checkpoint (`dir`
+    /// exists, I/O).
     pub fn checkpoint(&self, dir: &Path) -> Result<(), MetaError> {
         Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
         Ok(())

@@ -40,6 +40,10 @@ impl ScannedArtifact {
 impl Meta {
     /// Calls `f` for every chunk index entry, in chunk-id order; stops when
     /// `f` returns false. Reads one consistent snapshot.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] for a key
+    /// that is not a chunk id or a record that does not decode.
     pub fn scan_chunks(
         &self,
         mut f: impl FnMut(Digest, ChunkLocation) -> bool,
@@ -59,6 +63,10 @@ impl Meta {
 
     /// Up to `limit` artifacts of every experiment in key order, starting
     /// strictly after the key `after` (see [`ScannedArtifact::key`]).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn artifacts_page(
         &self,
         after: Option<&[u8]>,
@@ -90,12 +98,20 @@ impl Meta {
     }
 
     /// When the scrubber last verified pack `id` (to the second).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn pack_scrubbed_at(&self, id: PackId) -> Result<Option<Timestamp>, MetaError> {
         let secs: Option<i64> = self.get(CF_PACK_SCRUB, &pack_key(id))?;
         Ok(secs.map(Timestamp::from_unix_secs))
     }
 
     /// Every scrub row: (pack id, when it was last verified, to the second).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] for a key
+    /// that is not a pack id or a value that does not decode.
     pub fn pack_scrub_times(&self) -> Result<Vec<(PackId, Timestamp)>, MetaError> {
         let mut out = Vec::new();
         for item in self

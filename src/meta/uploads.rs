@@ -47,6 +47,9 @@ fn upload_chunk_key(session: &SessionId, chunk: &Digest) -> [u8; 48] {
 impl Meta {
     /// Up to `limit` artifact ids of `experiment` that hold `chunk`, in id
     /// (= creation) order. Some may name artifacts that no longer exist.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn chunk_refs(
         &self,
         experiment: &ExperimentId,
@@ -59,6 +62,9 @@ impl Meta {
     /// Up to `limit` artifact ids of `experiment` that hold `chunk` and come
     /// after `after` (exclusive), in id order: pages through every ref of a
     /// chunk however many there are.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn chunk_refs_after(
         &self,
         experiment: &ExperimentId,
@@ -91,6 +97,9 @@ impl Meta {
     }
 
     /// Whether `artifact` of `experiment` is recorded as holding `chunk`.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn has_chunk_ref(
         &self,
         experiment: &ExperimentId,
@@ -108,6 +117,9 @@ impl Meta {
 
     /// Records that `artifact` holds `chunks` (one unsynced batch; callers
     /// pass one segment at a time so no batch grows with artifact size).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn put_chunk_refs(
         &self,
         experiment: &ExperimentId,
@@ -126,6 +138,9 @@ impl Meta {
     }
 
     /// Removes the refs of `artifact` to `chunks` (one unsynced batch).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn delete_chunk_refs(
         &self,
         experiment: &ExperimentId,
@@ -143,11 +158,19 @@ impl Meta {
     }
 
     /// An upload session record (live or tombstone).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn upload(&self, id: &SessionId) -> Result<Option<UploadRecord>, MetaError> {
         self.get(CF_UPLOADS, id.as_bytes())
     }
 
     /// Every upload session record, for the reaper (sessions are few).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn uploads(&self) -> Result<Vec<(SessionId, UploadRecord)>, MetaError> {
         let mut out = Vec::new();
         for item in self
@@ -164,6 +187,10 @@ impl Meta {
     }
 
     /// Rows of `chunks` received by `session`, in order.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn upload_chunks(
         &self,
         session: &SessionId,
@@ -185,6 +212,10 @@ impl Meta {
 
     /// Calls `f` for each chunk received by `session`, in chunk-id order,
     /// starting strictly after `after`; stops when `f` returns false.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn scan_upload_chunks(
         &self,
         session: &SessionId,
@@ -219,6 +250,9 @@ impl Meta {
     }
 
     /// Calls `f` with the chunk of every session row (every upload pin).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn scan_all_upload_chunks(&self, mut f: impl FnMut(Digest)) -> Result<(), MetaError> {
         let mut iter = self.db.raw_iterator_cf(self.cf(CF_UPLOAD_CHUNKS));
         iter.seek_to_first();
@@ -234,6 +268,10 @@ impl Meta {
 
     /// Stores a session record without a WAL sync (activity stamps: losing
     /// one in a crash only makes the session look idle a little longer).
+    ///
+    /// # Errors
+    /// [`MetaError::Encode`] when the record does not encode (nothing is
+    /// written); [`MetaError::Db`] when RocksDB fails.
     pub fn touch_upload(&self, id: &SessionId, rec: &UploadRecord) -> Result<(), MetaError> {
         let mut b = self.batch();
         b.put_upload(id, rec);

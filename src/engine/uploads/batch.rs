@@ -47,6 +47,9 @@ pub struct ChunkBatchOutcome {
 
 impl Engine {
     /// Starts receiving a chunk batch (checks the session first).
+    ///
+    /// # Errors
+    /// As [`Engine::upload_status`].
     pub async fn begin_chunk_batch(
         self: &Arc<Self>,
         experiment: ExperimentId,
@@ -214,6 +217,12 @@ impl ChunkBatch {
     }
 
     /// Feeds body bytes; cuts frames and verifies/packs them in groups.
+    ///
+    /// # Errors
+    /// [`EngineError::Blob`] when writing pack bytes fails;
+    /// [`EngineError::Internal`] when the verifying task fails. A malformed or
+    /// oversized body is not an error here: intake stops and [`ChunkBatch::finish`]
+    /// reports it.
     pub async fn push(&mut self, bytes: Bytes) -> Result<(), EngineError> {
         if self.failed() {
             return Ok(());
@@ -298,6 +307,15 @@ impl ChunkBatch {
 
     /// Stores and pins what was received (pack durable and indexed first),
     /// then reports the outcome or the failure that stopped intake.
+    ///
+    /// # Errors
+    /// [`EngineError::BatchTooLarge`] when the body exceeded the batch limit;
+    /// [`EngineError::ChunkMismatch`] for a malformed frame or one whose bytes do
+    /// not hash to its id; [`EngineError::TooLarge`] when the session would
+    /// receive more than its claim or the size cap; [`EngineError::QuotaExceeded`]
+    /// when the experiment cannot hold what arrived; [`EngineError::SessionEnded`]
+    /// when the session ended meanwhile; [`EngineError::Blob`] /
+    /// [`EngineError::Meta`] when making the pack durable or indexing it fails.
     pub async fn finish(mut self) -> Result<ChunkBatchOutcome, EngineError> {
         let res = self.store().await;
         if res.is_err() {
