@@ -247,7 +247,7 @@ impl Engine {
     }
 
     async fn still_exists(&self, a: &ScannedArtifact) -> Result<bool, EngineError> {
-        let (meta, exp, id) = (self.meta.clone(), a.experiment.clone(), a.id);
+        let (meta, exp, id) = (self.meta.clone(), a.experiment, a.id);
         blocking(move || Ok(meta.artifact(&exp, &id)?.is_some())).await
     }
 

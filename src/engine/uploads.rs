@@ -134,8 +134,8 @@ fn end_in_batch(
     at: Timestamp,
 ) -> u64 {
     rec.ended = Some(UploadEnd { at, reason });
-    b.put_upload(&id, rec);
-    b.delete_upload_chunks(&id);
+    b.put_upload(id, rec);
+    b.delete_upload_chunks(id);
     session_reservation(rec)
 }
 
