@@ -8,6 +8,9 @@
 //! decoding accepts the strings wherever a `Timestamp` is read, so old
 //! records still decode. Wire form: RFC 3339 UTC with milliseconds and `Z`
 //! (`2026-01-02T03:04:05.678Z`), the shape `eden-v0-contract.md` asks for.
+//! Two records have always stored whole Unix seconds (pack records, scrub
+//! stamps); they keep that encoding through [`unix_secs`], converted to and
+//! from a `Timestamp` at the record boundary.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -100,6 +103,13 @@ impl From<SystemTime> for Timestamp {
     }
 }
 
+/// The system time of a timestamp (the epoch for times before it).
+impl From<Timestamp> for SystemTime {
+    fn from(t: Timestamp) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(u64::try_from(t.0).unwrap_or(0))
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
@@ -136,6 +146,31 @@ impl<'de> Deserialize<'de> for Timestamp {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// Serde for records that store a [`Timestamp`] as whole Unix seconds (an
+/// `i64`), the encoding they had before this type: pack records and scrub
+/// stamps. `#[serde(with = "crate::clock::unix_secs")]`; writing drops the
+/// sub-second part, so the stored bytes are what they always were.
+pub mod unix_secs {
+    use super::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes whole Unix seconds.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(t.unix_secs())
+    }
+
+    /// Reads whole Unix seconds.
+    ///
+    /// # Errors
+    /// The deserializer's, for a value that is not an integer.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        i64::deserialize(d).map(Timestamp::from_unix_secs)
     }
 }
 

@@ -152,6 +152,12 @@ impl PackId {
         ulid::Ulid(self.0)
     }
 
+    /// When the id was minted (the ULID's millisecond prefix).
+    pub fn minted_at(self) -> crate::clock::Timestamp {
+        let ms = i64::try_from(self.ulid().timestamp_ms()).unwrap_or(i64::MAX);
+        crate::clock::Timestamp::from_unix_nanos(ms.saturating_mul(1_000_000))
+    }
+
     /// Parses the Crockford base32 ULID of a pack key.
     pub fn parse(s: &str) -> Option<Self> {
         ulid::Ulid::from_string(s).ok().map(|u| Self(u.0))

@@ -9,9 +9,8 @@
 //! _eden_cas_lease/<generation, 20 digits>.json   (the writer lease, `lease.rs`)
 //! ```
 
-use ulid::Ulid;
-
 use crate::hash::Digest;
+use crate::ids::PackId;
 
 /// Prefix of all packs.
 pub const PACKS: &str = "packs/";
@@ -21,7 +20,7 @@ pub const MANIFESTS: &str = "manifests/";
 pub const BACKUPS: &str = "backups/";
 
 /// Key of a pack.
-pub fn pack(id: Ulid) -> String {
+pub fn pack(id: PackId) -> String {
     let s = id.to_string().to_ascii_lowercase();
     format!("{PACKS}{}/{s}.pack", &s[24..26])
 }
@@ -33,13 +32,13 @@ pub fn manifest(id: &Digest) -> String {
 }
 
 /// The pack id inside a pack key, if it is one.
-pub fn parse_pack(key: &str) -> Option<Ulid> {
+pub fn parse_pack(key: &str) -> Option<PackId> {
     let name = key
         .strip_prefix(PACKS)?
         .split('/')
         .nth(1)?
         .strip_suffix(".pack")?;
-    Ulid::from_string(name).ok()
+    PackId::parse(name)
 }
 
 /// The manifest id inside a manifest key, if it is one.
@@ -64,7 +63,7 @@ mod tests {
 
     #[test]
     fn pack_keys_round_trip() {
-        let id = Ulid::new();
+        let id = PackId::mint();
         let k = pack(id);
         assert!(k.starts_with(PACKS));
         assert_eq!(parse_pack(&k), Some(id));

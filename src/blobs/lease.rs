@@ -41,12 +41,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{BlobError, BlobStore, PutOutcome, map_err};
+use crate::clock::Timestamp;
 
 /// Prefix of the lease generations.
 pub const LEASE_PREFIX: &str = "_eden_cas_lease/";
@@ -100,7 +101,7 @@ impl Holder {
             pid: std::process::id(),
             data_dir: data_dir.display().to_string(),
             command: command.to_string(),
-            started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            started_at: humantime::format_rfc3339_seconds(Timestamp::now().into()).to_string(),
         }
     }
 }
@@ -199,11 +200,9 @@ impl std::fmt::Debug for Lease {
     }
 }
 
+/// Unix milliseconds now, from the one clock (the lease record's unit).
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    Timestamp::now().unix_millis()
 }
 
 fn key_of(generation: u64) -> String {

@@ -66,19 +66,16 @@ impl ReadGate {
         let groups = if caller.is_admin() {
             Vec::new()
         } else {
-            meta.groups(experiment.as_str())?
+            meta.groups(&experiment)?
         };
         // More than one `admins` group can exist only if created before the
         // name was reserved; any of them grants access.
         let admins = groups
             .iter()
             .filter(|(_, g)| g.name == "admins")
-            .filter_map(|(id, _)| GroupId::parse(id))
+            .map(|(id, _)| *id)
             .collect();
-        let graph = groups
-            .into_iter()
-            .filter_map(|(id, g)| GroupId::parse(&id).map(|gid| (gid, g.members)))
-            .collect();
+        let graph = groups.into_iter().map(|(id, g)| (id, g.members)).collect();
         Ok(ReadGate {
             caller,
             graph,
@@ -110,7 +107,7 @@ impl Engine {
     ) -> Result<ArtifactRecord, EngineError> {
         let meta = self.meta.clone();
         let aid = *id;
-        let rec = blocking(move || Ok(meta.artifact(experiment.as_str(), aid.as_bytes())?)).await?;
+        let rec = blocking(move || Ok(meta.artifact(&experiment, &aid)?)).await?;
         let now = Timestamp::now();
         rec.filter(|r| !r.expired(now)).ok_or(EngineError::NotFound)
     }

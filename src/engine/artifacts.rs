@@ -43,12 +43,6 @@ const MAX_CACHED_DECISIONS: usize = 65_536;
 /// Records read from RocksDB at a time while listing.
 const LIST_STEP: usize = 256;
 
-/// [`Timestamp::now`] in whole Unix seconds, for the records that still
-/// store seconds (pack records, scrub stamps).
-pub(crate) fn now_unix_s() -> i64 {
-    Timestamp::now().unix_secs()
-}
-
 /// Answers "does an artifact of this experiment that the principal may read
 /// hold this chunk?" through `chunk-refs-v1`, checking each ref's artifact
 /// record against the [`ReadGate`]. Blocking; one per request.
@@ -79,18 +73,15 @@ impl Presence {
     /// Whether a readable, unexpired artifact of the experiment holds `chunk`.
     /// Stops at the first one; otherwise examines every ref of the chunk.
     pub(crate) fn readable(&mut self, chunk: &Digest) -> Result<bool, EngineError> {
-        let mut after: Option<[u8; 16]> = None;
+        let mut after: Option<ArtifactId> = None;
         loop {
-            let refs = self.meta.chunk_refs_after(
-                self.experiment.as_str(),
-                chunk,
-                after.as_ref(),
-                REFS_STEP,
-            )?;
+            let refs =
+                self.meta
+                    .chunk_refs_after(&self.experiment, chunk, after.as_ref(), REFS_STEP)?;
             let last_page = refs.len() < REFS_STEP;
             for artifact in refs {
                 after = Some(artifact);
-                if self.decide(ArtifactId::from_bytes(artifact))? {
+                if self.decide(artifact)? {
                     return Ok(true);
                 }
             }
@@ -108,7 +99,7 @@ impl Presence {
         // A dangling ref (artifact never committed, or deleted) grants nothing.
         let ok = self
             .meta
-            .artifact(self.experiment.as_str(), artifact.as_bytes())?
+            .artifact(&self.experiment, &artifact)?
             .is_some_and(|rec| !rec.expired(self.now) && self.gate.allows(&rec));
         if self.decided.len() >= MAX_CACHED_DECISIONS {
             self.decided.clear();
@@ -190,7 +181,7 @@ impl Engine {
             let mut b = meta.batch();
             let mut released = 0;
             if let Some(sid) = end_id {
-                let sid = sid.as_bytes();
+                let sid = &sid;
                 let mut session =
                     meta.upload(sid)?
                         .filter(|s| s.ended.is_none())
@@ -206,15 +197,15 @@ impl Engine {
                 released = session_reservation(&session);
             }
             b.put_manifest(&manifest_id, &manifest);
-            b.put_artifact(experiment.as_str(), id.as_bytes(), &rec);
+            b.put_artifact(&experiment, &id, &rec);
             b.commit()?;
             Ok(released)
         })
         .await?;
         // The session's (or the deposit's) reservation becomes committed bytes.
-        let quota_key = req.experiment.as_str();
-        self.quotas.add(quota_key, Part::Committed, record.size);
-        self.quotas.sub(quota_key, Part::Session, released);
+        self.quotas
+            .add(&req.experiment, Part::Committed, record.size);
+        self.quotas.sub(&req.experiment, Part::Session, released);
         let s = &self.stats;
         Stats::add(&s.deposits, 1);
         Stats::add(&s.logical_bytes, record.size);
@@ -251,7 +242,7 @@ impl Engine {
             let Some(mut p) = presence.take() else {
                 return Err(EngineError::Internal("presence state lost".into()));
             };
-            let (meta, exp, id, sid) = (self.meta.clone(), experiment, *id.as_bytes(), seg.id);
+            let (meta, exp, id, sid) = (self.meta.clone(), experiment, *id, seg.id);
             let (p, add) = blocking(move || {
                 let segment = meta
                     .segment(&sid)?
@@ -260,7 +251,7 @@ impl Engine {
                 let mut add = VisibleDedup::default();
                 let mut seen = HashSet::with_capacity(ids.len());
                 for e in &segment.entries {
-                    if !seen.insert(e.id) || meta.has_chunk_ref(exp.as_str(), &e.id, &id)? {
+                    if !seen.insert(e.id) || meta.has_chunk_ref(&exp, &e.id, &id)? {
                         continue; // earlier in this artifact
                     }
                     if p.readable(&e.id)? {
@@ -271,7 +262,7 @@ impl Engine {
                     add.new_chunks += 1;
                     add.new_raw_bytes += u64::from(e.len);
                 }
-                meta.put_chunk_refs(exp.as_str(), &id, &ids)?;
+                meta.put_chunk_refs(&exp, &id, &ids)?;
                 Ok((p, add))
             })
             .await?;
@@ -293,6 +284,9 @@ impl Engine {
     /// however many there are — a bounded scan would answer short pages and
     /// hand out cursors naming unreadable artifacts. The cost of skipping
     /// them is time only (see the timing note in `docs/design.md`).
+    ///
+    /// # Errors
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn list_artifacts(
         &self,
         experiment: ExperimentId,
@@ -307,10 +301,9 @@ impl Engine {
             let gate = ReadGate::load(&meta, experiment, caller)?;
             let now = Timestamp::now();
             let mut items: Vec<(ArtifactId, ArtifactRecord)> = Vec::new();
-            let mut before = cursor.map(|c| *c.as_bytes());
+            let mut before = cursor;
             loop {
-                let batch =
-                    meta.artifacts_newest_first(experiment.as_str(), before.as_ref(), LIST_STEP)?;
+                let batch = meta.artifacts_newest_first(&experiment, before.as_ref(), LIST_STEP)?;
                 let exhausted = batch.len() < LIST_STEP;
                 for (id, rec) in batch {
                     before = Some(id);
@@ -327,7 +320,7 @@ impl Engine {
                             next_cursor: next,
                         });
                     }
-                    items.push((ArtifactId::from_bytes(id), rec));
+                    items.push((id, rec));
                 }
                 if exhausted {
                     return Ok(ArtifactPage {
@@ -342,6 +335,11 @@ impl Engine {
 
     /// Grants read access to `principal` (a worker or group, which need not
     /// exist); idempotent. Depositor or admin only.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] when the artifact is absent or expired;
+    /// [`EngineError::Forbidden`] when `caller` is neither its depositor nor the
+    /// admin; [`EngineError::Meta`] when the metadata store fails.
     pub async fn grant(
         &self,
         experiment: ExperimentId,
@@ -359,6 +357,9 @@ impl Engine {
     }
 
     /// Revokes a grant; idempotent. Depositor or admin only.
+    ///
+    /// # Errors
+    /// As [`Engine::grant`].
     pub async fn revoke(
         &self,
         experiment: ExperimentId,
@@ -374,6 +375,9 @@ impl Engine {
     /// Sets (or clears, with `None`) when an artifact expires; a time in
     /// the past expires it at once (it stops being served; GC removes it).
     /// Depositor or admin only.
+    ///
+    /// # Errors
+    /// As [`Engine::grant`].
     pub async fn set_expiry(
         &self,
         experiment: ExperimentId,
@@ -415,7 +419,7 @@ impl Engine {
         let (meta, id, r) = (self.meta.clone(), *id, rec.clone());
         blocking(move || {
             let mut b = meta.batch();
-            b.put_artifact(experiment.as_str(), id.as_bytes(), &r);
+            b.put_artifact(&experiment, &id, &r);
             Ok(b.commit()?)
         })
         .await
@@ -426,13 +430,13 @@ impl Engine {
     /// as GC's scan of `artifacts-v1` found them.
     pub(crate) async fn remove_expired(
         &self,
-        experiment: &str,
-        id: &[u8; 16],
+        experiment: ExperimentId,
+        id: &ArtifactId,
         now: Timestamp,
     ) -> Result<bool, EngineError> {
         let rec = {
             let _guard = self.artifact_lock.lock().await;
-            let (meta, exp, aid) = (self.meta.clone(), experiment.to_string(), *id);
+            let (meta, exp, aid) = (self.meta.clone(), experiment, *id);
             blocking(move || {
                 let Some(rec) = meta.artifact(&exp, &aid)? else {
                     return Ok(None);
@@ -450,17 +454,22 @@ impl Engine {
         let Some(rec) = rec else {
             return Ok(false);
         };
-        self.quotas.sub(experiment, Part::Committed, rec.size);
+        self.quotas.sub(&experiment, Part::Committed, rec.size);
         self.remove_refs(experiment, id, rec.manifest).await;
-        tracing::info!(experiment, artifact = %ArtifactId::from_bytes(*id), "expired artifact removed");
+        tracing::info!(%experiment, artifact = %id, "expired artifact removed");
         Ok(true)
     }
 
     /// Removes the chunk refs of an artifact whose record is gone, one
     /// segment at a time. Best effort: leftover refs dangle harmlessly (a
     /// ref without its artifact record grants nothing).
-    pub(crate) async fn remove_refs(&self, experiment: &str, id: &[u8; 16], manifest: Digest) {
-        let (meta, exp, aid) = (self.meta.clone(), experiment.to_string(), *id);
+    pub(crate) async fn remove_refs(
+        &self,
+        experiment: ExperimentId,
+        id: &ArtifactId,
+        manifest: Digest,
+    ) {
+        let (meta, exp, aid) = (self.meta.clone(), experiment, *id);
         let cleanup = blocking(move || {
             let Some(manifest) = meta.manifest(&manifest)? else {
                 return Ok(());
@@ -475,13 +484,16 @@ impl Engine {
         })
         .await;
         if let Err(e) = cleanup {
-            tracing::warn!(experiment, error = %e, "chunk refs of a removed artifact not removed");
+            tracing::warn!(%experiment, error = %e, "chunk refs of a removed artifact not removed");
         }
     }
 
     /// Deletes an artifact (depositor or admin): the record goes first, in
     /// one synced batch, so the id answers 404 at once on both surfaces;
     /// then its chunk refs, one segment at a time. Storage is GC's business.
+    ///
+    /// # Errors
+    /// As [`Engine::grant`]. Leftover chunk refs are logged, not returned.
     pub async fn delete_artifact(
         &self,
         experiment: ExperimentId,
@@ -494,16 +506,14 @@ impl Engine {
             let (meta, aid) = (self.meta.clone(), *id);
             blocking(move || {
                 let mut b = meta.batch();
-                b.delete_artifact(experiment.as_str(), aid.as_bytes());
+                b.delete_artifact(&experiment, &aid);
                 Ok(b.commit()?)
             })
             .await?;
-            self.quotas
-                .sub(experiment.as_str(), Part::Committed, rec.size);
+            self.quotas.sub(&experiment, Part::Committed, rec.size);
             rec
         };
-        self.remove_refs(experiment.as_str(), id.as_bytes(), rec.manifest)
-            .await;
+        self.remove_refs(experiment, id, rec.manifest).await;
         tracing::info!(%experiment, artifact = %id, by = %caller, "artifact deleted");
         Ok(())
     }

@@ -34,14 +34,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ulid::Ulid;
-
 use super::packcheck::{
     CorruptChunk, PackFault, index_entries_in, read_footer, verify_entries, verify_pack,
 };
 use super::{Engine, EngineError, blocking};
 use crate::blobs::{BlobError, keys};
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::Meta;
 use crate::meta::records::{Manifest, PackRecord};
 use crate::meta::scan::ScannedArtifact;
@@ -95,7 +94,7 @@ impl Engine {
         // Pass 1: packs.
         let meta = self.meta.clone();
         let packs = blocking(move || Ok(meta.packs()?)).await?;
-        let mut summaries: HashMap<u128, PackSummary> = HashMap::with_capacity(packs.len());
+        let mut summaries: HashMap<PackId, PackSummary> = HashMap::with_capacity(packs.len());
         for (pack, rec) in &packs {
             let (pack, rec) = (*pack, rec.clone());
             let check = verify_pack(self, pack, rec.bytes).await?;
@@ -158,8 +157,8 @@ impl Engine {
         self: &Arc<Self>,
         c: &mut Collector,
         report: &mut FsckReport,
-        summaries: &HashMap<u128, PackSummary>,
-        flagged: HashSet<u128>,
+        summaries: &HashMap<PackId, PackSummary>,
+        flagged: HashSet<PackId>,
         proved_bad: &mut Vec<CorruptChunk>,
     ) -> Result<(), EngineError> {
         let meta = self.meta.clone();
@@ -248,7 +247,7 @@ impl Engine {
     }
 
     async fn still_exists(&self, a: &ScannedArtifact) -> Result<bool, EngineError> {
-        let (meta, exp, id) = (self.meta.clone(), a.experiment.clone(), a.id);
+        let (meta, exp, id) = (self.meta.clone(), a.experiment, a.id);
         blocking(move || Ok(meta.artifact(&exp, &id)?.is_some())).await
     }
 
@@ -350,16 +349,21 @@ impl Engine {
 
 /// What pass 2 hands on: the collector, the summaries, the number of index
 /// entries and the packs to check from the index side.
-type IndexPass = (Collector, HashMap<u128, PackSummary>, u64, HashSet<u128>);
+type IndexPass = (
+    Collector,
+    HashMap<PackId, PackSummary>,
+    u64,
+    HashSet<PackId>,
+);
 
 /// Pass 2 over the chunk index.
 fn index_pass(
     meta: &Meta,
     mut c: Collector,
-    summaries: HashMap<u128, PackSummary>,
+    summaries: HashMap<PackId, PackSummary>,
 ) -> Result<IndexPass, EngineError> {
-    let mut counts: HashMap<u128, u64> = HashMap::new();
-    let mut recent: HashMap<u128, Option<PackRecord>> = HashMap::new();
+    let mut counts: HashMap<PackId, u64> = HashMap::new();
+    let mut recent: HashMap<PackId, Option<PackRecord>> = HashMap::new();
     let mut indexed = 0u64;
     let mut failure: Option<EngineError> = None;
     meta.scan_chunks(|id, loc| {
@@ -386,7 +390,7 @@ fn index_pass(
                     loc.pack,
                     format!(
                         "index entries name pack {} which has no pack record",
-                        Ulid(loc.pack)
+                        loc.pack
                     ),
                 );
                 c.attach(idx, id);
@@ -549,8 +553,8 @@ fn fault_kind(f: &PackFault) -> (ProblemKind, bool) {
     }
 }
 
-fn fault_detail(pack: u128, f: &PackFault) -> String {
-    let key = keys::pack(Ulid(pack));
+fn fault_detail(pack: PackId, f: &PackFault) -> String {
+    let key = keys::pack(pack);
     match f {
         PackFault::BadFooter(_) => {
             format!("{key}: {f} (its chunks cannot be re-indexed from the blob store)")

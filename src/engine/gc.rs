@@ -46,13 +46,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use ulid::Ulid;
 
-use super::artifacts::now_unix_s;
 use super::{Engine, EngineError, Stats, blocking};
+use crate::auth::ExperimentId;
 use crate::blobs::keys;
 use crate::clock::Timestamp;
 use crate::hash::Digest;
+use crate::ids::{ArtifactId, PackId};
 use crate::meta::records::{ChunkLocation, PackRecord};
 use crate::pack::PackEntry;
 use crate::pack::reader::PackReader;
@@ -164,11 +164,11 @@ pub struct GcRun {
     report: GcReport,
     live: HashSet<u64>,
     live_ids: HashSet<Digest>,
-    expired: Vec<(String, [u8; 16])>,
-    records: HashMap<u128, PackRecord>,
-    doomed: Vec<u128>,
-    compact: Vec<u128>,
-    orphans: Vec<(u128, String, u64)>,
+    expired: Vec<(ExperimentId, ArtifactId)>,
+    records: HashMap<PackId, PackRecord>,
+    doomed: Vec<PackId>,
+    compact: Vec<PackId>,
+    orphans: Vec<(PackId, String, u64)>,
 }
 
 impl Drop for GcRun {
@@ -346,7 +346,7 @@ impl GcRun {
         let meta = self.engine.meta.clone();
         let live = std::mem::take(&mut self.live);
         let (live, uses, indexed, records) = blocking(move || {
-            let mut uses: HashMap<u128, PackUse> = HashMap::new();
+            let mut uses: HashMap<PackId, PackUse> = HashMap::new();
             let mut indexed = 0u64;
             meta.scan_chunks(|id, loc| {
                 indexed += 1;
@@ -385,8 +385,8 @@ impl GcRun {
             let Some(id) = keys::parse_pack(&key) else {
                 continue;
             };
-            if !self.records.contains_key(&id.0) {
-                self.orphans.push((id.0, key, size));
+            if !self.records.contains_key(&id) {
+                self.orphans.push((id, key, size));
                 estimate += size;
             }
         }
@@ -401,7 +401,7 @@ impl GcRun {
     async fn expire(&mut self) -> Result<(), EngineError> {
         let now = Timestamp::now();
         for (exp, id) in std::mem::take(&mut self.expired) {
-            self.engine.remove_expired(&exp, &id, now).await?;
+            self.engine.remove_expired(exp, &id, now).await?;
         }
         Ok(())
     }
@@ -417,7 +417,7 @@ impl GcRun {
             let moves = match self.live_entries(pack, &rec).await {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(pack = %Ulid(pack), error = %e, "pack not compacted");
+                    tracing::warn!(pack = %pack, error = %e, "pack not compacted");
                     continue;
                 }
             };
@@ -430,7 +430,7 @@ impl GcRun {
                 Err(e) => {
                     // A chunk that fails verification stays where it is (and
                     // its pack with it); scrub and fsck report it.
-                    tracing::warn!(pack = %Ulid(pack), error = %e, "pack not compacted");
+                    tracing::warn!(pack = %pack, error = %e, "pack not compacted");
                 }
             }
         }
@@ -461,24 +461,24 @@ impl GcRun {
             for (((cid, old), now), new) in moves.iter().zip(current).zip(&entries) {
                 // Only if the entry still names the copy that was read.
                 if now.is_some_and(|n| n.is_at(old.pack, old.offset)) {
-                    b.put_chunk(cid, &ChunkLocation::in_pack(id.0, new));
+                    b.put_chunk(cid, &ChunkLocation::in_pack(id, new));
                     moved += 1;
                 }
             }
             b.put_pack(
-                id.0,
+                id,
                 &PackRecord {
                     bytes,
                     chunks: entries.len() as u32,
                     raw_bytes: entries.iter().map(|e| u64::from(e.raw_len)).sum(),
-                    created_at: now_unix_s(),
+                    created_at: Timestamp::now(),
                 },
             );
             b.commit()?;
             Ok(moved)
         })
         .await;
-        self.engine.pins.pack_closed(id.0);
+        self.engine.pins.pack_closed(id);
         let moved = moved?;
         crash_point("gc-compacted");
         self.report.chunks_moved += moved;
@@ -493,7 +493,7 @@ impl GcRun {
     /// live, with their current locations.
     async fn live_entries(
         &self,
-        pack: u128,
+        pack: PackId,
         rec: &PackRecord,
     ) -> Result<Vec<(PackEntry, ChunkLocation)>, EngineError> {
         let entries = read_footer(&self.engine, pack, rec).await?;
@@ -523,7 +523,7 @@ fn data_bytes(rec: &PackRecord) -> u64 {
 /// footer or a missing object is an integrity error.
 pub(crate) async fn read_footer(
     engine: &Arc<Engine>,
-    pack: u128,
+    pack: PackId,
     rec: &PackRecord,
 ) -> Result<Vec<PackEntry>, EngineError> {
     PackReader::new(&engine.blobs)

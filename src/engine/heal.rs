@@ -24,12 +24,11 @@
 
 use std::sync::Arc;
 
-use ulid::Ulid;
-
 use super::scrub::ScrubReport;
 use super::{Engine, EngineError};
 use crate::blobs::keys;
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::records::ChunkLocation;
 use crate::pack::PackError;
 use crate::pack::reader::{CacheUse, PackReader, Span, Verified};
@@ -41,11 +40,11 @@ impl Engine {
     pub(crate) async fn condemn(self: &Arc<Self>, id: Digest, loc: ChunkLocation, reason: &str) {
         match self.mark_chunk_bad(id, loc).await {
             Ok(marked) => tracing::error!(
-                chunk = %id, pack = %Ulid(loc.pack), offset = loc.offset, %reason, marked_bad = marked,
+                chunk = %id, pack = %loc.pack, offset = loc.offset, %reason, marked_bad = marked,
                 "verified read proved a stored copy bad; the next upload of this content heals it"
             ),
             Err(e) => tracing::warn!(
-                chunk = %id, pack = %Ulid(loc.pack), %reason, error = %e,
+                chunk = %id, pack = %loc.pack, %reason, error = %e,
                 "a copy proved bad could not be marked; the scrubber will"
             ),
         }
@@ -57,14 +56,14 @@ impl Engine {
     /// background to mark the others.
     pub(crate) async fn condemn_short_pack(
         self: &Arc<Self>,
-        pack: u128,
+        pack: PackId,
         chunks: &[(Digest, ChunkLocation)],
     ) {
         let size = match PackReader::new(&self.blobs).size(pack).await {
             Ok(n) => Some(n),
             Err(PackError::Missing) => None,
             Err(e) => {
-                tracing::warn!(pack = %Ulid(pack), error = %e, "pack size unknown; left to the scrubber");
+                tracing::warn!(pack = %pack, error = %e, "pack size unknown; left to the scrubber");
                 return;
             }
         };
@@ -89,7 +88,7 @@ impl Engine {
 
     /// Runs the scrubber's whole-pack check of `pack` on a task of its own,
     /// unless one is already running for it.
-    fn check_pack_in_background(self: &Arc<Self>, pack: u128) {
+    fn check_pack_in_background(self: &Arc<Self>, pack: PackId) {
         {
             let mut running = self.pack_checks.lock().unwrap_or_else(|e| e.into_inner());
             if !running.insert(pack) {
@@ -106,11 +105,11 @@ impl Engine {
                 .remove(&pack);
             match outcome {
                 Ok(r) => tracing::info!(
-                    pack = %Ulid(pack), corrupt = r.corrupt_chunks, marked_bad = r.marked_bad,
+                    pack = %pack, corrupt = r.corrupt_chunks, marked_bad = r.marked_bad,
                     "pack checked after a failed read"
                 ),
                 Err(e) => {
-                    tracing::warn!(pack = %Ulid(pack), error = %e, "pack check after a failed read failed")
+                    tracing::warn!(pack = %pack, error = %e, "pack check after a failed read failed")
                 }
             }
         });
@@ -120,7 +119,7 @@ impl Engine {
     /// live copy bad. A pack no longer recorded (GC deleted it) is skipped.
     pub(crate) async fn check_pack_now(
         self: &Arc<Self>,
-        pack: u128,
+        pack: PackId,
     ) -> Result<ScrubReport, EngineError> {
         let meta = self.meta.clone();
         let recorded = super::blocking(move || Ok(meta.pack(pack)?)).await?;
@@ -154,7 +153,7 @@ pub(crate) async fn read_checked<T>(
     if let Some(bad) = err.bad_chunk()
         && let Some((id, loc)) = copies().find(|(id, _)| *id == bad)
     {
-        let why = format!("{err} (pack {})", keys::pack(Ulid(span.pack)));
+        let why = format!("{err} (pack {})", keys::pack(span.pack));
         engine.condemn(id, loc, &why).await;
     } else if matches!(err, PackError::Truncated { .. }) {
         let all: Vec<(Digest, ChunkLocation)> = copies().collect();

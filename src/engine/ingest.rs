@@ -16,7 +16,7 @@
 //! pipeline (one input batch in flight, one pack part pending, one segment),
 //! never by the artifact size (invariant 8).
 //!
-//! Steps 1–2 live in [`PackSink`] and step 3's segments in [`SegmentBuilder`],
+//! Steps 1–2 live in [`PackSink`] (`ingest/sink.rs`) and step 3's segments in [`SegmentBuilder`],
 //! which upload sessions (`uploads.rs`) use too, so both write paths share
 //! one durability order.
 
@@ -26,22 +26,23 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
+mod sink;
+
 pub use super::manifest_object::MANIFEST_MAGIC;
 pub(crate) use super::manifest_object::write_manifest_object;
 use super::pins::OpPins;
-use super::{Engine, EngineError, Stats, blocking};
+use super::{Engine, EngineError};
 use crate::auth::{ExperimentId, Principal};
-use crate::blobs::{BlobWriter, keys};
 use crate::chunking::{FASTCDC_2020, StreamChunker};
 use crate::clock::Timestamp;
 use crate::hash::Digest;
-use crate::ids::{ArtifactId, PackId};
+use crate::ids::ArtifactId;
 use crate::meta::records::{
-    ArtifactRecord, ChunkLocation, DedupFigures, Manifest, ManifestEntry, PackRecord,
-    SEGMENT_ENTRIES, Segment, SegmentRef,
+    ArtifactRecord, DedupFigures, Manifest, ManifestEntry, SEGMENT_ENTRIES, Segment, SegmentRef,
 };
 use crate::meta::{Meta, encode};
-use crate::pack::{CompressionPolicy, PackBuilder, PackEntry};
+use crate::pack::{CompressionPolicy, PackBuilder};
+pub(crate) use sink::PackSink;
 
 /// Input is handed to the CPU stage in batches of about this size.
 const BATCH_BYTES: usize = 4 << 20;
@@ -84,11 +85,6 @@ pub struct DepositReceipt {
     pub id: ArtifactId,
     /// The stored record.
     pub record: ArtifactRecord,
-}
-
-/// The text form of an artifact id as stored in keys (32 lowercase hex).
-pub fn format_artifact_id(id: &[u8; 16]) -> String {
-    ArtifactId::from_bytes(*id).to_string()
 }
 
 /// Parses an artifact id (32 lowercase hex characters); [`ArtifactId::parse`].
@@ -243,132 +239,6 @@ impl SegmentBuilder {
 /// The CPU state handed back by a batch, with the batch's result.
 type CpuOutcome = (Box<CpuState>, Result<(), EngineError>);
 
-/// A pack being streamed to the blob store.
-struct OpenPack {
-    id: PackId,
-    writer: BlobWriter,
-}
-
-/// A pack that is durable but not yet indexed.
-pub(crate) struct SealedPack {
-    /// Pack id.
-    pub id: PackId,
-    /// Object size.
-    pub bytes: u64,
-    /// Its chunks.
-    pub entries: Vec<PackEntry>,
-}
-
-/// The durable half of pack writing (steps 1–2 of the module docs): streams
-/// a [`PackBuilder`]'s bytes to a fresh create-only key, makes the pack
-/// durable, and only then indexes its chunks. Shared by ingest and upload
-/// sessions so both keep invariant 3 the same way.
-pub(crate) struct PackSink {
-    engine: Arc<Engine>,
-    open_pack: Option<OpenPack>,
-}
-
-impl PackSink {
-    /// A sink with no pack open yet.
-    pub(crate) fn new(engine: Arc<Engine>) -> Self {
-        PackSink {
-            engine,
-            open_pack: None,
-        }
-    }
-
-    /// Appends pack bytes, opening a new create-only pack object first if needed.
-    pub(crate) async fn write_part(&mut self, part: Bytes) -> Result<(), EngineError> {
-        if self.open_pack.is_none() {
-            let id = PackId::mint();
-            // Registered before the object exists, so GC never takes a pack
-            // in progress for a crash leftover.
-            self.engine.pins.pack_opened(id.as_u128());
-            let writer = match self.engine.blobs.create(&keys::pack(id.ulid())).await {
-                Ok(w) => w,
-                Err(e) => {
-                    self.engine.pins.pack_closed(id.as_u128());
-                    return Err(e.into());
-                }
-            };
-            self.open_pack = Some(OpenPack { id, writer });
-        }
-        if let Some(p) = self.open_pack.as_mut() {
-            p.writer.write(part).await?;
-        }
-        Ok(())
-    }
-
-    /// Closes the pack of `builder`: footer, fsync, then index its chunks.
-    /// Returns the entries now indexed (none for an empty builder).
-    pub(crate) async fn seal(
-        &mut self,
-        builder: PackBuilder,
-    ) -> Result<Vec<PackEntry>, EngineError> {
-        let Some(sealed) = self.close(builder).await? else {
-            return Ok(Vec::new());
-        };
-        let indexed = index_pack(
-            &self.engine,
-            sealed.id,
-            sealed.bytes,
-            sealed.entries.clone(),
-        )
-        .await;
-        self.engine.pins.pack_closed(sealed.id.as_u128());
-        indexed?;
-        tracing::debug!(pack = %sealed.id, bytes = sealed.bytes, chunks = sealed.entries.len(), "pack sealed");
-        Ok(sealed.entries)
-    }
-
-    /// Writes the footer and makes the pack durable, without indexing it
-    /// (`None` for an empty builder). The pack stays registered as open
-    /// until the caller indexes it and calls `Pins::pack_closed`.
-    pub(crate) async fn close(
-        &mut self,
-        builder: PackBuilder,
-    ) -> Result<Option<SealedPack>, EngineError> {
-        if builder.is_empty() {
-            return Ok(None);
-        }
-        let (tail, entries) = builder.finish();
-        self.write_part(tail).await?;
-        let Some(open) = self.open_pack.take() else {
-            return Err(EngineError::Internal("pack writer missing".into()));
-        };
-        let bytes = open.writer.written();
-        if let Err(e) = open.writer.close().await {
-            self.engine.pins.pack_closed(open.id.as_u128());
-            return Err(e.into());
-        }
-        let stats = &self.engine.stats;
-        Stats::add(&stats.packs_written, 1);
-        Stats::add(&stats.pack_bytes_written, bytes);
-        Ok(Some(SealedPack {
-            id: open.id,
-            bytes,
-            entries,
-        }))
-    }
-
-    /// Gives up the open pack, if any (it has no trailer and is never indexed).
-    pub(crate) async fn abort(&mut self) {
-        if let Some(p) = self.open_pack.take() {
-            p.writer.abort().await;
-            self.engine.pins.pack_closed(p.id.as_u128());
-        }
-    }
-}
-
-impl Drop for PackSink {
-    fn drop(&mut self) {
-        // A sink dropped mid-pack (client gone): the partial object is garbage.
-        if let Some(p) = &self.open_pack {
-            self.engine.pins.pack_closed(p.id.as_u128());
-        }
-    }
-}
-
 /// One deposit in progress. Feed it with [`push`](Self::push), then call
 /// [`finish`](Self::finish). Dropping it abandons the deposit safely.
 pub struct Ingest {
@@ -384,6 +254,11 @@ pub struct Ingest {
 
 impl Engine {
     /// Starts a deposit.
+    ///
+    /// # Errors
+    /// [`EngineError::LeaseLost`] once this process lost the blob store's
+    /// writer lease; [`EngineError::Internal`] for chunker parameters the
+    /// chunker refuses (validated at startup, so a bug).
     pub fn begin_ingest(self: &Arc<Self>) -> Result<Ingest, EngineError> {
         self.check_writer()?;
         let chunker = StreamChunker::new(self.cfg.chunker)
@@ -412,6 +287,10 @@ impl Engine {
     }
 
     /// Stores `bytes` as a whole and commits it as an artifact.
+    ///
+    /// # Errors
+    /// As [`Engine::begin_ingest`], [`Ingest::push`], [`Ingest::finish`] and
+    /// [`Engine::commit_artifact`].
     pub async fn deposit_bytes(
         self: &Arc<Self>,
         req: DepositRequest,
@@ -427,6 +306,12 @@ impl Engine {
     /// chunk refs per segment, then manifest + artifact record in one synced
     /// batch. The digests were computed while streaming, so they are
     /// recorded as verified.
+    ///
+    /// # Errors
+    /// [`EngineError::Integrity`] when a segment the manifest names is missing
+    /// from metadata; [`EngineError::SessionEnded`] when the upload session being
+    /// committed ended meanwhile; [`EngineError::Meta`] when the metadata store
+    /// fails (nothing is visible then).
     pub async fn commit_artifact(
         self: &Arc<Self>,
         prepared: PreparedContent,
@@ -444,6 +329,11 @@ impl Ingest {
 
     /// Feeds bytes. Fails with [`EngineError::TooLarge`] as soon as the
     /// total passes the configured cap, before storing anything more.
+    ///
+    /// # Errors
+    /// [`EngineError::TooLarge`] past the size cap; [`EngineError::Blob`] when
+    /// writing pack bytes fails; [`EngineError::Meta`] when indexing a sealed
+    /// pack fails; [`EngineError::Internal`] when the chunking task fails.
     pub async fn push(&mut self, bytes: Bytes) -> Result<(), EngineError> {
         let limit = self.engine.cfg.max_artifact_bytes;
         self.received += bytes.len() as u64;
@@ -531,6 +421,10 @@ impl Ingest {
 
     /// Ends the stream: last chunks, last pack, manifest. Nothing is visible
     /// until [`Engine::commit_artifact`].
+    ///
+    /// # Errors
+    /// As [`Ingest::push`], and [`EngineError::Blob`] when the manifest object
+    /// cannot be written.
     pub async fn finish(mut self) -> Result<PreparedContent, EngineError> {
         self.dispatch(true).await?;
         self.seal_pack().await?;
@@ -565,39 +459,4 @@ impl Ingest {
         let _ = self.settle().await;
         self.sink.abort().await;
     }
-}
-
-/// Indexes a durable pack's chunks and records the pack, in one synced batch
-/// (under the index lock, so no conditional index change interleaves).
-async fn index_pack(
-    engine: &Arc<Engine>,
-    id: PackId,
-    bytes: u64,
-    entries: Vec<PackEntry>,
-) -> Result<(), EngineError> {
-    let engine = Arc::clone(engine);
-    blocking(move || {
-        let meta = &engine.meta;
-        let pack = id.as_u128();
-        let mut b = meta.batch();
-        let raw_bytes = entries.iter().map(|e| u64::from(e.raw_len)).sum();
-        // Pack records keep whole Unix seconds.
-        let created_at = Timestamp::now().unix_secs();
-        b.put_pack(
-            pack,
-            &PackRecord {
-                bytes,
-                chunks: entries.len() as u32,
-                raw_bytes,
-                created_at,
-            },
-        );
-        for e in &entries {
-            b.put_chunk(&e.id, &ChunkLocation::in_pack(pack, e));
-        }
-        let _index = engine.index_lock.lock().unwrap_or_else(|e| e.into_inner());
-        b.commit()?;
-        Ok(())
-    })
-    .await
 }

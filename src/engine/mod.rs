@@ -37,6 +37,7 @@ use crate::auth::token::{Secret, TokenHasher};
 use crate::blobs::{BlobError, BlobStore};
 use crate::chunking::ChunkerParams;
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::{Meta, MetaError};
 use crate::pack::PackError;
 
@@ -213,13 +214,13 @@ pub enum IntegrityError {
     #[error("pack {} missing", pack_key(*pack))]
     PackMissing {
         /// Pack id.
-        pack: u128,
+        pack: PackId,
     },
     /// A pack object ends before bytes the index places in it.
     #[error("pack {} truncated ({got} of {expected} bytes read)", pack_key(*pack))]
     Truncated {
         /// Pack id.
-        pack: u128,
+        pack: PackId,
         /// Bytes asked for.
         expected: u64,
         /// Bytes the object had.
@@ -230,7 +231,7 @@ pub enum IntegrityError {
     #[error("{source} (pack {})", pack_key(*pack))]
     Corrupt {
         /// Pack id.
-        pack: u128,
+        pack: PackId,
         /// What failed.
         #[source]
         source: PackError,
@@ -266,14 +267,14 @@ impl std::fmt::Display for Record {
     }
 }
 
-fn pack_key(pack: u128) -> String {
-    crate::blobs::keys::pack(ulid::Ulid(pack))
+fn pack_key(pack: PackId) -> String {
+    crate::blobs::keys::pack(pack)
 }
 
 impl EngineError {
     /// The engine's error for a failed read of pack `pack`: a fault of the
     /// pack is an [`IntegrityError`], a blob store failure stays one.
-    pub fn from_pack(pack: u128, e: PackError) -> Self {
+    pub fn from_pack(pack: PackId, e: PackError) -> Self {
         let integrity = match e {
             PackError::Blob(b) => return EngineError::Blob(b),
             PackError::Interrupted => return EngineError::Internal(e.to_string()),
@@ -395,7 +396,7 @@ pub struct Engine {
     pub(crate) pins: Arc<pins::Pins>,
     /// Packs being checked in the background after a read found them
     /// missing or truncated (`heal.rs`), one check per pack at a time.
-    pub(crate) pack_checks: std::sync::Mutex<std::collections::HashSet<u128>>,
+    pub(crate) pack_checks: std::sync::Mutex<std::collections::HashSet<PackId>>,
     /// One garbage collection at a time.
     pub(crate) gc_lock: Arc<tokio::sync::Mutex<()>>,
     /// Idle time after which an upload session expires, in milliseconds.

@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 
 use super::{Engine, EngineError, blocking};
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::Meta;
 use crate::meta::records::ChunkLocation;
 use crate::pack::reader::{Gaps, PackReader, Span, SpanBytes, coalesce, cover};
@@ -54,7 +55,7 @@ pub(crate) enum PackFault {
 impl PackFault {
     /// The one classification of a failed pack read: a fault of the pack,
     /// or (blob store failures) an error.
-    pub(crate) fn of(pack: u128, e: PackError) -> Result<PackFault, EngineError> {
+    pub(crate) fn of(pack: PackId, e: PackError) -> Result<PackFault, EngineError> {
         match e {
             PackError::Missing => Ok(PackFault::Missing),
             PackError::Truncated { .. } => Ok(PackFault::Truncated),
@@ -131,7 +132,7 @@ type Window = Span<Option<ChunkLocation>>;
 /// `Ok(Err(fault))` when the pack cannot be parsed.
 pub(crate) async fn read_footer(
     engine: &Arc<Engine>,
-    pack: u128,
+    pack: PackId,
     size: u64,
 ) -> Result<Result<PackTail, PackFault>, EngineError> {
     match PackReader::new(&engine.blobs).tail(pack, size).await {
@@ -145,7 +146,7 @@ pub(crate) async fn read_footer(
 /// short reads, which are faults) are errors.
 pub(crate) async fn verify_pack(
     engine: &Arc<Engine>,
-    pack: u128,
+    pack: PackId,
     recorded_bytes: u64,
 ) -> Result<PackCheck, EngineError> {
     let reader = PackReader::new(&engine.blobs);
@@ -208,7 +209,7 @@ pub(crate) async fn verify_pack(
 /// with the footer.
 fn plan_windows(
     meta: &Meta,
-    pack: u128,
+    pack: PackId,
     mut entries: Vec<PackEntry>,
     data_end: u64,
 ) -> Result<(Vec<Window>, u64, Vec<CorruptChunk>), EngineError> {
@@ -297,9 +298,9 @@ fn decode_window(w: &Window, bytes: &SpanBytes) -> (u64, Vec<CorruptChunk>) {
 /// (callers pass packs that need it: a handful).
 pub(crate) fn index_entries_in(
     meta: &Meta,
-    packs: &HashSet<u128>,
-) -> Result<HashMap<u128, Vec<(Digest, ChunkLocation)>>, EngineError> {
-    let mut out: HashMap<u128, Vec<(Digest, ChunkLocation)>> = HashMap::new();
+    packs: &HashSet<PackId>,
+) -> Result<HashMap<PackId, Vec<(Digest, ChunkLocation)>>, EngineError> {
+    let mut out: HashMap<PackId, Vec<(Digest, ChunkLocation)>> = HashMap::new();
     if packs.is_empty() {
         return Ok(out);
     }
@@ -319,7 +320,7 @@ pub(crate) fn index_entries_in(
 /// bad are skipped.
 pub(crate) async fn verify_entries(
     engine: &Arc<Engine>,
-    pack: u128,
+    pack: PackId,
     mut entries: Vec<(Digest, ChunkLocation)>,
 ) -> Result<(u64, u64, Vec<CorruptChunk>), EngineError> {
     let reader = PackReader::new(&engine.blobs);

@@ -31,6 +31,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::hash::Digest;
+use crate::ids::PackId;
 
 /// The registry; one per engine.
 #[derive(Debug, Default)]
@@ -42,7 +43,7 @@ pub(crate) struct Pins {
 struct State {
     next_op: u64,
     ops: HashMap<u64, OpState>,
-    open_packs: HashSet<u128>,
+    open_packs: HashSet<PackId>,
     window: Option<HashSet<Digest>>,
 }
 
@@ -77,7 +78,7 @@ impl PinView<'_> {
     }
 
     /// Whether a pack is being written right now.
-    pub(crate) fn pack_open(&self, pack: u128) -> bool {
+    pub(crate) fn pack_open(&self, pack: PackId) -> bool {
         self.state.open_packs.contains(&pack)
     }
 }
@@ -100,12 +101,12 @@ impl Pins {
     }
 
     /// Registers a pack about to be created.
-    pub(crate) fn pack_opened(&self, pack: u128) {
+    pub(crate) fn pack_opened(&self, pack: PackId) {
         self.lock().open_packs.insert(pack);
     }
 
     /// The pack is indexed or abandoned.
-    pub(crate) fn pack_closed(&self, pack: u128) {
+    pub(crate) fn pack_closed(&self, pack: PackId) {
         self.lock().open_packs.remove(&pack);
     }
 
@@ -222,9 +223,10 @@ mod tests {
     #[test]
     fn open_packs_are_visible() {
         let pins = Pins::default();
-        pins.pack_opened(7);
-        assert!(pins.view().pack_open(7));
-        pins.pack_closed(7);
-        assert!(!pins.view().pack_open(7));
+        let p = PackId::from_u128(7);
+        pins.pack_opened(p);
+        assert!(pins.view().pack_open(p));
+        pins.pack_closed(p);
+        assert!(!pins.view().pack_open(p));
     }
 }

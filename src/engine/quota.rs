@@ -93,7 +93,7 @@ pub(crate) enum Part {
 #[derive(Debug)]
 pub(crate) struct Quotas {
     cfg: QuotaConfig,
-    usage: Mutex<HashMap<String, Usage>>,
+    usage: Mutex<HashMap<ExperimentId, Usage>>,
 }
 
 fn slot(u: &mut Usage, part: Part) -> &mut u64 {
@@ -108,15 +108,15 @@ impl Quotas {
     /// Builds the table from the records (blocking: one scan of artifacts
     /// and sessions).
     pub(crate) fn load(cfg: QuotaConfig, meta: &Meta) -> Result<Self, EngineError> {
-        let mut usage: HashMap<String, Usage> = HashMap::new();
+        let mut usage: HashMap<ExperimentId, Usage> = HashMap::new();
         meta.scan_artifacts(|exp, _, rec| {
-            let u = usage.entry(exp.to_string()).or_default();
+            let u = usage.entry(exp).or_default();
             u.committed_bytes = u.committed_bytes.saturating_add(rec.size);
             true
         })?;
         for (_, rec) in meta.uploads()? {
             if rec.ended.is_none() {
-                let u = usage.entry(rec.experiment.to_string()).or_default();
+                let u = usage.entry(rec.experiment).or_default();
                 u.session_bytes = u.session_bytes.saturating_add(session_reservation(&rec));
             }
         }
@@ -126,23 +126,23 @@ impl Quotas {
         })
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Usage>> {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<ExperimentId, Usage>> {
         self.usage.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Adds `bytes` to `part` if the total stays within the quota.
     pub(crate) fn try_add(
         &self,
-        experiment: &str,
+        experiment: &ExperimentId,
         part: Part,
         bytes: u64,
     ) -> Result<(), EngineError> {
         if bytes == 0 {
             return Ok(());
         }
-        let limit = self.cfg.limit_for(experiment);
+        let limit = self.cfg.limit_for(experiment.as_str());
         let mut t = self.table();
-        let u = t.entry(experiment.to_string()).or_default();
+        let u = t.entry(*experiment).or_default();
         if let Some(limit) = limit {
             let used = u.total();
             if used.saturating_add(bytes) > limit {
@@ -160,14 +160,14 @@ impl Quotas {
 
     /// Adds `bytes` to `part` whatever the quota (a commit of bytes
     /// already reserved elsewhere).
-    pub(crate) fn add(&self, experiment: &str, part: Part, bytes: u64) {
+    pub(crate) fn add(&self, experiment: &ExperimentId, part: Part, bytes: u64) {
         let mut t = self.table();
-        let s = slot(t.entry(experiment.to_string()).or_default(), part);
+        let s = slot(t.entry(*experiment).or_default(), part);
         *s = s.saturating_add(bytes);
     }
 
     /// Takes `bytes` off `part`.
-    pub(crate) fn sub(&self, experiment: &str, part: Part, bytes: u64) {
+    pub(crate) fn sub(&self, experiment: &ExperimentId, part: Part, bytes: u64) {
         let mut t = self.table();
         if let Some(u) = t.get_mut(experiment) {
             let s = slot(u, part);
@@ -178,10 +178,10 @@ impl Quotas {
         }
     }
 
-    fn view(&self, experiment: &str) -> QuotaView {
+    fn view(&self, experiment: &ExperimentId) -> QuotaView {
         let usage = self.table().get(experiment).copied().unwrap_or_default();
         QuotaView {
-            quota_bytes: self.cfg.limit_for(experiment),
+            quota_bytes: self.cfg.limit_for(experiment.as_str()),
             used_bytes: usage.total(),
             usage,
         }
@@ -216,22 +216,16 @@ impl DepositReservation {
             return Ok(());
         }
         let want = total.div_ceil(DEPOSIT_STEP).saturating_mul(DEPOSIT_STEP);
-        let more =
-            match self
-                .quotas
-                .try_add(self.experiment.as_str(), Part::InFlight, want - self.held)
-            {
-                Ok(()) => want - self.held,
-                // Near the quota: reserve exactly what arrived.
-                Err(_) => {
-                    self.quotas.try_add(
-                        self.experiment.as_str(),
-                        Part::InFlight,
-                        total - self.held,
-                    )?;
-                    total - self.held
-                }
-            };
+        let exp = &self.experiment;
+        let more = match self.quotas.try_add(exp, Part::InFlight, want - self.held) {
+            Ok(()) => want - self.held,
+            // Near the quota: reserve exactly what arrived.
+            Err(_) => {
+                self.quotas
+                    .try_add(exp, Part::InFlight, total - self.held)?;
+                total - self.held
+            }
+        };
         self.held += more;
         Ok(())
     }
@@ -239,8 +233,7 @@ impl DepositReservation {
 
 impl Drop for DepositReservation {
     fn drop(&mut self) {
-        self.quotas
-            .sub(self.experiment.as_str(), Part::InFlight, self.held);
+        self.quotas.sub(&self.experiment, Part::InFlight, self.held);
     }
 }
 
@@ -266,7 +259,7 @@ impl Engine {
 
     /// The quota and usage of `experiment` (admin only at the HTTP layer).
     pub fn quota(&self, experiment: ExperimentId) -> QuotaView {
-        self.quotas.view(experiment.as_str())
+        self.quotas.view(&experiment)
     }
 
     /// What in-flight work holds right now, store-wide (operator figure):

@@ -20,6 +20,7 @@ use super::access::ReadableArtifact;
 use super::heal::read_checked;
 use super::{Engine, EngineError, Record, Stats, blocking};
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::records::ChunkLocation;
 use crate::pack::PackError;
 use crate::pack::reader::{CacheUse, Gaps, Span, coalesce};
@@ -165,10 +166,10 @@ fn plan_segment(
 /// still places in the missing pack are marked bad at once (`heal.rs`).
 pub(crate) async fn read_relocated(
     engine: &Arc<Engine>,
-    gone: u128,
+    gone: PackId,
     ids: Vec<Digest>,
 ) -> Result<Vec<Bytes>, EngineError> {
-    let missing = |pack: u128| EngineError::from_pack(pack, PackError::Missing);
+    let missing = |pack: PackId| EngineError::from_pack(pack, PackError::Missing);
     let meta = engine.meta.clone();
     let lookup = ids.clone();
     let locs = blocking(move || Ok(meta.chunks(&lookup)?)).await?;

@@ -68,7 +68,7 @@ impl Engine {
             return self.authenticate_unscoped(creds);
         };
         let meta = self.meta.clone();
-        let rec = blocking(move || Ok(meta.worker(experiment.as_str(), w.as_str())?)).await?;
+        let rec = blocking(move || Ok(meta.worker(&experiment, &w)?)).await?;
         let ok = match rec {
             Some(r) => self.tokens.verify(creds.secret.expose(), &r.token_hash),
             None => self.tokens.verify_unknown(creds.secret.expose()),
@@ -105,6 +105,11 @@ impl Engine {
     }
 
     /// Registers a worker; returns it with its one-time token.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidName`] for a malformed name,
+    /// [`EngineError::Reserved`] for a reserved one; [`EngineError::Meta`] when
+    /// the metadata store fails.
     pub async fn register_worker(
         &self,
         experiment: ExperimentId,
@@ -133,35 +138,39 @@ impl Engine {
     }
 
     /// Workers of an experiment, by id, optionally with exactly this name.
+    ///
+    /// # Errors
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn workers(
         &self,
         experiment: ExperimentId,
         name: Option<&str>,
     ) -> Result<Vec<WorkerView>, EngineError> {
         let meta = self.meta.clone();
-        let all = blocking(move || Ok(meta.workers(experiment.as_str())?)).await?;
+        let all = blocking(move || Ok(meta.workers(&experiment)?)).await?;
         Ok(all
             .into_iter()
             .filter(|(_, r)| name.is_none_or(|n| !r.name.is_empty() && r.name == n))
-            // Keys were written from minted ids; anything else names nobody.
-            .filter_map(|(id, record)| {
-                WorkerId::parse(&id).map(|worker_id| WorkerView {
-                    worker_id,
-                    experiment_id: experiment,
-                    record,
-                })
+            .map(|(worker_id, record)| WorkerView {
+                worker_id,
+                experiment_id: experiment,
+                record,
             })
             .collect())
     }
 
     /// One worker.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] when no such worker is registered in
+    /// `experiment`; [`EngineError::Meta`] when the metadata store fails.
     pub async fn worker(
         &self,
         experiment: ExperimentId,
         worker: &WorkerId,
     ) -> Result<WorkerView, EngineError> {
         let (meta, wid) = (self.meta.clone(), *worker);
-        let rec = blocking(move || Ok(meta.worker(experiment.as_str(), wid.as_str())?)).await?;
+        let rec = blocking(move || Ok(meta.worker(&experiment, &wid)?)).await?;
         rec.map(|record| WorkerView {
             worker_id: wid,
             experiment_id: experiment,
@@ -171,6 +180,9 @@ impl Engine {
     }
 
     /// Mints a new token for a worker; the old one stops working at once.
+    ///
+    /// # Errors
+    /// As [`Engine::worker`].
     pub async fn reissue_credential(
         &self,
         experiment: ExperimentId,
@@ -193,7 +205,7 @@ impl Engine {
         );
         blocking(move || {
             let mut b = meta.batch();
-            b.put_worker(exp.as_str(), wid.as_str(), &rec);
+            b.put_worker(&exp, &wid, &rec);
             Ok(b.commit()?)
         })
         .await
@@ -202,9 +214,9 @@ impl Engine {
     async fn group_map(
         &self,
         experiment: ExperimentId,
-    ) -> Result<Vec<(String, GroupRecord)>, EngineError> {
+    ) -> Result<Vec<(GroupId, GroupRecord)>, EngineError> {
         let meta = self.meta.clone();
-        blocking(move || Ok(meta.groups(experiment.as_str())?)).await
+        blocking(move || Ok(meta.groups(&experiment)?)).await
     }
 
     async fn store_group(&self, view: &GroupView) -> Result<(), EngineError> {
@@ -216,13 +228,19 @@ impl Engine {
         );
         blocking(move || {
             let mut b = meta.batch();
-            b.put_group(exp.as_str(), gid.as_str(), &rec);
+            b.put_group(&exp, &gid, &rec);
             Ok(b.commit()?)
         })
         .await
     }
 
     /// Creates a group. Member ids must be well formed; they need not exist.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidName`] for a malformed name;
+    /// [`EngineError::BadRequest`] for a member that is not a `wkr_`/`grp_` id;
+    /// [`EngineError::Reserved`] for a reserved name another group already has;
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn create_group(
         &self,
         experiment: ExperimentId,
@@ -266,6 +284,9 @@ impl Engine {
     }
 
     /// Groups of an experiment, by id, optionally with exactly this name.
+    ///
+    /// # Errors
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn groups(
         &self,
         experiment: ExperimentId,
@@ -276,25 +297,26 @@ impl Engine {
             .await?
             .into_iter()
             .filter(|(_, r)| name.is_none_or(|n| !r.name.is_empty() && r.name == n))
-            // Keys were written from minted ids; anything else names nothing.
-            .filter_map(|(id, record)| {
-                GroupId::parse(&id).map(|group_id| GroupView {
-                    group_id,
-                    experiment_id: experiment,
-                    record,
-                })
+            .map(|(group_id, record)| GroupView {
+                group_id,
+                experiment_id: experiment,
+                record,
             })
             .collect())
     }
 
     /// One group.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] when no such group exists in `experiment`;
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn group(
         &self,
         experiment: ExperimentId,
         group: &GroupId,
     ) -> Result<GroupView, EngineError> {
         let (meta, gid) = (self.meta.clone(), *group);
-        let rec = blocking(move || Ok(meta.group(experiment.as_str(), gid.as_str())?)).await?;
+        let rec = blocking(move || Ok(meta.group(&experiment, &gid)?)).await?;
         rec.map(|record| GroupView {
             group_id: gid,
             experiment_id: experiment,
@@ -306,6 +328,12 @@ impl Engine {
     /// Adds a member (idempotent); refuses a change that closes a cycle.
     /// `member` is checked here, after the group is found, so a missing
     /// group answers 404 before a malformed member 400.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] for an unknown group;
+    /// [`EngineError::BadRequest`] for a member that is not a `wkr_`/`grp_` id;
+    /// [`EngineError::Cycle`] when the member (transitively) contains the group;
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn add_member(
         &self,
         experiment: ExperimentId,
@@ -332,6 +360,9 @@ impl Engine {
     }
 
     /// Removes a member (absent, or not even a member id, is fine).
+    ///
+    /// # Errors
+    /// As [`Engine::group`].
     pub async fn remove_member(
         &self,
         experiment: ExperimentId,
@@ -349,6 +380,9 @@ impl Engine {
     }
 
     /// Deletes a group; other groups keep the now dangling id.
+    ///
+    /// # Errors
+    /// As [`Engine::group`].
     pub async fn delete_group(
         &self,
         experiment: ExperimentId,
@@ -359,16 +393,13 @@ impl Engine {
         let (meta, gid) = (self.meta.clone(), *group);
         blocking(move || {
             let mut b = meta.batch();
-            b.delete_group(experiment.as_str(), gid.as_str());
+            b.delete_group(&experiment, &gid);
             Ok(b.commit()?)
         })
         .await
     }
 }
 
-fn graph_of(groups: Vec<(String, GroupRecord)>) -> HashMap<GroupId, Vec<String>> {
-    groups
-        .into_iter()
-        .filter_map(|(id, g)| GroupId::parse(&id).map(|gid| (gid, g.members)))
-        .collect()
+fn graph_of(groups: Vec<(GroupId, GroupRecord)>) -> HashMap<GroupId, Vec<String>> {
+    groups.into_iter().map(|(id, g)| (id, g.members)).collect()
 }

@@ -27,12 +27,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use ulid::Ulid;
 
-use super::artifacts::now_unix_s;
 use super::packcheck::{CorruptChunk, index_entries_in, verify_entries, verify_pack};
 use super::{Engine, EngineError, Stats, blocking};
+use crate::clock::Timestamp;
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::records::ChunkLocation;
 use crate::pack::PackError;
 
@@ -109,9 +109,9 @@ impl Engine {
         let meta = self.meta.clone();
         let order = blocking(move || {
             let packs = meta.packs()?;
-            let times: HashMap<u128, i64> = meta.pack_scrub_times()?.into_iter().collect();
-            let live: HashSet<u128> = packs.iter().map(|(id, _)| *id).collect();
-            let stale: Vec<u128> = times
+            let times: HashMap<PackId, Timestamp> = meta.pack_scrub_times()?.into_iter().collect();
+            let live: HashSet<PackId> = packs.iter().map(|(id, _)| *id).collect();
+            let stale: Vec<PackId> = times
                 .keys()
                 .filter(|p| !live.contains(p))
                 .copied()
@@ -123,7 +123,7 @@ impl Engine {
                 }
                 b.commit_unsynced()?;
             }
-            let mut order: Vec<(Option<i64>, u128, u64)> = packs
+            let mut order: Vec<(Option<Timestamp>, PackId, u64)> = packs
                 .into_iter()
                 .map(|(id, rec)| (times.get(&id).copied(), id, rec.bytes))
                 .collect();
@@ -140,7 +140,7 @@ impl Engine {
                 Ok(()) => {}
                 Err(e) => {
                     report.errors += 1;
-                    tracing::warn!(pack = %Ulid(pack), error = %e, "scrub: pack check failed; retried next pass");
+                    tracing::warn!(pack = %pack, error = %e, "scrub: pack check failed; retried next pass");
                 }
             }
         }
@@ -149,11 +149,11 @@ impl Engine {
 
     pub(crate) async fn scrub_pack(
         self: &Arc<Self>,
-        pack: u128,
+        pack: PackId,
         recorded: u64,
         report: &mut ScrubReport,
     ) -> Result<(), EngineError> {
-        let id = Ulid(pack);
+        let id = pack;
         let check = verify_pack(self, pack, recorded).await?;
         let mut corrupt: Vec<CorruptChunk> = check.corrupt.clone();
         let mut bytes = check.bytes_read;
@@ -208,7 +208,7 @@ impl Engine {
             );
         }
         let meta = self.meta.clone();
-        let now = now_unix_s();
+        let now = Timestamp::now();
         blocking(move || {
             let mut b = meta.batch();
             b.put_pack_scrub(pack, now);
@@ -224,12 +224,12 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) async fn pack_recorded(&self, pack: u128) -> Result<bool, EngineError> {
+    pub(crate) async fn pack_recorded(&self, pack: PackId) -> Result<bool, EngineError> {
         let meta = self.meta.clone();
         blocking(move || Ok(meta.pack(pack)?.is_some())).await
     }
 
-    async fn drop_scrub_row(&self, pack: u128) -> Result<(), EngineError> {
+    async fn drop_scrub_row(&self, pack: PackId) -> Result<(), EngineError> {
         let meta = self.meta.clone();
         blocking(move || {
             let mut b = meta.batch();

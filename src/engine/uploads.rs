@@ -134,8 +134,8 @@ fn end_in_batch(
     at: Timestamp,
 ) -> u64 {
     rec.ended = Some(UploadEnd { at, reason });
-    b.put_upload(id.as_bytes(), rec);
-    b.delete_upload_chunks(id.as_bytes());
+    b.put_upload(id, rec);
+    b.delete_upload_chunks(id);
     session_reservation(rec)
 }
 
@@ -191,7 +191,7 @@ impl Engine {
         let idle = self.upload_idle_timeout();
         let quotas = Arc::clone(&self.quotas);
         blocking(move || {
-            let mut rec = meta.upload(id.as_bytes())?.ok_or(EngineError::NotFound)?;
+            let mut rec = meta.upload(&id)?.ok_or(EngineError::NotFound)?;
             if rec.experiment != experiment || !(caller.is_admin() || caller == rec.created_by) {
                 return Err(EngineError::NotFound);
             }
@@ -203,14 +203,14 @@ impl Engine {
                 let mut b = meta.batch();
                 let held = end_in_batch(&mut b, &id, &mut rec, EndReason::Expired, now);
                 b.commit()?;
-                quotas.sub(rec.experiment.as_str(), Part::Session, held);
+                quotas.sub(&rec.experiment, Part::Session, held);
                 return Err(EngineError::SessionEnded(end_reason_text(
                     &EndReason::Expired,
                 )));
             }
             if touch {
                 rec.last_active = now;
-                meta.touch_upload(id.as_bytes(), &rec)?;
+                meta.touch_upload(&id, &rec)?;
             }
             Ok(rec)
         })
@@ -218,6 +218,11 @@ impl Engine {
     }
 
     /// Starts an upload session for `caller` in `experiment`.
+    ///
+    /// # Errors
+    /// [`EngineError::TooLarge`] when the claimed size exceeds the artifact
+    /// size cap; [`EngineError::QuotaExceeded`] when the experiment cannot
+    /// reserve it; [`EngineError::Meta`] when the metadata store fails.
     pub async fn create_upload(
         &self,
         experiment: ExperimentId,
@@ -231,8 +236,7 @@ impl Engine {
         // Reserved before the session exists: two creations cannot both
         // pass the check and together exceed the quota.
         let claimed = req.claimed_size.unwrap_or(0);
-        self.quotas
-            .try_add(experiment.as_str(), Part::Session, claimed)?;
+        self.quotas.try_add(&experiment, Part::Session, claimed)?;
         let now = Timestamp::now();
         let id = SessionId::mint(now);
         let record = UploadRecord {
@@ -251,12 +255,12 @@ impl Engine {
         let (meta, rec) = (self.meta.clone(), record.clone());
         let written = blocking(move || {
             let mut b = meta.batch();
-            b.put_upload(id.as_bytes(), &rec);
+            b.put_upload(&id, &rec);
             Ok(b.commit()?)
         })
         .await;
         if let Err(e) = written {
-            self.quotas.sub(experiment.as_str(), Part::Session, claimed);
+            self.quotas.sub(&experiment, Part::Session, claimed);
             return Err(e);
         }
         tracing::info!(%experiment, session = %id, by = %caller, "upload session created");
@@ -266,6 +270,13 @@ impl Engine {
     /// Of `chunks`, those not present for the session's creator, in request
     /// order: present means received by this session or held by a readable
     /// artifact of this experiment (invariant 4).
+    ///
+    /// # Errors
+    /// [`EngineError::BadRequest`] for more than `MAX_MISSING_QUERY` ids;
+    /// [`EngineError::NotFound`] when the session does not exist, is in another
+    /// experiment or belongs to another worker (the admin may use any);
+    /// [`EngineError::SessionEnded`] when it ended or has been idle too long;
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn upload_missing(
         &self,
         experiment: ExperimentId,
@@ -282,7 +293,7 @@ impl Engine {
         let (meta, id) = (self.meta.clone(), *id);
         blocking(move || {
             let mut presence = Presence::load(&meta, rec.experiment, rec.created_by)?;
-            let rows = meta.upload_chunks(id.as_bytes(), &chunks)?;
+            let rows = meta.upload_chunks(&id, &chunks)?;
             let locs = meta.chunks(&chunks)?;
             let mut missing = Vec::new();
             for ((c, row), loc) in chunks.iter().zip(rows).zip(locs) {
@@ -302,6 +313,12 @@ impl Engine {
 
     /// The session and what it received: counts over all rows, ids in pages
     /// of at most `limit` after `after`.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] when the session does not exist, is in
+    /// another experiment or belongs to another worker (the admin may use any);
+    /// [`EngineError::SessionEnded`] when it ended or has been idle too long;
+    /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn upload_status(
         &self,
         experiment: ExperimentId,
@@ -315,7 +332,7 @@ impl Engine {
         let (meta, sid) = (self.meta.clone(), *id);
         let (count, bytes, page, more) = blocking(move || {
             let (mut count, mut bytes, mut page, mut more) = (0u64, 0u64, Vec::new(), false);
-            meta.scan_upload_chunks(sid.as_bytes(), None, |c, row| {
+            meta.scan_upload_chunks(&sid, None, |c, row| {
                 count += 1;
                 bytes += u64::from(row.raw_len);
                 if after.is_none_or(|a| c > a) {
@@ -340,6 +357,10 @@ impl Engine {
     }
 
     /// Abandons a session, releasing its pins. Waits for a commit in flight.
+    ///
+    /// # Errors
+    /// As [`Engine::upload_status`] (a session that ended, abandoned or
+    /// committed meanwhile, is [`EngineError::SessionEnded`]).
     pub async fn abandon_upload(
         &self,
         experiment: ExperimentId,
@@ -353,10 +374,7 @@ impl Engine {
         let (meta, sid) = (self.meta.clone(), *id);
         blocking(move || {
             // Re-read under the lock: the session may have ended meanwhile.
-            if meta
-                .upload(sid.as_bytes())?
-                .is_none_or(|r| r.ended.is_some())
-            {
+            if meta.upload(&sid)?.is_none_or(|r| r.ended.is_some()) {
                 return Err(EngineError::SessionEnded(
                     "the upload session already ended".into(),
                 ));
@@ -373,13 +391,17 @@ impl Engine {
             Ok((rec.experiment, held))
         })
         .await
-        .map(|(exp, held)| self.quotas.sub(exp.as_str(), Part::Session, held))
+        .map(|(exp, held)| self.quotas.sub(&exp, Part::Session, held))
     }
 
     /// Ends sessions idle for longer than the idle timeout at `now` (their
     /// pins are released) and drops tombstones older than the idle timeout.
     /// Sessions with a commit in flight are skipped. Returns how many
     /// sessions expired.
+    ///
+    /// # Errors
+    /// [`EngineError::Meta`] when the metadata store fails (nothing is
+    /// expired then).
     pub async fn expire_sessions(&self, now: impl Into<Timestamp>) -> Result<u64, EngineError> {
         let now = now.into();
         let idle = self.upload_idle_timeout();
@@ -397,9 +419,8 @@ impl Engine {
             let mut released = Vec::new();
             let mut b = meta.batch();
             for (id, mut rec) in meta.uploads()? {
-                let id = SessionId::from_bytes(id);
                 match &rec.ended {
-                    Some(end) if now.since(end.at) > idle => b.delete_upload(id.as_bytes()),
+                    Some(end) if now.since(end.at) > idle => b.delete_upload(&id),
                     Some(_) => {}
                     None if busy.contains(&id) => {}
                     None if now.since(rec.last_active) > idle => {
@@ -412,7 +433,7 @@ impl Engine {
             }
             b.commit()?;
             for (exp, held) in released {
-                quotas.sub(exp.as_str(), Part::Session, held);
+                quotas.sub(&exp, Part::Session, held);
             }
             if expired > 0 {
                 tracing::info!(expired, "upload sessions expired");

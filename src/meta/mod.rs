@@ -5,6 +5,7 @@
 //! is durable before the deposit is acknowledged). All calls block: the
 //! engine runs them off the async executor.
 
+pub mod experiments;
 pub mod records;
 pub mod recovery;
 pub mod scan;
@@ -14,16 +15,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
-    WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch,
+    WriteOptions,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::auth::ExperimentId;
 use crate::hash::Digest;
-use records::{
-    ArtifactRecord, ChunkLocation, GroupRecord, Manifest, PackRecord, Segment, WorkerRecord,
-};
+use crate::ids::PackId;
+use records::{ChunkLocation, Manifest, PackRecord, Segment};
 
 /// Chunk id → [`ChunkLocation`].
 pub const CF_CHUNKS: &str = "chunks-v1";
@@ -124,13 +125,30 @@ fn decode<T: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> Result<T, Meta
     })
 }
 
-/// Key of a per-experiment record.
-pub fn scoped_key(experiment: &str, id: &[u8]) -> Vec<u8> {
+/// Key of a per-experiment record: `experiment \0 id` (the id's stored
+/// bytes: 16 for an artifact, the text of a worker or group id).
+pub fn scoped_key(experiment: &ExperimentId, id: &[u8]) -> Vec<u8> {
+    let experiment = experiment.as_str();
     let mut k = Vec::with_capacity(experiment.len() + 1 + id.len());
     k.extend_from_slice(experiment.as_bytes());
     k.push(0);
     k.extend_from_slice(id);
     k
+}
+
+/// A pack id's key: its 128-bit value, big-endian (so keys sort by ULID).
+fn pack_key(id: PackId) -> [u8; 16] {
+    id.as_u128().to_be_bytes()
+}
+
+/// The pack id of a `packs-v1` or `pack-scrub-v1` key.
+fn pack_of_key(cf: &'static str, k: &[u8]) -> Result<PackId, MetaError> {
+    <[u8; 16]>::try_from(k)
+        .map(|b| PackId::from_u128(u128::from_be_bytes(b)))
+        .map_err(|_| MetaError::Corrupt {
+            cf,
+            detail: "bad pack key".into(),
+        })
 }
 
 /// The RocksDB handle with typed accessors; cheap to clone.
@@ -221,11 +239,19 @@ impl Meta {
     // ---- chunks and packs ----
 
     /// Location of a chunk, if indexed.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn chunk(&self, id: &Digest) -> Result<Option<ChunkLocation>, MetaError> {
         self.get(CF_CHUNKS, id.as_bytes())
     }
 
     /// Locations of many chunks, in order.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn chunks(&self, ids: &[Digest]) -> Result<Vec<Option<ChunkLocation>>, MetaError> {
         let cf = self.cf(CF_CHUNKS);
         let res = self
@@ -249,28 +275,33 @@ impl Meta {
     }
 
     /// A pack record.
-    pub fn pack(&self, id: u128) -> Result<Option<PackRecord>, MetaError> {
-        self.get(CF_PACKS, &id.to_be_bytes())
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
+    pub fn pack(&self, id: PackId) -> Result<Option<PackRecord>, MetaError> {
+        self.get(CF_PACKS, &pack_key(id))
     }
 
     /// Every pack record (id, record).
-    pub fn packs(&self) -> Result<Vec<(u128, PackRecord)>, MetaError> {
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] for a key
+    /// that is not a pack id or a record that does not decode.
+    pub fn packs(&self) -> Result<Vec<(PackId, PackRecord)>, MetaError> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_PACKS), IteratorMode::Start) {
             let (k, v) = item?;
-            let id = <[u8; 16]>::try_from(&k[..])
-                .map(u128::from_be_bytes)
-                .map_err(|_| MetaError::Corrupt {
-                    cf: CF_PACKS,
-                    detail: "bad key".into(),
-                })?;
-            out.push((id, decode(CF_PACKS, &v)?));
+            out.push((pack_of_key(CF_PACKS, &k)?, decode(CF_PACKS, &v)?));
         }
         Ok(out)
     }
 
     /// Calls `f` with every key of a digest-keyed column family
     /// (`segments-v1`, `manifests-v1`).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn scan_digest_keys(
         &self,
         cf: &'static str,
@@ -288,153 +319,51 @@ impl Meta {
         Ok(())
     }
 
-    /// Calls `f` for every artifact of every experiment (experiment,
-    /// artifact id, record); stops when `f` returns false.
-    pub fn scan_artifacts(
-        &self,
-        mut f: impl FnMut(&str, [u8; 16], ArtifactRecord) -> bool,
-    ) -> Result<(), MetaError> {
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_ARTIFACTS), IteratorMode::Start)
-        {
-            let (k, v) = item?;
-            let Some(split) = k.iter().position(|&b| b == 0) else {
-                continue;
-            };
-            let (Ok(exp), Ok(id)) = (
-                std::str::from_utf8(&k[..split]),
-                <[u8; 16]>::try_from(&k[split + 1..]),
-            ) else {
-                continue;
-            };
-            if !f(exp, id, decode(CF_ARTIFACTS, &v)?) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
     // ---- manifests ----
 
     /// A manifest.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn manifest(&self, id: &Digest) -> Result<Option<Manifest>, MetaError> {
         self.get(CF_MANIFESTS, id.as_bytes())
     }
 
     /// A segment.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn segment(&self, id: &Digest) -> Result<Option<Segment>, MetaError> {
         self.get(CF_SEGMENTS, id.as_bytes())
     }
 
     /// Stores a content-addressed segment (idempotent). Not synced: the
     /// artifact commit that references it syncs the WAL, which covers it.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn put_segment(&self, id: &Digest, encoded: &[u8]) -> Result<(), MetaError> {
         self.db
             .put_cf(self.cf(CF_SEGMENTS), id.as_bytes(), encoded)?;
         Ok(())
     }
 
-    // ---- artifacts ----
-
-    /// An artifact of an experiment.
-    pub fn artifact(
-        &self,
-        experiment: &str,
-        id: &[u8; 16],
-    ) -> Result<Option<ArtifactRecord>, MetaError> {
-        self.get(CF_ARTIFACTS, &scoped_key(experiment, id))
-    }
-
-    /// Artifacts of an experiment, newest first, starting strictly before
-    /// `before` (an artifact id) when given.
-    pub fn artifacts_newest_first(
-        &self,
-        experiment: &str,
-        before: Option<&[u8; 16]>,
-        limit: usize,
-    ) -> Result<Vec<([u8; 16], ArtifactRecord)>, MetaError> {
-        let prefix = scoped_key(experiment, &[]);
-        let start = match before {
-            Some(b) => scoped_key(experiment, b),
-            None => scoped_key(experiment, &[0xff; 17]),
-        };
-        let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(CF_ARTIFACTS),
-            IteratorMode::From(&start, Direction::Reverse),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            if k[..] == start[..] {
-                continue;
-            }
-            let Ok(id) = <[u8; 16]>::try_from(&k[prefix.len()..]) else {
-                continue;
-            };
-            out.push((id, decode(CF_ARTIFACTS, &v)?));
-        }
-        Ok(out)
-    }
-
-    // ---- workers and groups ----
-
-    /// A worker of an experiment.
-    pub fn worker(
-        &self,
-        experiment: &str,
-        worker: &str,
-    ) -> Result<Option<WorkerRecord>, MetaError> {
-        self.get(CF_WORKERS, &scoped_key(experiment, worker.as_bytes()))
-    }
-
-    /// All workers of an experiment, by id.
-    pub fn workers(&self, experiment: &str) -> Result<Vec<(String, WorkerRecord)>, MetaError> {
-        self.scan(CF_WORKERS, experiment)
-    }
-
-    /// A group of an experiment.
-    pub fn group(&self, experiment: &str, group: &str) -> Result<Option<GroupRecord>, MetaError> {
-        self.get(CF_GROUPS, &scoped_key(experiment, group.as_bytes()))
-    }
-
-    /// All groups of an experiment, by id.
-    pub fn groups(&self, experiment: &str) -> Result<Vec<(String, GroupRecord)>, MetaError> {
-        self.scan(CF_GROUPS, experiment)
-    }
-
-    fn scan<T: DeserializeOwned>(
-        &self,
-        cf: &'static str,
-        experiment: &str,
-    ) -> Result<Vec<(String, T)>, MetaError> {
-        let prefix = scoped_key(experiment, &[]);
-        let mut out = Vec::new();
-        let iter = self
-            .db
-            .iterator_cf(self.cf(cf), IteratorMode::From(&prefix, Direction::Forward));
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            out.push((id, decode(cf, &v)?));
-        }
-        Ok(out)
-    }
-
     // ---- system ----
 
     /// A store-wide setting.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn system(&self, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
         Ok(self.db.get_cf(self.cf(CF_SYSTEM), key.as_bytes())?)
     }
 
     /// Sets a store-wide setting, durably.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn set_system(&self, key: &str, value: &[u8]) -> Result<(), MetaError> {
         let mut b = self.batch();
         b.inner.put_cf(self.cf(CF_SYSTEM), key.as_bytes(), value);
@@ -442,6 +371,9 @@ impl Meta {
     }
 
     /// Flushes memtables (used before a clean shutdown).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn flush(&self) -> Result<(), MetaError> {
         for name in ALL_CFS {
             self.db.flush_cf(self.cf(name))?;
@@ -488,8 +420,8 @@ impl Batch<'_> {
     }
 
     /// Records a pack.
-    pub fn put_pack(&mut self, id: u128, rec: &PackRecord) {
-        self.put_record(CF_PACKS, id.to_be_bytes(), rec);
+    pub fn put_pack(&mut self, id: PackId, rec: &PackRecord) {
+        self.put_record(CF_PACKS, pack_key(id), rec);
     }
 
     /// Removes a chunk index entry.
@@ -498,9 +430,8 @@ impl Batch<'_> {
     }
 
     /// Removes a pack record.
-    pub fn delete_pack(&mut self, id: u128) {
-        self.inner
-            .delete_cf(self.meta.cf(CF_PACKS), id.to_be_bytes());
+    pub fn delete_pack(&mut self, id: PackId) {
+        self.inner.delete_cf(self.meta.cf(CF_PACKS), pack_key(id));
     }
 
     /// Removes a manifest row.
@@ -518,35 +449,6 @@ impl Batch<'_> {
     /// Records a manifest.
     pub fn put_manifest(&mut self, id: &Digest, m: &Manifest) {
         self.put_record(CF_MANIFESTS, id.as_bytes(), m);
-    }
-
-    /// Records an artifact.
-    pub fn put_artifact(&mut self, experiment: &str, id: &[u8; 16], rec: &ArtifactRecord) {
-        self.put_record(CF_ARTIFACTS, scoped_key(experiment, id), rec);
-    }
-
-    /// Removes an artifact record.
-    pub fn delete_artifact(&mut self, experiment: &str, id: &[u8; 16]) {
-        self.inner
-            .delete_cf(self.meta.cf(CF_ARTIFACTS), scoped_key(experiment, id));
-    }
-
-    /// Records a worker.
-    pub fn put_worker(&mut self, experiment: &str, worker: &str, rec: &WorkerRecord) {
-        self.put_record(CF_WORKERS, scoped_key(experiment, worker.as_bytes()), rec);
-    }
-
-    /// Records a group.
-    pub fn put_group(&mut self, experiment: &str, group: &str, rec: &GroupRecord) {
-        self.put_record(CF_GROUPS, scoped_key(experiment, group.as_bytes()), rec);
-    }
-
-    /// Removes a group.
-    pub fn delete_group(&mut self, experiment: &str, group: &str) {
-        self.inner.delete_cf(
-            self.meta.cf(CF_GROUPS),
-            scoped_key(experiment, group.as_bytes()),
-        );
     }
 
     /// Commits with a WAL fsync.

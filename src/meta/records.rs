@@ -20,14 +20,14 @@ use crate::auth::{ExperimentId, Principal};
 use crate::chunking::ChunkerParams;
 use crate::clock::Timestamp;
 use crate::hash::Digest;
-use crate::ids::ArtifactId;
+use crate::ids::{ArtifactId, PackId};
 use crate::pack::Codec;
 
 /// Where a chunk's bytes live. Value of `chunks-v1`, keyed by chunk id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkLocation {
-    /// Pack id (ULID, 16 bytes big-endian).
-    pub pack: u128,
+    /// Pack id (stored as its 128-bit integer, as before the type).
+    pub pack: PackId,
     /// Offset inside the pack object.
     pub offset: u64,
     /// Stored length.
@@ -46,7 +46,7 @@ pub struct ChunkLocation {
 
 impl ChunkLocation {
     /// The (good) location of a footer entry of `pack`.
-    pub fn in_pack(pack: u128, e: &crate::pack::PackEntry) -> Self {
+    pub fn in_pack(pack: PackId, e: &crate::pack::PackEntry) -> Self {
         ChunkLocation {
             pack,
             offset: e.offset,
@@ -69,7 +69,7 @@ impl ChunkLocation {
     }
 
     /// Whether this names the copy at `offset` in `pack`.
-    pub fn is_at(&self, pack: u128, offset: u64) -> bool {
+    pub fn is_at(&self, pack: PackId, offset: u64) -> bool {
         self.pack == pack && self.offset == offset
     }
 
@@ -89,8 +89,11 @@ pub struct PackRecord {
     pub chunks: u32,
     /// Sum of the raw lengths of its chunks.
     pub raw_bytes: u64,
-    /// Unix seconds when it became durable.
-    pub created_at: i64,
+    /// When it became durable. Stored as whole Unix seconds (the record's
+    /// encoding since the first release): converted at this boundary, so
+    /// the sub-second part is dropped.
+    #[serde(with = "crate::clock::unix_secs")]
+    pub created_at: Timestamp,
 }
 
 /// One entry of a manifest: a chunk and its raw length.
@@ -418,7 +421,7 @@ mod tests {
         let bytes = crate::meta::encode(&old).unwrap();
         let loc: ChunkLocation = ciborium::from_reader(&bytes[..]).unwrap();
         assert!(!loc.bad && loc.usable());
-        assert_eq!((loc.pack, loc.offset, loc.raw_len), (7, 8, 200));
+        assert_eq!((loc.pack, loc.offset, loc.raw_len), (PackId(7), 8, 200));
         // A good entry encodes exactly as before; a bad one round-trips.
         let good = ChunkLocation { bad: false, ..loc };
         assert_eq!(crate::meta::encode(&good).unwrap(), bytes);
@@ -426,6 +429,33 @@ mod tests {
         let back: ChunkLocation =
             ciborium::from_reader(&crate::meta::encode(&bad).unwrap()[..]).unwrap();
         assert!(back.bad && !back.usable());
+    }
+
+    /// A pack record as written before [`Timestamp`]: Unix seconds.
+    #[test]
+    fn pack_records_store_seconds() {
+        #[derive(Serialize)]
+        struct LegacyPack {
+            bytes: u64,
+            chunks: u32,
+            raw_bytes: u64,
+            created_at: i64,
+        }
+        let old = LegacyPack {
+            bytes: 10,
+            chunks: 1,
+            raw_bytes: 5,
+            created_at: 1_700_000_000,
+        };
+        let bytes = crate::meta::encode(&old).unwrap();
+        let rec: PackRecord = ciborium::from_reader(&bytes[..]).unwrap();
+        assert_eq!(rec.created_at, Timestamp::from_unix_secs(1_700_000_000));
+        assert_eq!(crate::meta::encode(&rec).unwrap(), bytes);
+        let now = PackRecord {
+            created_at: Timestamp::from_unix_nanos(1_700_000_000_999_999_999),
+            ..rec.clone()
+        };
+        assert_eq!(crate::meta::encode(&now).unwrap(), bytes);
     }
 
     #[test]

@@ -14,7 +14,9 @@ use super::records::{ArtifactRecord, ChunkLocation, Manifest};
 use super::{
     Batch, CF_ARTIFACTS, CF_CHUNKS, CF_MANIFESTS, CF_SEGMENTS, CF_SYSTEM, Meta, MetaError, decode,
 };
+use crate::auth::ExperimentId;
 use crate::hash::Digest;
+use crate::ids::ArtifactId;
 
 fn bad_key(cf: &'static str) -> MetaError {
     MetaError::Corrupt {
@@ -30,6 +32,10 @@ impl Meta {
     }
 
     /// Every chunk index entry, in chunk id order.
+    ///
+    /// # Errors
+    /// Each item: [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`]
+    /// for a key that is not a chunk id or a record that does not decode.
     pub fn chunk_entries(
         &self,
     ) -> impl Iterator<Item = Result<(Digest, ChunkLocation), MetaError>> + '_ {
@@ -43,6 +49,10 @@ impl Meta {
     }
 
     /// Every manifest, in id order.
+    ///
+    /// # Errors
+    /// Each item: [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`]
+    /// for a key that is not a manifest id or a record that does not decode.
     pub fn manifest_entries(
         &self,
     ) -> impl Iterator<Item = Result<(Digest, Manifest), MetaError>> + '_ {
@@ -57,24 +67,29 @@ impl Meta {
 
     /// Every artifact record of every experiment: (experiment, id, record),
     /// in key order.
+    ///
+    /// # Errors
+    /// Each item: [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`]
+    /// for a key that is not `experiment \0 artifact-id` or a record that does
+    /// not decode.
     pub fn all_artifacts(
         &self,
-    ) -> impl Iterator<Item = Result<(String, [u8; 16], ArtifactRecord), MetaError>> + '_ {
+    ) -> impl Iterator<Item = Result<(ExperimentId, ArtifactId, ArtifactRecord), MetaError>> + '_
+    {
         self.db
             .iterator_cf(self.cf(CF_ARTIFACTS), IteratorMode::Start)
             .map(|item| {
                 let (k, v) = item?;
-                let sep = k
-                    .iter()
-                    .position(|b| *b == 0)
+                let (experiment, id) = super::experiments::split_artifact_key(&k)
                     .ok_or_else(|| bad_key(CF_ARTIFACTS))?;
-                let id = <[u8; 16]>::try_from(&k[sep + 1..]).map_err(|_| bad_key(CF_ARTIFACTS))?;
-                let experiment = String::from_utf8_lossy(&k[..sep]).into_owned();
                 Ok((experiment, id, decode(CF_ARTIFACTS, &v)?))
             })
     }
 
     /// Whether a segment is stored (no decoding).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn has_segment(&self, id: &Digest) -> Result<bool, MetaError> {
         Ok(self
             .db
@@ -83,6 +98,9 @@ impl Meta {
     }
 
     /// Removes a store-wide setting, durably.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn delete_system(&self, key: &str) -> Result<(), MetaError> {
         let mut b = self.batch();
         b.inner.delete_cf(self.cf(CF_SYSTEM), key.as_bytes());
@@ -93,6 +111,10 @@ impl Meta {
     /// `dir`, which must not exist (RocksDB checkpoint: memtables are
     /// flushed, SST files hard-linked when `dir` is on the same file system,
     /// copied otherwise). Safe while the database is in use.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB cannot write the checkpoint (`dir`
+    /// exists, I/O).
     pub fn checkpoint(&self, dir: &Path) -> Result<(), MetaError> {
         Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
         Ok(())

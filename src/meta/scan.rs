@@ -1,6 +1,7 @@
 //! Whole-store scans for integrity checking (fsck, scrub) and the
-//! scrubber's own column family, `pack-scrub-v1` (pack id → unix seconds of
-//! its last full verification).
+//! scrubber's own column family, `pack-scrub-v1` (pack id → time of its
+//! last full verification, stored as whole Unix seconds as it always was:
+//! converted to a [`Timestamp`] here, at the boundary).
 //!
 //! The scans hand out one record at a time (chunk index) or one bounded page
 //! (artifacts), so callers keep memory independent of the store's size
@@ -10,16 +11,21 @@
 use rocksdb::{Direction, IteratorMode};
 
 use super::records::{ArtifactRecord, ChunkLocation};
-use super::{Batch, CF_ARTIFACTS, CF_CHUNKS, CF_PACK_SCRUB, Meta, MetaError, decode};
+use super::{
+    Batch, CF_ARTIFACTS, CF_CHUNKS, CF_PACK_SCRUB, Meta, MetaError, decode, pack_key, pack_of_key,
+};
+use crate::auth::ExperimentId;
+use crate::clock::Timestamp;
 use crate::hash::Digest;
+use crate::ids::{ArtifactId, PackId};
 
 /// One artifact of a store-wide scan.
 #[derive(Clone, Debug)]
 pub struct ScannedArtifact {
     /// Experiment id.
-    pub experiment: String,
+    pub experiment: ExperimentId,
     /// Artifact id.
-    pub id: [u8; 16],
+    pub id: ArtifactId,
     /// The record.
     pub record: ArtifactRecord,
 }
@@ -27,22 +33,17 @@ pub struct ScannedArtifact {
 impl ScannedArtifact {
     /// The `artifacts-v1` key of this artifact (a scan cursor).
     pub fn key(&self) -> Vec<u8> {
-        super::scoped_key(&self.experiment, &self.id)
+        super::scoped_key(&self.experiment, self.id.as_bytes())
     }
-}
-
-fn pack_key_to_id(cf: &'static str, k: &[u8]) -> Result<u128, MetaError> {
-    <[u8; 16]>::try_from(k)
-        .map(u128::from_be_bytes)
-        .map_err(|_| MetaError::Corrupt {
-            cf,
-            detail: "bad pack key".into(),
-        })
 }
 
 impl Meta {
     /// Calls `f` for every chunk index entry, in chunk-id order; stops when
     /// `f` returns false. Reads one consistent snapshot.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] for a key
+    /// that is not a chunk id or a record that does not decode.
     pub fn scan_chunks(
         &self,
         mut f: impl FnMut(Digest, ChunkLocation) -> bool,
@@ -62,6 +63,10 @@ impl Meta {
 
     /// Up to `limit` artifacts of every experiment in key order, starting
     /// strictly after the key `after` (see [`ScannedArtifact::key`]).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn artifacts_page(
         &self,
         after: Option<&[u8]>,
@@ -80,14 +85,11 @@ impl Meta {
             if after.is_some_and(|a| a == &k[..]) {
                 continue;
             }
-            let Some(sep) = k.iter().position(|&b| b == 0) else {
-                continue;
-            };
-            let Ok(id) = <[u8; 16]>::try_from(&k[sep + 1..]) else {
+            let Some((experiment, id)) = super::experiments::split_artifact_key(&k) else {
                 continue;
             };
             out.push(ScannedArtifact {
-                experiment: String::from_utf8_lossy(&k[..sep]).into_owned(),
+                experiment,
                 id,
                 record: decode(CF_ARTIFACTS, &v)?,
             });
@@ -95,22 +97,32 @@ impl Meta {
         Ok(out)
     }
 
-    /// When the scrubber last verified pack `id` (unix seconds).
-    pub fn pack_scrubbed_at(&self, id: u128) -> Result<Option<i64>, MetaError> {
-        self.get(CF_PACK_SCRUB, &id.to_be_bytes())
+    /// When the scrubber last verified pack `id` (to the second).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
+    pub fn pack_scrubbed_at(&self, id: PackId) -> Result<Option<Timestamp>, MetaError> {
+        let secs: Option<i64> = self.get(CF_PACK_SCRUB, &pack_key(id))?;
+        Ok(secs.map(Timestamp::from_unix_secs))
     }
 
-    /// Every scrub row: (pack id, unix seconds of its last verification).
-    pub fn pack_scrub_times(&self) -> Result<Vec<(u128, i64)>, MetaError> {
+    /// Every scrub row: (pack id, when it was last verified, to the second).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] for a key
+    /// that is not a pack id or a value that does not decode.
+    pub fn pack_scrub_times(&self) -> Result<Vec<(PackId, Timestamp)>, MetaError> {
         let mut out = Vec::new();
         for item in self
             .db
             .iterator_cf(self.cf(CF_PACK_SCRUB), IteratorMode::Start)
         {
             let (k, v) = item?;
+            let secs: i64 = decode(CF_PACK_SCRUB, &v)?;
             out.push((
-                pack_key_to_id(CF_PACK_SCRUB, &k)?,
-                decode(CF_PACK_SCRUB, &v)?,
+                pack_of_key(CF_PACK_SCRUB, &k)?,
+                Timestamp::from_unix_secs(secs),
             ));
         }
         Ok(out)
@@ -118,16 +130,17 @@ impl Meta {
 }
 
 impl Batch<'_> {
-    /// Records that pack `id` was verified whole at `at` (unix seconds).
-    pub fn put_pack_scrub(&mut self, id: u128, at: i64) {
-        self.put_record(CF_PACK_SCRUB, id.to_be_bytes(), &at);
+    /// Records that pack `id` was verified whole at `at` (stored as whole
+    /// Unix seconds, the row's encoding since it exists).
+    pub fn put_pack_scrub(&mut self, id: PackId, at: Timestamp) {
+        self.put_record(CF_PACK_SCRUB, pack_key(id), &at.unix_secs());
     }
 
     /// Drops the scrub row of pack `id` (the pack is gone; GC should call
     /// this when it deletes a pack record).
-    pub fn delete_pack_scrub(&mut self, id: u128) {
+    pub fn delete_pack_scrub(&mut self, id: PackId) {
         self.inner
-            .delete_cf(self.meta.cf(CF_PACK_SCRUB), id.to_be_bytes());
+            .delete_cf(self.meta.cf(CF_PACK_SCRUB), pack_key(id));
     }
 }
 
@@ -143,7 +156,7 @@ mod tests {
         let mut b = meta.batch();
         for i in 0..3u8 {
             let loc = ChunkLocation {
-                pack: u128::from(i),
+                pack: PackId::from_u128(u128::from(i)),
                 offset: 8,
                 stored_len: 1,
                 raw_len: 1,
@@ -152,8 +165,10 @@ mod tests {
             };
             b.put_chunk(&Digest::of(&[i]), &loc);
         }
-        b.put_pack_scrub(5, 100);
-        b.put_pack_scrub(6, 50);
+        let (p5, p6) = (PackId::from_u128(5), PackId::from_u128(6));
+        let secs = Timestamp::from_unix_secs;
+        b.put_pack_scrub(p5, secs(100));
+        b.put_pack_scrub(p6, Timestamp::from_unix_nanos(50_999_999_999));
         b.commit().unwrap();
         let mut seen = Vec::new();
         meta.scan_chunks(|id, loc| {
@@ -163,12 +178,21 @@ mod tests {
         .unwrap();
         assert_eq!(seen.len(), 3);
         assert_eq!(seen.iter().filter(|(_, bad)| *bad).count(), 1);
-        assert_eq!(meta.pack_scrub_times().unwrap(), vec![(5, 100), (6, 50)]);
-        assert_eq!(meta.pack_scrubbed_at(6).unwrap(), Some(50));
+        assert_eq!(
+            meta.pack_scrub_times().unwrap(),
+            vec![(p5, secs(100)), (p6, secs(50))]
+        );
+        assert_eq!(meta.pack_scrubbed_at(p6).unwrap(), Some(secs(50)));
+        // Stored as whole seconds, as before typed times.
+        let raw = meta
+            .db
+            .get_cf(meta.cf(CF_PACK_SCRUB), pack_key(p6))
+            .unwrap();
+        assert_eq!(raw, Some(crate::meta::encode(&50i64).unwrap()));
         let mut b = meta.batch();
-        b.delete_pack_scrub(5);
+        b.delete_pack_scrub(p5);
         b.commit().unwrap();
-        assert_eq!(meta.pack_scrubbed_at(5).unwrap(), None);
+        assert_eq!(meta.pack_scrubbed_at(p5).unwrap(), None);
         assert!(meta.artifacts_page(None, 10).unwrap().is_empty());
     }
 }

@@ -14,19 +14,22 @@ use rocksdb::{Direction, IteratorMode};
 
 use super::records::{UploadChunk, UploadRecord};
 use super::{Batch, CF_CHUNK_REFS, CF_UPLOAD_CHUNKS, CF_UPLOADS, Meta, MetaError, decode};
+use crate::auth::ExperimentId;
 use crate::hash::Digest;
+use crate::ids::{ArtifactId, SessionId};
 
 /// Length of an upload session id.
 pub const SESSION_ID_LEN: usize = 16;
 
 /// Key of a chunk ref: `experiment \0 chunk-id artifact-id`.
-pub fn chunk_ref_key(experiment: &str, chunk: &Digest, artifact: &[u8; 16]) -> Vec<u8> {
+pub fn chunk_ref_key(experiment: &ExperimentId, chunk: &Digest, artifact: &ArtifactId) -> Vec<u8> {
     let mut k = chunk_ref_prefix(experiment, chunk);
-    k.extend_from_slice(artifact);
+    k.extend_from_slice(artifact.as_bytes());
     k
 }
 
-fn chunk_ref_prefix(experiment: &str, chunk: &Digest) -> Vec<u8> {
+fn chunk_ref_prefix(experiment: &ExperimentId, chunk: &Digest) -> Vec<u8> {
+    let experiment = experiment.as_str();
     let mut k = Vec::with_capacity(experiment.len() + 1 + 32 + 16);
     k.extend_from_slice(experiment.as_bytes());
     k.push(0);
@@ -34,35 +37,41 @@ fn chunk_ref_prefix(experiment: &str, chunk: &Digest) -> Vec<u8> {
     k
 }
 
-fn upload_chunk_key(session: &[u8; SESSION_ID_LEN], chunk: &Digest) -> [u8; 48] {
+fn upload_chunk_key(session: &SessionId, chunk: &Digest) -> [u8; 48] {
     let mut k = [0u8; 48];
-    k[..16].copy_from_slice(session);
-    k[16..].copy_from_slice(chunk.as_bytes());
+    k[..SESSION_ID_LEN].copy_from_slice(session.as_bytes());
+    k[SESSION_ID_LEN..].copy_from_slice(chunk.as_bytes());
     k
 }
 
 impl Meta {
     /// Up to `limit` artifact ids of `experiment` that hold `chunk`, in id
     /// (= creation) order. Some may name artifacts that no longer exist.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn chunk_refs(
         &self,
-        experiment: &str,
+        experiment: &ExperimentId,
         chunk: &Digest,
         limit: usize,
-    ) -> Result<Vec<[u8; 16]>, MetaError> {
+    ) -> Result<Vec<ArtifactId>, MetaError> {
         self.chunk_refs_after(experiment, chunk, None, limit)
     }
 
     /// Up to `limit` artifact ids of `experiment` that hold `chunk` and come
     /// after `after` (exclusive), in id order: pages through every ref of a
     /// chunk however many there are.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn chunk_refs_after(
         &self,
-        experiment: &str,
+        experiment: &ExperimentId,
         chunk: &Digest,
-        after: Option<&[u8; 16]>,
+        after: Option<&ArtifactId>,
         limit: usize,
-    ) -> Result<Vec<[u8; 16]>, MetaError> {
+    ) -> Result<Vec<ArtifactId>, MetaError> {
         let prefix = chunk_ref_prefix(experiment, chunk);
         let start = match after {
             Some(a) => chunk_ref_key(experiment, chunk, a),
@@ -78,7 +87,7 @@ impl Meta {
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
-            if let Ok(id) = <[u8; 16]>::try_from(&k[prefix.len()..])
+            if let Ok(id) = <[u8; 16]>::try_from(&k[prefix.len()..]).map(ArtifactId::from_bytes)
                 && after != Some(&id)
             {
                 out.push(id);
@@ -88,11 +97,14 @@ impl Meta {
     }
 
     /// Whether `artifact` of `experiment` is recorded as holding `chunk`.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn has_chunk_ref(
         &self,
-        experiment: &str,
+        experiment: &ExperimentId,
         chunk: &Digest,
-        artifact: &[u8; 16],
+        artifact: &ArtifactId,
     ) -> Result<bool, MetaError> {
         Ok(self
             .db
@@ -105,10 +117,13 @@ impl Meta {
 
     /// Records that `artifact` holds `chunks` (one unsynced batch; callers
     /// pass one segment at a time so no batch grows with artifact size).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn put_chunk_refs(
         &self,
-        experiment: &str,
-        artifact: &[u8; 16],
+        experiment: &ExperimentId,
+        artifact: &ArtifactId,
         chunks: &[Digest],
     ) -> Result<(), MetaError> {
         let mut b = self.batch();
@@ -123,10 +138,13 @@ impl Meta {
     }
 
     /// Removes the refs of `artifact` to `chunks` (one unsynced batch).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn delete_chunk_refs(
         &self,
-        experiment: &str,
-        artifact: &[u8; 16],
+        experiment: &ExperimentId,
+        artifact: &ArtifactId,
         chunks: &[Digest],
     ) -> Result<(), MetaError> {
         let mut b = self.batch();
@@ -140,12 +158,20 @@ impl Meta {
     }
 
     /// An upload session record (live or tombstone).
-    pub fn upload(&self, id: &[u8; SESSION_ID_LEN]) -> Result<Option<UploadRecord>, MetaError> {
-        self.get(CF_UPLOADS, id)
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
+    pub fn upload(&self, id: &SessionId) -> Result<Option<UploadRecord>, MetaError> {
+        self.get(CF_UPLOADS, id.as_bytes())
     }
 
     /// Every upload session record, for the reaper (sessions are few).
-    pub fn uploads(&self) -> Result<Vec<([u8; SESSION_ID_LEN], UploadRecord)>, MetaError> {
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
+    pub fn uploads(&self) -> Result<Vec<(SessionId, UploadRecord)>, MetaError> {
         let mut out = Vec::new();
         for item in self
             .db
@@ -155,15 +181,19 @@ impl Meta {
             let Ok(id) = <[u8; SESSION_ID_LEN]>::try_from(&k[..]) else {
                 continue;
             };
-            out.push((id, decode(CF_UPLOADS, &v)?));
+            out.push((SessionId::from_bytes(id), decode(CF_UPLOADS, &v)?));
         }
         Ok(out)
     }
 
     /// Rows of `chunks` received by `session`, in order.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn upload_chunks(
         &self,
-        session: &[u8; SESSION_ID_LEN],
+        session: &SessionId,
         chunks: &[Digest],
     ) -> Result<Vec<Option<UploadChunk>>, MetaError> {
         let keys: Vec<[u8; 48]> = chunks
@@ -182,15 +212,20 @@ impl Meta {
 
     /// Calls `f` for each chunk received by `session`, in chunk-id order,
     /// starting strictly after `after`; stops when `f` returns false.
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
+    /// stored record does not decode.
     pub fn scan_upload_chunks(
         &self,
-        session: &[u8; SESSION_ID_LEN],
+        session: &SessionId,
         after: Option<&Digest>,
         mut f: impl FnMut(Digest, UploadChunk) -> bool,
     ) -> Result<(), MetaError> {
+        let prefix = session.as_bytes();
         let start: Vec<u8> = match after {
             Some(a) => upload_chunk_key(session, a).to_vec(),
-            None => session.to_vec(),
+            None => prefix.to_vec(),
         };
         let iter = self.db.iterator_cf(
             self.cf(CF_UPLOAD_CHUNKS),
@@ -198,7 +233,7 @@ impl Meta {
         );
         for item in iter {
             let (k, v) = item?;
-            if !k.starts_with(session) {
+            if !k.starts_with(prefix) {
                 break;
             }
             if after.is_some() && k[..] == start[..] {
@@ -215,6 +250,9 @@ impl Meta {
     }
 
     /// Calls `f` with the chunk of every session row (every upload pin).
+    ///
+    /// # Errors
+    /// [`MetaError::Db`] when RocksDB fails.
     pub fn scan_all_upload_chunks(&self, mut f: impl FnMut(Digest)) -> Result<(), MetaError> {
         let mut iter = self.db.raw_iterator_cf(self.cf(CF_UPLOAD_CHUNKS));
         iter.seek_to_first();
@@ -230,11 +268,11 @@ impl Meta {
 
     /// Stores a session record without a WAL sync (activity stamps: losing
     /// one in a crash only makes the session look idle a little longer).
-    pub fn touch_upload(
-        &self,
-        id: &[u8; SESSION_ID_LEN],
-        rec: &UploadRecord,
-    ) -> Result<(), MetaError> {
+    ///
+    /// # Errors
+    /// [`MetaError::Encode`] when the record does not encode (nothing is
+    /// written); [`MetaError::Db`] when RocksDB fails.
+    pub fn touch_upload(&self, id: &SessionId, rec: &UploadRecord) -> Result<(), MetaError> {
         let mut b = self.batch();
         b.put_upload(id, rec);
         b.commit_unsynced()
@@ -243,32 +281,31 @@ impl Meta {
 
 impl Batch<'_> {
     /// Records an upload session (or its tombstone).
-    pub fn put_upload(&mut self, id: &[u8; SESSION_ID_LEN], rec: &UploadRecord) {
-        self.put_record(CF_UPLOADS, id, rec);
+    pub fn put_upload(&mut self, id: &SessionId, rec: &UploadRecord) {
+        self.put_record(CF_UPLOADS, id.as_bytes(), rec);
     }
 
     /// Removes an upload session record.
-    pub fn delete_upload(&mut self, id: &[u8; SESSION_ID_LEN]) {
-        self.inner.delete_cf(self.meta.cf(CF_UPLOADS), id);
+    pub fn delete_upload(&mut self, id: &SessionId) {
+        self.inner
+            .delete_cf(self.meta.cf(CF_UPLOADS), id.as_bytes());
     }
 
     /// Records a chunk received by a session (a pin).
-    pub fn put_upload_chunk(
-        &mut self,
-        session: &[u8; SESSION_ID_LEN],
-        chunk: &Digest,
-        row: &UploadChunk,
-    ) {
+    pub fn put_upload_chunk(&mut self, session: &SessionId, chunk: &Digest, row: &UploadChunk) {
         self.put_record(CF_UPLOAD_CHUNKS, upload_chunk_key(session, chunk), row);
     }
 
     /// Removes every chunk row of a session (one range tombstone, whatever
     /// the number of chunks), releasing its pins.
-    pub fn delete_upload_chunks(&mut self, session: &[u8; SESSION_ID_LEN]) {
+    pub fn delete_upload_chunks(&mut self, session: &SessionId) {
         let mut end = [0xffu8; 49];
-        end[..SESSION_ID_LEN].copy_from_slice(session);
-        self.inner
-            .delete_range_cf(self.meta.cf(CF_UPLOAD_CHUNKS), &session[..], &end[..]);
+        end[..SESSION_ID_LEN].copy_from_slice(session.as_bytes());
+        self.inner.delete_range_cf(
+            self.meta.cf(CF_UPLOAD_CHUNKS),
+            &session.as_bytes()[..],
+            &end[..],
+        );
     }
 
     /// Commits without a WAL fsync. For writes that a later synced commit
@@ -291,30 +328,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let meta = Meta::open(dir.path()).unwrap();
         let (c1, c2) = (Digest::of(b"one"), Digest::of(b"two"));
-        let (a1, a2) = ([1u8; 16], [2u8; 16]);
-        meta.put_chunk_refs("exp_a", &a1, &[c1, c2]).unwrap();
-        meta.put_chunk_refs("exp_a", &a2, &[c1]).unwrap();
-        meta.put_chunk_refs("exp_b", &a2, &[c2]).unwrap();
-        assert_eq!(meta.chunk_refs("exp_a", &c1, 10).unwrap(), vec![a1, a2]);
-        assert_eq!(meta.chunk_refs("exp_a", &c1, 1).unwrap(), vec![a1]);
+        let (a1, a2) = (
+            ArtifactId::from_bytes([1; 16]),
+            ArtifactId::from_bytes([2; 16]),
+        );
+        let exp_a = ExperimentId::from_static("exp_aaaaaaaaaaaaaaaaaaaaaaaaaa");
+        let exp_b = ExperimentId::from_static("exp_bbbbbbbbbbbbbbbbbbbbbbbbbb");
+        meta.put_chunk_refs(&exp_a, &a1, &[c1, c2]).unwrap();
+        meta.put_chunk_refs(&exp_a, &a2, &[c1]).unwrap();
+        meta.put_chunk_refs(&exp_b, &a2, &[c2]).unwrap();
+        assert_eq!(meta.chunk_refs(&exp_a, &c1, 10).unwrap(), vec![a1, a2]);
+        assert_eq!(meta.chunk_refs(&exp_a, &c1, 1).unwrap(), vec![a1]);
         assert_eq!(
-            meta.chunk_refs_after("exp_a", &c1, Some(&a1), 1).unwrap(),
+            meta.chunk_refs_after(&exp_a, &c1, Some(&a1), 1).unwrap(),
             vec![a2]
         );
         assert!(
-            meta.chunk_refs_after("exp_a", &c1, Some(&a2), 10)
+            meta.chunk_refs_after(&exp_a, &c1, Some(&a2), 10)
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(meta.chunk_refs("exp_a", &c2, 10).unwrap(), vec![a1]);
-        // A prefix of another experiment's name never matches.
-        assert!(meta.chunk_refs("exp_", &c2, 10).unwrap().is_empty());
-        assert!(meta.has_chunk_ref("exp_b", &c2, &a2).unwrap());
-        meta.delete_chunk_refs("exp_a", &a1, &[c1, c2]).unwrap();
-        assert_eq!(meta.chunk_refs("exp_a", &c1, 10).unwrap(), vec![a2]);
+        assert_eq!(meta.chunk_refs(&exp_a, &c2, 10).unwrap(), vec![a1]);
+        // Another experiment's refs never match.
+        assert!(meta.chunk_refs(&exp_b, &c1, 10).unwrap().is_empty());
+        assert!(meta.has_chunk_ref(&exp_b, &c2, &a2).unwrap());
+        meta.delete_chunk_refs(&exp_a, &a1, &[c1, c2]).unwrap();
+        assert_eq!(meta.chunk_refs(&exp_a, &c1, 10).unwrap(), vec![a2]);
+        // Keys are byte-identical to those written before typed ids.
+        let mut old_key = b"exp_aaaaaaaaaaaaaaaaaaaaaaaaaa\0".to_vec();
+        old_key.extend_from_slice(c1.as_bytes());
+        old_key.extend_from_slice(&[2; 16]);
+        assert_eq!(chunk_ref_key(&exp_a, &c1, &a2), old_key);
 
-        let s1 = [7u8; 16];
-        let s2 = [8u8; 16];
+        let s1 = SessionId::from_bytes([7; 16]);
+        let s2 = SessionId::from_bytes([8; 16]);
         let rec = UploadRecord {
             experiment: crate::auth::ExperimentId::from_static("exp_00000000000000000000000000"),
             created_by: crate::auth::Principal::Admin,

@@ -24,13 +24,13 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
-use ulid::Ulid;
 
 use super::{
     HEADER_LEN, LEGACY_TRAILER_LEN, PackEntry, PackError, PackTail, decode_chunk, decode_footer,
     decode_trailer, footer_start,
 };
 use crate::blobs::{BlobError, BlobStore, keys};
+use crate::ids::PackId;
 
 /// Most bytes one coalesced ranged read of chunk bytes covers (a single
 /// chunk larger than this is read alone).
@@ -45,7 +45,7 @@ pub const TAIL_READ_BYTES: u64 = 64 << 10;
 #[derive(Debug)]
 pub struct Span<T> {
     /// Pack id.
-    pub pack: u128,
+    pub pack: PackId,
     /// First byte read.
     pub start: u64,
     /// End of the read (exclusive).
@@ -70,7 +70,7 @@ pub enum Gaps {
 /// pack, starts at or after its end (exactly at it with
 /// [`Gaps::Adjacent`]), and the span stays within the window.
 pub fn coalesce<T>(
-    chunks: impl IntoIterator<Item = (u128, PackEntry, T)>,
+    chunks: impl IntoIterator<Item = (PackId, PackEntry, T)>,
     gaps: Gaps,
 ) -> Vec<Span<T>> {
     let mut spans: Vec<Span<T>> = Vec::new();
@@ -99,7 +99,7 @@ pub fn coalesce<T>(
 /// Stretches `spans` (of one pack, ascending, from [`coalesce`]) so that
 /// together they cover `[0, data_end)` without overlap: a whole-pack check
 /// then touches every byte of the header and chunk area.
-pub fn cover<T>(pack: u128, mut spans: Vec<Span<T>>, data_end: u64) -> Vec<Span<T>> {
+pub fn cover<T>(pack: PackId, mut spans: Vec<Span<T>>, data_end: u64) -> Vec<Span<T>> {
     if spans.is_empty() {
         return if data_end > 0 {
             vec![Span {
@@ -222,11 +222,8 @@ impl PackReader {
     ///
     /// # Errors
     /// [`PackError::Missing`] when absent; [`PackError::Blob`] otherwise.
-    pub async fn size(&self, pack: u128) -> Result<u64, PackError> {
-        self.blobs
-            .size(&keys::pack(Ulid(pack)))
-            .await
-            .map_err(classify)
+    pub async fn size(&self, pack: PackId) -> Result<u64, PackError> {
+        self.blobs.size(&keys::pack(pack)).await.map_err(classify)
     }
 
     /// `len` bytes at `offset` of pack `pack`, with one ranged read.
@@ -234,9 +231,9 @@ impl PackReader {
     /// # Errors
     /// [`PackError::Missing`], [`PackError::Truncated`] (the object ends
     /// before `offset + len`), or [`PackError::Blob`].
-    pub async fn read(&self, pack: u128, offset: u64, len: u64) -> Result<Bytes, PackError> {
+    pub async fn read(&self, pack: PackId, offset: u64, len: u64) -> Result<Bytes, PackError> {
         self.blobs
-            .read_range(&keys::pack(Ulid(pack)), offset, len)
+            .read_range(&keys::pack(pack), offset, len)
             .await
             .map_err(classify)
     }
@@ -285,7 +282,7 @@ impl PackReader {
     /// [`PackError::UnsupportedFormat`], [`PackError::FooterTooLong`] /
     /// [`PackError::BadFooter`] for a corrupt footer, and the errors of
     /// [`read`](Self::read).
-    pub async fn tail(&self, pack: u128, size: u64) -> Result<PackTail, PackError> {
+    pub async fn tail(&self, pack: PackId, size: u64) -> Result<PackTail, PackError> {
         if size < HEADER_LEN + LEGACY_TRAILER_LEN as u64 {
             return Err(PackError::TooShort { bytes: size });
         }
@@ -435,9 +432,14 @@ mod tests {
         let mut v3 = v2.clone();
         let n = v3.len();
         v3[n - 12..n - 8].copy_from_slice(&(PACK_FORMAT + 1).to_le_bytes());
-        for (id, bytes, format) in [(1u128, &v1, Some(1)), (2, &v2, Some(2)), (3, &v3, None)] {
+        let p = PackId::from_u128;
+        for (id, bytes, format) in [
+            (p(1), &v1, Some(1)),
+            (p(2), &v2, Some(2)),
+            (p(3), &v3, None),
+        ] {
             blobs
-                .put_new(&keys::pack(Ulid(id)), Bytes::from(bytes.clone()))
+                .put_new(&keys::pack(id), Bytes::from(bytes.clone()))
                 .await
                 .unwrap();
             let tail = reader.tail(id, bytes.len() as u64).await;
@@ -471,7 +473,7 @@ mod tests {
         // Reading past the end is a typed truncation; an absent pack is
         // missing.
         let short = Span {
-            pack: 2,
+            pack: p(2),
             start: 0,
             end: v2.len() as u64 + 10,
             members: Vec::<(PackEntry, ())>::new(),
@@ -480,7 +482,7 @@ mod tests {
             reader.read_span(&short).await,
             Err(PackError::Truncated { expected, .. }) if expected == v2.len() as u64 + 10
         ));
-        assert!(matches!(reader.size(99).await, Err(PackError::Missing)));
+        assert!(matches!(reader.size(p(99)).await, Err(PackError::Missing)));
     }
 
     fn at(offset: u64, len: u32) -> PackEntry {
@@ -496,38 +498,39 @@ mod tests {
     #[test]
     fn one_window_policy() {
         let mib = 1u32 << 20;
+        let (p1, p2) = (PackId::from_u128(1), PackId::from_u128(2));
         // Adjacent chunks join up to the window; a gap, another pack or
         // the window's end starts a new span.
         let chunks = [
-            (1, at(8, mib), ()),
-            (1, at(8 + u64::from(mib), 6 * mib), ()),
-            (1, at(8 + 7 * u64::from(mib), 2 * mib), ()),
-            (1, at(8 + 9 * u64::from(mib) + 5, 10), ()),
-            (2, at(8 + 9 * u64::from(mib) + 15, 10), ()),
+            (p1, at(8, mib), ()),
+            (p1, at(8 + u64::from(mib), 6 * mib), ()),
+            (p1, at(8 + 7 * u64::from(mib), 2 * mib), ()),
+            (p1, at(8 + 9 * u64::from(mib) + 5, 10), ()),
+            (p2, at(8 + 9 * u64::from(mib) + 15, 10), ()),
         ];
         let adj = coalesce(chunks, Gaps::Adjacent);
-        let shape: Vec<(u128, u64, usize)> = adj
+        let shape: Vec<(PackId, u64, usize)> = adj
             .iter()
             .map(|s| (s.pack, s.start, s.members.len()))
             .collect();
         assert_eq!(
             shape,
             vec![
-                (1, 8, 2),
-                (1, 8 + 7 * u64::from(mib), 1),
-                (1, 8 + 9 * u64::from(mib) + 5, 1),
-                (2, 8 + 9 * u64::from(mib) + 15, 1)
+                (p1, 8, 2),
+                (p1, 8 + 7 * u64::from(mib), 1),
+                (p1, 8 + 9 * u64::from(mib) + 5, 1),
+                (p2, 8 + 9 * u64::from(mib) + 15, 1)
             ]
         );
         let skip = coalesce(chunks, Gaps::Skip);
         assert_eq!(skip.len(), 3);
         assert!(skip.iter().all(|s| s.end - s.start <= WINDOW_BYTES));
         let covered = cover(
-            1,
+            p1,
             coalesce(
                 skip.into_iter()
                     .take(2)
-                    .flat_map(|s| s.members.into_iter().map(|(e, k)| (1u128, e, k))),
+                    .flat_map(|s| s.members.into_iter().map(|(e, k)| (p1, e, k))),
                 Gaps::Skip,
             ),
             100 << 20,

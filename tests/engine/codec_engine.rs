@@ -212,9 +212,7 @@ fn a_corrupt_byte_plane_chunk_is_caught_marked_bad_and_healed() {
         .map(|c| (c, f.engine.meta().chunk(&c).unwrap().unwrap()))
         .find(|(_, l)| l.codec == Codec::BytePlanes4)
         .expect("a byte-plane chunk");
-    let pack = f
-        .blob_root()
-        .join(eden_cas::blobs::keys::pack(ulid::Ulid(loc.pack)));
+    let pack = f.blob_root().join(eden_cas::blobs::keys::pack(loc.pack));
     let mut bytes = std::fs::read(&pack).unwrap();
     bytes[(loc.offset + u64::from(loc.stored_len) / 2) as usize] ^= 0x01;
     std::fs::write(&pack, bytes).unwrap();

@@ -107,7 +107,7 @@ async fn stored_chunks(engine: &Arc<Engine>) -> (HashMap<Digest, usize>, u64) {
     let mut total = 0;
     for (key, size) in engine.blobs().list(keys::PACKS).await.unwrap() {
         total += size;
-        let id = keys::parse_pack(&key).unwrap().0;
+        let id = keys::parse_pack(&key).unwrap();
         let tail = PackReader::new(engine.blobs())
             .tail(id, size)
             .await

@@ -25,12 +25,11 @@ use eden_cas::engine::uploads::{CommitRequest, SessionRequest};
 use eden_cas::engine::{DepositReceipt, Engine, EngineConfig};
 use eden_cas::hash::Digest;
 use eden_cas::http::v1::dto::artifact_view;
-use eden_cas::meta::records::ManifestEntry;
 use proptest::prelude::*;
 use serde_json::Value;
 
 use crate::support::engine::{
-    chunks_with, engine_over, frames, noise, req_as, runtime, small_chunker,
+    chunks_with, engine_over, frames, manifest_entries, noise, req_as, runtime, small_chunker,
 };
 
 const EXP: ExperimentId = ExperimentId::from_static("exp_00000000000000000000000001");
@@ -272,13 +271,7 @@ impl Store {
                 st.received_bytes,
                 st.received.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
             ]));
-            let entries = chunks
-                .iter()
-                .map(|c| ManifestEntry {
-                    id: Digest::of(c),
-                    len: c.len() as u32,
-                })
-                .collect();
+            let entries = manifest_entries(&chunks);
             e.commit_upload(
                 EXP,
                 &p,

@@ -19,7 +19,9 @@ use eden_cas::ids::{ArtifactId, SessionId};
 use eden_cas::meta::records::{EndReason, ManifestEntry};
 use proptest::prelude::*;
 
-use crate::support::engine::{chunks_of, engine_over, frames, noise, req_as, runtime};
+use crate::support::engine::{
+    chunks_of, engine_over, frames, manifest_entries, noise, req_as, runtime,
+};
 
 const EXPS: [ExperimentId; 2] = [
     ExperimentId::from_static("exp_00000000000000000000000001"),
@@ -288,7 +290,7 @@ proptest! {
                             batch.push(frames(&send)).await.unwrap();
                             batch.finish().await.unwrap();
                         }
-                        let entries = pool_chunks[content].iter().map(|c| ManifestEntry { id: Digest::of(c), len: c.len() as u32 }).collect();
+                        let entries = manifest_entries(&pool_chunks[content]);
                         let r = f.engine.commit_upload(EXPS[exp], &principal(&who), &s, CommitRequest {
                             chunks: entries, blake3: Digest::of(&pool[content]), content_type: None, filename: None,
                         }).await.unwrap();
@@ -333,7 +335,7 @@ fn idle_sessions_expire_and_release_their_pins() {
         batch.push(frames(&[&chunk])).await.unwrap();
         batch.finish().await.unwrap();
         assert!(
-            e.meta().upload_chunks(sid.as_bytes(), &[c]).unwrap()[0].is_some(),
+            e.meta().upload_chunks(&sid, &[c]).unwrap()[0].is_some(),
             "pinned"
         );
 
@@ -345,10 +347,10 @@ fn idle_sessions_expire_and_release_their_pins() {
         let later = SystemTime::now() + Duration::from_secs(3);
         assert_eq!(e.expire_sessions(later).await.unwrap(), 1);
         assert!(
-            e.meta().upload_chunks(sid.as_bytes(), &[c]).unwrap()[0].is_none(),
+            e.meta().upload_chunks(&sid, &[c]).unwrap()[0].is_none(),
             "pins released"
         );
-        let rec = e.meta().upload(sid.as_bytes()).unwrap().unwrap();
+        let rec = e.meta().upload(&sid).unwrap().unwrap();
         assert_eq!(rec.ended.map(|x| x.reason), Some(EndReason::Expired));
         let err = e
             .upload_missing(exp, &admin, &sid, vec![c])
@@ -396,7 +398,7 @@ fn the_reaper_expires_sessions_in_the_background() {
         let sid = v.id;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let rec = e.meta().upload(sid.as_bytes()).unwrap();
+            let rec = e.meta().upload(&sid).unwrap();
             if rec.is_none_or(|r| r.ended.is_some()) {
                 break;
             }
@@ -430,7 +432,7 @@ fn commit_verifies_the_content_before_recording_anything() {
         }
         let out = batch.finish().await.unwrap();
         assert_eq!(out.received, chunks.len() as u64);
-        let entries: Vec<ManifestEntry> = chunks.iter().map(|c| ManifestEntry { id: Digest::of(c), len: c.len() as u32 }).collect();
+        let entries: Vec<ManifestEntry> = manifest_entries(&chunks);
         let commit = |blake3| CommitRequest { chunks: entries.clone(), blake3, content_type: None, filename: Some("x.bin".into()) };
         let err = e.commit_upload(exp, &who, &sid, commit(Digest::of(b"not it"))).await.unwrap_err();
         assert!(matches!(err, EngineError::DigestMismatch { actual, .. } if actual == Digest::of(&data)), "{err}");
@@ -447,9 +449,9 @@ fn commit_verifies_the_content_before_recording_anything() {
         assert_eq!(vis.new_chunks, chunks.len() as u64);
         assert_eq!(r.record.dedup.new_chunks, chunks.len() as u64, "store-wide figures from the session's rows");
         // Chunk refs point at the artifact.
-        let refs = e.meta().chunk_refs(exp.as_str(), &Digest::of(&chunks[0]), 10).unwrap();
-        assert_eq!(refs, vec![*r.id.as_bytes()]);
-        assert!(e.meta().upload_chunks(sid.as_bytes(), &[Digest::of(&chunks[0])]).unwrap()[0].is_none(), "pins released by the commit");
+        let refs = e.meta().chunk_refs(&exp, &Digest::of(&chunks[0]), 10).unwrap();
+        assert_eq!(refs, vec![r.id]);
+        assert!(e.meta().upload_chunks(&sid, &[Digest::of(&chunks[0])]).unwrap()[0].is_none(), "pins released by the commit");
         let again = e.commit_upload(exp, &who, &sid, commit(Digest::of(&data))).await.unwrap_err();
         assert!(matches!(again, EngineError::SessionEnded(_)));
     });

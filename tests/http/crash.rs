@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::support::server::*;
+use eden_cas::auth::ExperimentId;
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::meta::Meta;
 
@@ -78,7 +79,8 @@ fn kill9_during_large_deposit_loses_nothing_committed() {
     // And only they exist: the interrupted deposit left no artifact record.
     server.kill9();
     let meta = Meta::open(&server.data_dir().join("meta")).expect("reopen RocksDB after kill -9");
-    let listed = meta.artifacts_newest_first(&exp, None, 100).unwrap();
+    let exp_id = ExperimentId::parse(&exp).expect("an experiment id");
+    let listed = meta.artifacts_newest_first(&exp_id, None, 100).unwrap();
     assert_eq!(
         listed.len(),
         earlier.len(),
@@ -86,7 +88,7 @@ fn kill9_during_large_deposit_loses_nothing_committed() {
     );
     for (uri, _) in &earlier {
         let id = parse_artifact_id(artifact_id(uri)).unwrap();
-        assert!(listed.iter().any(|(i, _)| i == id.as_bytes()));
+        assert!(listed.iter().any(|(i, _)| *i == id));
     }
     // The interrupted deposit did reach the disk (packs were sealed and
     // indexed before the kill), so this exercised the interesting window.

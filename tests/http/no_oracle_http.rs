@@ -140,16 +140,7 @@ fn grantees_see_content_figures_only() {
     let (wb, b) = register_worker(&server, &exp);
     let art = v1::deposit_ok(&server, &exp, &a, &random_bytes(100_000));
     let id = art["id"].as_str().unwrap();
-    expect_json(
-        v1::post_json(
-            &server,
-            &exp,
-            &format!("/artifacts/{id}/grants"),
-            &a,
-            &json!({ "principal": wb }),
-        ),
-        200,
-    );
+    expect_json(v1::grant(&server, &exp, &a, id, &wb), 200);
     let seen_by_b = expect_json(
         v1::get(&server, &exp, &format!("/artifacts/{id}/meta"), &b),
         200,

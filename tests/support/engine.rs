@@ -151,7 +151,7 @@ pub async fn stored(engine: &Arc<Engine>) -> Stored {
     for (key, size) in blobs.list(keys::PACKS).await.expect("list packs") {
         s.packs += 1;
         s.bytes += size;
-        let id = keys::parse_pack(&key).expect("a pack key").0;
+        let id = keys::parse_pack(&key).expect("a pack key");
         let tail = PackReader::new(blobs)
             .tail(id, size)
             .await
@@ -206,6 +206,18 @@ pub async fn send_chunks(engine: &Arc<Engine>, session: &SessionId, chunks: &[&[
     batch.finish().await.expect("finish batch");
 }
 
+/// The manifest entries (id, length) of `chunks`, in order: what a commit
+/// names.
+pub fn manifest_entries<C: AsRef<[u8]>>(chunks: &[C]) -> Vec<ManifestEntry> {
+    chunks
+        .iter()
+        .map(|c| ManifestEntry {
+            id: Digest::of(c.as_ref()),
+            len: c.as_ref().len() as u32,
+        })
+        .collect()
+}
+
 /// Commits a session as the content `chunks` (in order); returns the
 /// artifact id.
 pub async fn commit_chunks(
@@ -213,13 +225,7 @@ pub async fn commit_chunks(
     session: &SessionId,
     chunks: &[&[u8]],
 ) -> ArtifactId {
-    let entries = chunks
-        .iter()
-        .map(|c| ManifestEntry {
-            id: Digest::of(c),
-            len: c.len() as u32,
-        })
-        .collect();
+    let entries = manifest_entries(chunks);
     let r = engine
         .commit_upload(
             EXP,

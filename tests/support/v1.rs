@@ -55,6 +55,25 @@ pub fn post_json(server: &Server, exp: &str, path: &str, bearer: &str, body: &Va
     )
 }
 
+/// Grants `principal` (`wkr_…` or `grp_…`) read access to artifact `id`,
+/// as `bearer` (`POST /artifacts/{id}/grants`).
+pub fn grant(server: &Server, exp: &str, bearer: &str, id: &str, principal: &str) -> Response {
+    let path = format!("/artifacts/{id}/grants");
+    let body = serde_json::json!({ "principal": principal });
+    post_json(server, exp, &path, bearer, &body)
+}
+
+/// Revokes the grant of `principal` on artifact `id`, as `bearer`
+/// (`DELETE /artifacts/{id}/grants/{principal}`).
+pub fn revoke(server: &Server, exp: &str, bearer: &str, id: &str, principal: &str) -> Response {
+    delete(
+        server,
+        exp,
+        &format!("/artifacts/{id}/grants/{principal}"),
+        bearer,
+    )
+}
+
 /// Raw-body deposit with a content type.
 pub fn deposit(server: &Server, exp: &str, bearer: &str, bytes: &[u8], ct: &str) -> Response {
     send(

@@ -6,12 +6,11 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
-use ulid::Ulid;
 
 use super::AFFECTED_LIMIT;
 use crate::engine::EngineError;
-use crate::engine::ingest::format_artifact_id;
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::Meta;
 use crate::meta::scan::ScannedArtifact;
 
@@ -122,8 +121,8 @@ pub struct AffectedArtifact {
 impl AffectedArtifact {
     pub(super) fn of(a: &ScannedArtifact, expired: bool) -> Self {
         AffectedArtifact {
-            experiment: a.experiment.clone(),
-            id: format_artifact_id(&a.id),
+            experiment: a.experiment.to_string(),
+            id: a.id.to_string(),
             expired,
         }
     }
@@ -181,7 +180,7 @@ impl Problem {
 /// artifact is known to still exist.
 pub(super) enum Finding {
     /// Of a chunk (kind, chunk, its pack, detail).
-    Chunk(ProblemKind, Digest, Option<u128>, String),
+    Chunk(ProblemKind, Digest, Option<PackId>, String),
     /// Of the artifact's manifest.
     Manifest(ProblemKind, String),
     /// Of one segment of the manifest.
@@ -199,7 +198,7 @@ fn push_once(v: &mut Vec<usize>, idx: usize) {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
     Chunk(Digest),
-    Pack(u128),
+    Pack(PackId),
     Manifest(Digest),
     Segment(Digest),
 }
@@ -230,10 +229,15 @@ impl Collector {
 
     /// A problem of a whole pack (index entries are attached with
     /// [`attach`](Self::attach)).
-    pub(super) fn pack_problem(&mut self, kind: ProblemKind, pack: u128, detail: String) -> usize {
+    pub(super) fn pack_problem(
+        &mut self,
+        kind: ProblemKind,
+        pack: PackId,
+        detail: String,
+    ) -> usize {
         self.keyed(kind, Key::Pack(pack), || {
             let mut p = Problem::new(kind, detail);
-            p.pack = Some(Ulid(pack).to_string());
+            p.pack = Some(pack.to_string());
             p
         })
     }
@@ -243,13 +247,13 @@ impl Collector {
         &mut self,
         kind: ProblemKind,
         chunk: Digest,
-        pack: Option<u128>,
+        pack: Option<PackId>,
         detail: String,
     ) -> usize {
         let idx = self.keyed(kind, Key::Chunk(chunk), || {
             let mut p = Problem::new(kind, detail);
             p.chunk = Some(chunk.to_hex());
-            p.pack = pack.map(|p| Ulid(p).to_string());
+            p.pack = pack.map(|p| p.to_string());
             p
         });
         push_once(self.by_chunk.entry(chunk).or_default(), idx);
@@ -258,7 +262,7 @@ impl Collector {
 
     /// Withdraws the problems of a pack that no index entry points into:
     /// a dead pack is garbage for GC, whatever state its object is in.
-    pub(super) fn dismiss_pack(&mut self, pack: u128) {
+    pub(super) fn dismiss_pack(&mut self, pack: PackId) {
         let ids: Vec<usize> = self
             .keyed
             .iter()

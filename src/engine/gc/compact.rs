@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::engine::ingest::PackSink;
 use crate::engine::{Engine, EngineError, blocking};
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::records::ChunkLocation;
 use crate::pack::reader::{Gaps, PackReader, WINDOW_BYTES, coalesce};
 use crate::pack::{PackBuilder, PackEntry};
@@ -19,7 +20,7 @@ pub(super) struct Compactor {
     /// (chunk, location it was copied from), in output order.
     pub(super) moves: Vec<(Digest, ChunkLocation)>,
     /// Packs whose live chunks are all in the output.
-    pub(super) sources: Vec<u128>,
+    pub(super) sources: Vec<PackId>,
 }
 
 impl Compactor {
@@ -45,7 +46,7 @@ impl Compactor {
     /// it stays.
     pub(super) async fn copy(
         &mut self,
-        pack: u128,
+        pack: PackId,
         mut moves: Vec<(PackEntry, ChunkLocation)>,
     ) -> Result<(), EngineError> {
         moves.sort_by_key(|(e, _)| e.offset);

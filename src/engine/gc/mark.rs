@@ -44,7 +44,7 @@ impl GcRun {
             let mut alive = 0u64;
             meta.scan_artifacts(|exp, id, rec| {
                 if rec.expired(now) {
-                    expired.push((exp.to_string(), id));
+                    expired.push((exp, id));
                 } else {
                     alive += 1;
                     manifests.insert(rec.manifest);

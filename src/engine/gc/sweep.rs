@@ -7,12 +7,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ulid::Ulid;
-
 use super::{GcRun, SWEEP_BATCH, crash_point, fp, read_footer};
 use crate::blobs::{BlobError, keys};
 use crate::engine::{Engine, EngineError, blocking};
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::{CF_MANIFESTS, CF_SEGMENTS};
 
 impl GcRun {
@@ -28,7 +27,7 @@ impl GcRun {
             let entries = match read_footer(&self.engine, pack, &rec).await {
                 Ok(e) => Some(e),
                 Err(EngineError::Integrity(why)) => {
-                    tracing::warn!(pack = %Ulid(pack), %why, "pack footer unreadable; finding its entries in the index");
+                    tracing::warn!(pack = %pack, %why, "pack footer unreadable; finding its entries in the index");
                     None
                 }
                 Err(e) => return Err(e),
@@ -44,7 +43,7 @@ impl GcRun {
                 continue;
             }
             crash_point("gc-swept");
-            delete_object(&self.engine, &keys::pack(Ulid(pack))).await?;
+            delete_object(&self.engine, &keys::pack(pack)).await?;
             self.report.packs_deleted += 1;
             self.report.bytes_deleted += rec.bytes;
         }
@@ -53,7 +52,7 @@ impl GcRun {
 
     /// Chunk ids whose index entry names `pack` (fallback when its footer
     /// cannot be read).
-    async fn indexed_in(&self, pack: u128) -> Result<Vec<Digest>, EngineError> {
+    async fn indexed_in(&self, pack: PackId) -> Result<Vec<Digest>, EngineError> {
         let meta = self.engine.meta.clone();
         blocking(move || {
             let mut ids = Vec::new();
@@ -73,7 +72,7 @@ impl GcRun {
     /// none had to be kept. Returns (removed, kept).
     async fn remove_entries(
         &self,
-        pack: u128,
+        pack: PackId,
         ids: Vec<Digest>,
     ) -> Result<(u64, u64), EngineError> {
         let engine = Arc::clone(&self.engine);

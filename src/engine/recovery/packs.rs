@@ -8,6 +8,7 @@ use super::{ObjectProblem, ReindexReport};
 use crate::blobs::{BlobStore, keys};
 use crate::engine::{EngineError, blocking};
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::Meta;
 use crate::meta::records::{ChunkLocation, PackRecord};
 use crate::pack::reader::PackReader;
@@ -20,12 +21,12 @@ const DROP_BATCH: usize = 10_000;
 
 /// A pack object as listed.
 struct ListedPack {
-    id: u128,
+    id: PackId,
     key: String,
     size: u64,
 }
 
-fn find_listed(listed: &[ListedPack], id: u128) -> Option<&ListedPack> {
+fn find_listed(listed: &[ListedPack], id: PackId) -> Option<&ListedPack> {
     listed
         .binary_search_by_key(&id, |p| p.id)
         .ok()
@@ -78,11 +79,11 @@ fn footer_map(entries: &[PackEntry]) -> FooterMap {
 /// The last few footers read, `None` for a pack that is not complete.
 #[derive(Default)]
 struct FooterCache {
-    recent: VecDeque<(u128, Option<Arc<FooterMap>>)>,
+    recent: VecDeque<(PackId, Option<Arc<FooterMap>>)>,
 }
 
 impl FooterCache {
-    fn insert(&mut self, id: u128, footer: Option<Arc<FooterMap>>) {
+    fn insert(&mut self, id: PackId, footer: Option<Arc<FooterMap>>) {
         if self.recent.len() >= FOOTER_CACHE {
             self.recent.pop_front();
         }
@@ -93,7 +94,7 @@ impl FooterCache {
         &mut self,
         blobs: &BlobStore,
         listed: &[ListedPack],
-        id: u128,
+        id: PackId,
     ) -> Result<Option<Arc<FooterMap>>, EngineError> {
         if let Some((_, f)) = self.recent.iter().find(|(p, _)| *p == id) {
             return Ok(f.clone());
@@ -110,11 +111,6 @@ impl FooterCache {
     }
 }
 
-/// Unix seconds of a pack id's ULID timestamp.
-fn ulid_secs(id: u128) -> i64 {
-    (ulid::Ulid(id).timestamp_ms() / 1000) as i64
-}
-
 /// Indexes every complete pack, newest first. Returns the sorted ids of the
 /// packs whose index entries stay valid (complete ones, and corrupt ones
 /// left for fsck).
@@ -122,15 +118,11 @@ pub(super) async fn reindex_packs(
     meta: &Meta,
     blobs: &BlobStore,
     report: &mut ReindexReport,
-) -> Result<Vec<u128>, EngineError> {
+) -> Result<Vec<PackId>, EngineError> {
     let mut listed = Vec::new();
     for (key, size) in blobs.list(keys::PACKS).await? {
         match keys::parse_pack(&key) {
-            Some(id) => listed.push(ListedPack {
-                id: id.0,
-                key,
-                size,
-            }),
+            Some(id) => listed.push(ListedPack { id, key, size }),
             None => report.foreign_objects.push(key),
         }
     }
@@ -189,7 +181,7 @@ async fn index_pack(
     let current = blocking(move || Ok(m.chunks(&ids)?)).await?;
     // An entry naming another pack that still exists stays only if that
     // pack's footer agrees with it: check those, one footer at a time.
-    let mut checks: BTreeMap<u128, Vec<(Digest, ChunkLocation)>> = BTreeMap::new();
+    let mut checks: BTreeMap<PackId, Vec<(Digest, ChunkLocation)>> = BTreeMap::new();
     for (e, cur) in entries.iter().zip(&current) {
         if let Some(x) = cur
             && x.pack != pack.id
@@ -247,7 +239,7 @@ async fn index_pack(
             raw_bytes: entries.iter().map(|e| u64::from(e.raw_len)).sum(),
             created_at: existing
                 .as_ref()
-                .map_or_else(|| ulid_secs(id), |r| r.created_at),
+                .map_or_else(|| id.minted_at().whole_secs(), |r| r.created_at),
         };
         if existing.as_ref() != Some(&rec) {
             b.put_pack(id, &rec);
@@ -264,7 +256,7 @@ async fn index_pack(
 /// counts the entries left.
 pub(super) async fn drop_stale(
     meta: &Meta,
-    kept: Vec<u128>,
+    kept: Vec<PackId>,
     report: &mut ReindexReport,
 ) -> Result<(), EngineError> {
     let m = meta.clone();

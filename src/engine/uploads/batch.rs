@@ -47,6 +47,9 @@ pub struct ChunkBatchOutcome {
 
 impl Engine {
     /// Starts receiving a chunk batch (checks the session first).
+    ///
+    /// # Errors
+    /// As [`Engine::upload_status`].
     pub async fn begin_chunk_batch(
         self: &Arc<Self>,
         experiment: ExperimentId,
@@ -135,7 +138,7 @@ impl BatchCpu {
             }
             // Pinned before the index lookups below (see `pins.rs`).
             self.pins.chunks(&[id]);
-            let pinned = self.meta.upload_chunks(self.session.as_bytes(), &[id])?[0].is_some();
+            let pinned = self.meta.upload_chunks(&self.session, &[id])?[0].is_some();
             // A copy marked bad counts as absent: it is stored afresh even
             // if this session already pinned it (self-healing).
             let stored = self.meta.chunk(&id)?.filter(|l| l.usable());
@@ -214,6 +217,12 @@ impl ChunkBatch {
     }
 
     /// Feeds body bytes; cuts frames and verifies/packs them in groups.
+    ///
+    /// # Errors
+    /// [`EngineError::Blob`] when writing pack bytes fails;
+    /// [`EngineError::Internal`] when the verifying task fails. A malformed or
+    /// oversized body is not an error here: intake stops and [`ChunkBatch::finish`]
+    /// reports it.
     pub async fn push(&mut self, bytes: Bytes) -> Result<(), EngineError> {
         if self.failed() {
             return Ok(());
@@ -298,6 +307,15 @@ impl ChunkBatch {
 
     /// Stores and pins what was received (pack durable and indexed first),
     /// then reports the outcome or the failure that stopped intake.
+    ///
+    /// # Errors
+    /// [`EngineError::BatchTooLarge`] when the body exceeded the batch limit;
+    /// [`EngineError::ChunkMismatch`] for a malformed frame or one whose bytes do
+    /// not hash to its id; [`EngineError::TooLarge`] when the session would
+    /// receive more than its claim or the size cap; [`EngineError::QuotaExceeded`]
+    /// when the experiment cannot hold what arrived; [`EngineError::SessionEnded`]
+    /// when the session ended meanwhile; [`EngineError::Blob`] /
+    /// [`EngineError::Meta`] when making the pack durable or indexing it fails.
     pub async fn finish(mut self) -> Result<ChunkBatchOutcome, EngineError> {
         let res = self.store().await;
         if res.is_err() {
@@ -342,7 +360,7 @@ impl ChunkBatch {
             .open_session(self.experiment, &self.caller, &self.session, false)
             .await?;
         let _guard = engine.upload_lock.lock().await;
-        let (meta, sid) = (engine.meta.clone(), *self.session.as_bytes());
+        let (meta, sid) = (engine.meta.clone(), self.session);
         let allowance = cpu.allowance;
         let quotas = Arc::clone(&engine.quotas);
         blocking(move || {
@@ -362,7 +380,7 @@ impl ChunkBatch {
                 return Err(EngineError::TooLarge { limit: allowance });
             }
             let reserve = if rec.claimed_size.is_none() { added } else { 0 };
-            quotas.try_add(rec.experiment.as_str(), Part::Session, reserve)?;
+            quotas.try_add(&rec.experiment, Part::Session, reserve)?;
             let mut b = meta.batch();
             for (id, row) in &rows {
                 b.put_upload_chunk(&sid, id, row);
@@ -371,7 +389,7 @@ impl ChunkBatch {
             rec.received_bytes = received;
             b.put_upload(&sid, &rec);
             if let Err(e) = b.commit() {
-                quotas.sub(rec.experiment.as_str(), Part::Session, reserve);
+                quotas.sub(&rec.experiment, Part::Session, reserve);
                 return Err(e.into());
             }
             Ok(())

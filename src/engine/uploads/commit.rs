@@ -160,7 +160,7 @@ impl CommitCheck {
         // Pinned before they are looked up (see `pins.rs`); the builder's
         // segment of this group releases them.
         self.pins.chunks(&ids);
-        let rows = self.meta.upload_chunks(self.session.as_bytes(), &ids)?;
+        let rows = self.meta.upload_chunks(&self.session, &ids)?;
         let locs = self.meta.chunks(&ids)?;
         for ((e, row), loc) in group.iter().zip(rows).zip(locs) {
             // A copy marked bad counts as missing, so the client re-sends it.
@@ -225,7 +225,7 @@ impl CommitCheck {
         let (segments, global) = blocking(move || {
             let segments = builder.finish(&meta)?;
             let mut global = DedupFigures::default();
-            meta.scan_upload_chunks(sid.as_bytes(), None, |_, row| {
+            meta.scan_upload_chunks(&sid, None, |_, row| {
                 if row.new_global {
                     global.new_chunks += 1;
                     global.new_raw_bytes += u64::from(row.raw_len);
