@@ -253,7 +253,7 @@ fn scan(engine: &Engine, now: Timestamp, compact_below: f64) -> Result<Scan, Eng
             }
         }
     }
-    let mut pack_live: HashMap<u128, (u64, u64)> = HashMap::new();
+    let mut pack_live: HashMap<crate::ids::PackId, (u64, u64)> = HashMap::new();
     let mut packs = PackStats::default();
     meta.scan_chunks(|id, loc| {
         packs.index_entries += 1;
@@ -397,7 +397,7 @@ mod tests {
             bytes,
             chunks,
             raw_bytes: bytes,
-            created_at: 0,
+            created_at: Timestamp::from_unix_secs(0),
         }
     }
 
