@@ -1,0 +1,361 @@
+//! The audit log: an append-only record of who did what (deposit, read,
+//! grant, revoke, expiry, delete, worker and group changes), kept in the
+//! blob store so that losing the metadata directory does not lose it.
+//!
+//! One mechanism: the engine's entry points call [`Engine::audit`] after
+//! their change is durable (or, for reads, when bytes start to be served).
+//! The [`Recorder`] stamps the event with this run's id, the next sequence
+//! number and the time, and appends it to an in-memory batch — a mutex and
+//! a push, no I/O, so fetches are not slowed down. The batch is cut into a
+//! *segment* (`event.rs` format, JSON lines) and written as one
+//! create-only object (`blobs::keys::audit_segment`) every
+//! `audit-flush-events` events, every `audit-flush-interval`, before an
+//! export over HTTP, and at graceful shutdown.
+//!
+//! Guarantees:
+//! - **append-only**: a segment is written once under a fresh key and never
+//!   changed; GC deletes whole segments older than `audit-retention`;
+//! - **ordered**: segments are written one at a time, in sequence order; a
+//!   segment that failed to write is retried, byte for byte under the same
+//!   key, before any later one, so the keys' order is the log's order;
+//! - **crash**: a killed process loses at most the events not yet written
+//!   (the open batch and a segment whose write failed) — a tail of its
+//!   run, never a middle part;
+//! - **bounded memory**: at most [`MAX_BUFFERED_EVENTS`] events wait; past
+//!   that (the blob store refusing writes for a long time) events are
+//!   dropped and counted, and their sequence numbers stay unused, so the
+//!   gap shows in the export.
+
+mod event;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, stream};
+use ulid::Ulid;
+
+pub use event::{
+    AuditEvent, AuditFilter, AuditKind, GC_PRINCIPAL, decode_segment, encode_segment, parse_since,
+};
+
+use super::{Engine, EngineError};
+use crate::blobs::{BlobStore, keys};
+use crate::clock::Timestamp;
+
+/// Events held in memory at most; later ones are dropped (and counted).
+pub const MAX_BUFFERED_EVENTS: usize = 1 << 20;
+/// Default of `audit-flush-events`.
+pub const DEFAULT_FLUSH_EVENTS: usize = 1000;
+/// Default of `audit-flush-interval`.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Audit tunables (`audit-*` settings).
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    /// Segments whose newest event is older than this are deleted by GC;
+    /// `None` keeps them forever.
+    pub retention: Option<Duration>,
+    /// A batch this large is written at once.
+    pub flush_events: usize,
+    /// A non-empty batch is written at least this often (by the flusher
+    /// task `serve` runs).
+    pub flush_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention: Some(Duration::from_secs(400 * 86_400)),
+            flush_events: DEFAULT_FLUSH_EVENTS,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+        }
+    }
+}
+
+/// Counters of the recorder (for tests, logs and metrics).
+#[derive(Debug, Default)]
+pub struct AuditCounts {
+    /// Events recorded (sequence numbers handed out).
+    pub recorded: AtomicU64,
+    /// Events written in segments.
+    pub written: AtomicU64,
+    /// Segments written.
+    pub segments: AtomicU64,
+    /// Events dropped because the buffer was full.
+    pub dropped: AtomicU64,
+}
+
+/// A cut segment waiting to be written.
+struct Segment {
+    key: String,
+    bytes: Bytes,
+    events: u64,
+}
+
+#[derive(Default)]
+struct Batch {
+    next_seq: u64,
+    events: Vec<AuditEvent>,
+}
+
+/// The in-memory side of the log (see the module docs).
+pub(crate) struct Recorder {
+    run: Ulid,
+    run_text: String,
+    cfg: AuditConfig,
+    batch: std::sync::Mutex<Batch>,
+    /// Cut segments not yet written, oldest first; its lock also makes
+    /// flushes one at a time.
+    pending: tokio::sync::Mutex<std::collections::VecDeque<Segment>>,
+    wake: tokio::sync::Notify,
+    counts: AuditCounts,
+}
+
+impl Recorder {
+    /// A recorder for a new run.
+    pub(crate) fn new(cfg: AuditConfig) -> Self {
+        let run = Ulid::new();
+        Recorder {
+            run,
+            run_text: run.to_string().to_ascii_lowercase(),
+            cfg,
+            batch: std::sync::Mutex::new(Batch {
+                next_seq: 1,
+                events: Vec::new(),
+            }),
+            pending: tokio::sync::Mutex::new(std::collections::VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            counts: AuditCounts::default(),
+        }
+    }
+
+    /// Stamps and buffers `e`; wakes the flusher when the batch is full.
+    fn record(&self, mut e: AuditEvent) {
+        e.run.clone_from(&self.run_text);
+        let full = {
+            let mut b = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+            e.seq = b.next_seq;
+            b.next_seq += 1;
+            // The time is read under the lock: sequence order is time order.
+            e.time = Timestamp::now();
+            AuditCounts::bump(&self.counts.recorded);
+            if b.events.len() >= MAX_BUFFERED_EVENTS {
+                let n = self.counts.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::error!(
+                        dropped = n,
+                        "audit events dropped: the blob store has refused audit segments for too long"
+                    );
+                }
+                return;
+            }
+            b.events.push(e);
+            b.events.len() >= self.cfg.flush_events
+        };
+        if full {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Cuts the open batch into a segment (if it holds events).
+    fn cut(&self) -> Option<Segment> {
+        let events = {
+            let mut b = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut b.events)
+        };
+        let first = events.first()?.seq;
+        let cut_ms = Timestamp::now().unix_millis();
+        Some(Segment {
+            key: keys::audit_segment(self.run, first, cut_ms),
+            bytes: Bytes::from(encode_segment(&events)),
+            events: events.len() as u64,
+        })
+    }
+
+    /// Writes the pending segments, then the open batch, in order.
+    async fn flush(&self, blobs: &BlobStore) -> Result<u64, EngineError> {
+        let mut pending = self.pending.lock().await;
+        if let Some(s) = self.cut() {
+            pending.push_back(s);
+        }
+        let mut written = 0;
+        while let Some(s) = pending.front() {
+            // A retried segment keeps its key and bytes: already present
+            // means an earlier, seemingly failed, attempt got through.
+            blobs.put_new(&s.key, s.bytes.clone()).await?;
+            written += s.events;
+            AuditCounts::bump(&self.counts.segments);
+            self.counts.written.fetch_add(s.events, Ordering::Relaxed);
+            pending.pop_front();
+        }
+        Ok(written)
+    }
+}
+
+impl AuditCounts {
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Keys of the segments under `audit/` that may hold events `filter`
+/// keeps, in log order.
+///
+/// # Errors
+/// The blob store's listing failure.
+pub async fn segment_keys(
+    blobs: &BlobStore,
+    filter: &AuditFilter,
+) -> Result<Vec<String>, EngineError> {
+    let mut keys: Vec<String> = blobs
+        .list(keys::AUDIT)
+        .await?
+        .into_iter()
+        .filter_map(|(k, _)| {
+            let (_, _, cut) = keys::parse_audit_segment(&k)?;
+            filter.may_keep_segment(cut).then_some(k)
+        })
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
+
+/// The events of one segment that `filter` keeps, as JSON lines.
+///
+/// # Errors
+/// The blob store's read failure; [`EngineError::Integrity`] when the
+/// segment does not parse.
+pub async fn export_segment(
+    blobs: &BlobStore,
+    key: &str,
+    filter: &AuditFilter,
+) -> Result<Bytes, EngineError> {
+    let bytes = blobs.read(key).await?;
+    let events = decode_segment(&bytes).map_err(|(line, why)| {
+        EngineError::inconsistent(format!("audit segment {key}, line {line}: {why}"))
+    })?;
+    let kept: Vec<AuditEvent> = events.into_iter().filter(|e| filter.keeps(e)).collect();
+    Ok(Bytes::from(encode_segment(&kept)))
+}
+
+/// The log as JSON lines, one segment read at a time (memory: one
+/// segment), over `keys` from [`segment_keys`].
+pub fn export_stream(
+    blobs: BlobStore,
+    keys: Vec<String>,
+    filter: AuditFilter,
+) -> impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static {
+    stream::unfold(
+        (blobs, keys.into_iter(), filter, false),
+        |(blobs, mut keys, filter, failed)| async move {
+            if failed {
+                return None;
+            }
+            let key = keys.next()?;
+            let item = export_segment(&blobs, &key, &filter).await;
+            let failed = item.is_err();
+            Some((item, (blobs, keys, filter, failed)))
+        },
+    )
+}
+
+impl Engine {
+    /// Records an audit event (no I/O; see the module docs).
+    pub(crate) fn audit(&self, e: AuditEvent) {
+        self.audit.record(e);
+    }
+
+    /// This run's id, as events carry it.
+    pub fn audit_run(&self) -> &str {
+        &self.audit.run_text
+    }
+
+    /// The recorder's counters.
+    pub fn audit_counts(&self) -> &AuditCounts {
+        &self.audit.counts
+    }
+
+    /// Writes every buffered event to the blob store now; returns how many
+    /// were written.
+    ///
+    /// # Errors
+    /// The blob store's write failure (the events stay buffered and are
+    /// retried, in order, by the next flush).
+    pub async fn audit_flush(&self) -> Result<u64, EngineError> {
+        self.audit.flush(&self.blobs).await
+    }
+
+    /// Flushes every `audit-flush-interval`, and whenever a batch fills,
+    /// until the engine is dropped.
+    pub fn spawn_audit_flusher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        // The task holds the recorder, not the engine, so dropping the
+        // engine ends it.
+        let engine = Arc::downgrade(self);
+        let recorder = Arc::clone(&self.audit);
+        let blobs = self.blobs.clone();
+        let every = recorder.cfg.flush_interval.max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = recorder.wake.notified() => {}
+                    () = tokio::time::sleep(every) => {}
+                }
+                if engine.strong_count() == 0 {
+                    break;
+                }
+                if let Err(err) = recorder.flush(&blobs).await {
+                    tracing::warn!(error = %err, "audit segment not written; will retry");
+                }
+            }
+        })
+    }
+
+    /// Segment keys of the log that `filter` may keep, in order.
+    ///
+    /// # Errors
+    /// As [`segment_keys`].
+    pub async fn audit_segment_keys(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<Vec<String>, EngineError> {
+        segment_keys(&self.blobs, filter).await
+    }
+
+    /// The log as JSON lines over `keys` (see [`export_stream`]).
+    pub fn audit_export(
+        &self,
+        keys: Vec<String>,
+        filter: AuditFilter,
+    ) -> impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static {
+        export_stream(self.blobs.clone(), keys, filter)
+    }
+
+    /// Deletes the segments cut before `now - audit-retention` (whole
+    /// segments: every event in one is older than its cut time); returns
+    /// how many. GC calls it under the writer lease.
+    ///
+    /// # Errors
+    /// The blob store's listing or delete failure.
+    pub async fn audit_prune(&self, now: Timestamp) -> Result<u64, EngineError> {
+        let Some(keep) = self.audit.cfg.retention else {
+            return Ok(0);
+        };
+        let horizon = now.unix_millis().saturating_sub(keep.as_millis() as u64);
+        let mut deleted = 0;
+        for (key, _) in self.blobs.list(keys::AUDIT).await? {
+            let Some((_, _, cut)) = keys::parse_audit_segment(&key) else {
+                continue;
+            };
+            if cut < horizon {
+                self.blobs.delete(&key).await?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "audit segments past retention deleted");
+        }
+        Ok(deleted)
+    }
+}
