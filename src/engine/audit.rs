@@ -28,6 +28,7 @@
 
 mod event;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -41,7 +42,7 @@ pub use event::{
 };
 
 use super::{Engine, EngineError};
-use crate::blobs::{BlobStore, keys};
+use crate::blobs::{BlobStore, PutOutcome, keys};
 use crate::clock::Timestamp;
 
 /// Events held in memory at most; later ones are dropped (and counted).
@@ -181,10 +182,22 @@ impl Recorder {
             pending.push_back(s);
         }
         let mut written = 0;
-        while let Some(s) = pending.front() {
+        while let Some(s) = pending.front_mut() {
             // A retried segment keeps its key and bytes: already present
-            // means an earlier, seemingly failed, attempt got through.
-            blobs.put_new(&s.key, s.bytes.clone()).await?;
+            // with these bytes means an earlier, seemingly failed, attempt
+            // got through. Other bytes (a write cut short, on a backend
+            // that leaves partial objects) are left as they are and the
+            // segment goes under the next free key of the same sequence
+            // number; export skips the events it has already seen.
+            while blobs.put_new(&s.key, s.bytes.clone()).await? == PutOutcome::AlreadyPresent {
+                if blobs.read(&s.key).await? == s.bytes {
+                    break;
+                }
+                let (run, first, cut) = keys::parse_audit_segment(&s.key)
+                    .ok_or_else(|| EngineError::Internal("audit key does not parse".into()))?;
+                tracing::warn!(key = %s.key, "a partial audit segment is in the way; writing the segment again under a new key");
+                s.key = keys::audit_segment(run, first, cut + 1);
+            }
             written += s.events;
             AuditCounts::bump(&self.counts.segments);
             self.counts.written.fetch_add(s.events, Ordering::Relaxed);
@@ -222,21 +235,40 @@ pub async fn segment_keys(
     Ok(keys)
 }
 
-/// The events of one segment that `filter` keeps, as JSON lines.
+/// The events of one segment that `filter` keeps, as JSON lines. `seen`
+/// holds the highest sequence number exported per run: an event at or
+/// below it (a segment written twice, see [`Recorder`]'s flush) is skipped.
+/// A last line without its newline is a write cut short and is skipped.
 ///
 /// # Errors
-/// The blob store's read failure; [`EngineError::Integrity`] when the
-/// segment does not parse.
+/// The blob store's read failure; [`EngineError::Integrity`] when a
+/// complete line of the segment does not parse.
 pub async fn export_segment(
     blobs: &BlobStore,
     key: &str,
     filter: &AuditFilter,
+    seen: &mut HashMap<String, u64>,
 ) -> Result<Bytes, EngineError> {
-    let bytes = blobs.read(key).await?;
+    let mut bytes = blobs.read(key).await?;
+    if let Some(end) = bytes.iter().rposition(|b| *b == b'\n') {
+        bytes.truncate(end + 1);
+    } else {
+        bytes.clear();
+    }
     let events = decode_segment(&bytes).map_err(|(line, why)| {
         EngineError::inconsistent(format!("audit segment {key}, line {line}: {why}"))
     })?;
-    let kept: Vec<AuditEvent> = events.into_iter().filter(|e| filter.keeps(e)).collect();
+    let mut kept = Vec::with_capacity(events.len());
+    for e in events {
+        let last = seen.entry(e.run.clone()).or_insert(0);
+        if e.seq <= *last {
+            continue;
+        }
+        *last = e.seq;
+        if filter.keeps(&e) {
+            kept.push(e);
+        }
+    }
     Ok(Bytes::from(encode_segment(&kept)))
 }
 
@@ -247,16 +279,17 @@ pub fn export_stream(
     keys: Vec<String>,
     filter: AuditFilter,
 ) -> impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static {
+    let state = (blobs, keys.into_iter(), filter, HashMap::new(), false);
     stream::unfold(
-        (blobs, keys.into_iter(), filter, false),
-        |(blobs, mut keys, filter, failed)| async move {
+        state,
+        |(blobs, mut keys, filter, mut seen, failed)| async move {
             if failed {
                 return None;
             }
             let key = keys.next()?;
-            let item = export_segment(&blobs, &key, &filter).await;
+            let item = export_segment(&blobs, &key, &filter, &mut seen).await;
             let failed = item.is_err();
-            Some((item, (blobs, keys, filter, failed)))
+            Some((item, (blobs, keys, filter, seen, failed)))
         },
     )
 }

@@ -42,7 +42,6 @@ fn run(args: &AuditExportArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        crate::blobs::probe::check(&config.blobs).await?;
         let blobs = BlobStore::open(&config.blobs)?;
         let keys = segment_keys(&blobs, &filter).await?;
         let mut out = std::io::stdout().lock();
