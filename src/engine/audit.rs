@@ -106,6 +106,8 @@ pub(crate) struct Recorder {
     run: Ulid,
     run_text: String,
     cfg: AuditConfig,
+    /// Events held at most ([`MAX_BUFFERED_EVENTS`]).
+    capacity: usize,
     batch: std::sync::Mutex<Batch>,
     /// Cut segments not yet written, oldest first; its lock also makes
     /// flushes one at a time.
@@ -122,6 +124,7 @@ impl Recorder {
             run,
             run_text: run.to_string().to_ascii_lowercase(),
             cfg,
+            capacity: MAX_BUFFERED_EVENTS,
             batch: std::sync::Mutex::new(Batch {
                 next_seq: 1,
                 events: Vec::new(),
@@ -142,7 +145,7 @@ impl Recorder {
             // The time is read under the lock: sequence order is time order.
             e.time = Timestamp::now();
             AuditCounts::bump(&self.counts.recorded);
-            if b.events.len() >= MAX_BUFFERED_EVENTS {
+            if b.events.len() >= self.capacity {
                 let n = self.counts.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     tracing::error!(
@@ -390,5 +393,72 @@ impl Engine {
             tracing::info!(deleted, "audit segments past retention deleted");
         }
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered(n: u64) -> AuditEvent {
+        let mut e = AuditEvent::new(AuditKind::RegisterWorker, "admin", "exp_01");
+        e.name = Some(format!("w{n}"));
+        e
+    }
+
+    #[test]
+    fn a_full_buffer_drops_events_and_the_gap_shows_in_the_sequence() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let blobs = BlobStore::memory().unwrap();
+        let mut r = Recorder::new(AuditConfig::default());
+        r.capacity = 3;
+        for n in 0..5 {
+            r.record(registered(n));
+        }
+        assert_eq!(r.counts.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(rt.block_on(r.flush(&blobs)).unwrap(), 3);
+        r.record(registered(5));
+        assert_eq!(rt.block_on(r.flush(&blobs)).unwrap(), 1);
+        let keys = rt
+            .block_on(segment_keys(&blobs, &AuditFilter::default()))
+            .unwrap();
+        let mut text = Vec::new();
+        rt.block_on(async {
+            let mut s = std::pin::pin!(export_stream(blobs.clone(), keys, AuditFilter::default()));
+            while let Some(part) = futures_util::StreamExt::next(&mut s).await {
+                text.extend_from_slice(&part.unwrap());
+            }
+        });
+        let seqs: Vec<u64> = decode_segment(&text)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3, 6], "4 and 5 were dropped, and it shows");
+    }
+
+    #[test]
+    fn a_full_batch_wakes_the_flusher() {
+        let r = Recorder::new(AuditConfig {
+            flush_events: 2,
+            ..AuditConfig::default()
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        r.record(registered(0));
+        let woken = rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(50), r.wake.notified()).await
+        });
+        assert!(woken.is_err(), "one event of two: no wake-up");
+        r.record(registered(1));
+        let woken = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), r.wake.notified()).await
+        });
+        assert!(woken.is_ok(), "a full batch wakes the flusher");
     }
 }
