@@ -77,7 +77,7 @@ fn every_kind_is_recorded_once_in_order_with_digests_and_no_token() {
             .await
             .unwrap();
         assert_eq!(drain(e, worker, &a.id).await, data);
-        let grantee = MemberId::parse(&g.group_id.to_string()).unwrap();
+        let grantee = MemberId::parse(g.group_id.as_str()).unwrap();
         e.grant(EXP, &worker, &a.id, &grantee).await.unwrap();
         e.revoke(EXP, &worker, &a.id, &grantee).await.unwrap();
         let b = e
