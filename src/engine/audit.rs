@@ -21,7 +21,8 @@
 //! - **crash**: a killed process loses at most the events not yet written
 //!   (the open batch and a segment whose write failed) — a tail of its
 //!   run, never a middle part;
-//! - **bounded memory**: at most [`MAX_BUFFERED_EVENTS`] events wait; past
+//! - **bounded memory**: at most [`MAX_BUFFERED_EVENTS`] events wait in
+//!   the batch, and one segment beside it; past
 //!   that (the blob store refusing writes for a long time) events are
 //!   dropped and counted, and their sequence numbers stay unused, so the
 //!   gap shows in the export.
@@ -109,8 +110,8 @@ pub(crate) struct Recorder {
     /// Events held at most ([`MAX_BUFFERED_EVENTS`]).
     capacity: usize,
     batch: std::sync::Mutex<Batch>,
-    /// Cut segments not yet written, oldest first; its lock also makes
-    /// flushes one at a time.
+    /// A cut segment not yet written (at most one, see `flush`); its lock
+    /// also makes flushes one at a time.
     pending: tokio::sync::Mutex<std::collections::VecDeque<Segment>>,
     wake: tokio::sync::Notify,
     counts: AuditCounts,
@@ -178,14 +179,24 @@ impl Recorder {
         })
     }
 
-    /// Writes the pending segments, then the open batch, in order.
+    /// Writes the pending segment (one whose write failed), then the open
+    /// batch, in order. The batch is cut only once nothing is pending, so
+    /// while the blob store refuses writes at most one segment waits beside
+    /// the (capped) batch.
     async fn flush(&self, blobs: &BlobStore) -> Result<u64, EngineError> {
         let mut pending = self.pending.lock().await;
-        if let Some(s) = self.cut() {
-            pending.push_back(s);
-        }
         let mut written = 0;
-        while let Some(s) = pending.front_mut() {
+        let mut cut = false;
+        loop {
+            if pending.is_empty() && !cut {
+                cut = true;
+                if let Some(s) = self.cut() {
+                    pending.push_back(s);
+                }
+            }
+            let Some(s) = pending.front_mut() else {
+                break;
+            };
             // A retried segment keeps its key and bytes: already present
             // with these bytes means an earlier, seemingly failed, attempt
             // got through. Other bytes (a write cut short, on a backend
@@ -196,10 +207,10 @@ impl Recorder {
                 if blobs.read(&s.key).await? == s.bytes {
                     break;
                 }
-                let (run, first, cut) = keys::parse_audit_segment(&s.key)
+                let (run, first, cut_ms) = keys::parse_audit_segment(&s.key)
                     .ok_or_else(|| EngineError::Internal("audit key does not parse".into()))?;
                 tracing::warn!(key = %s.key, "a partial audit segment is in the way; writing the segment again under a new key");
-                s.key = keys::audit_segment(run, first, cut + 1);
+                s.key = keys::audit_segment(run, first, cut_ms + 1);
             }
             written += s.events;
             AuditCounts::bump(&self.counts.segments);
