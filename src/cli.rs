@@ -44,6 +44,9 @@ pub enum Command {
     /// Restore the metadata directory from a backup in the blob store, then
     /// reindex (offline; the metadata directory must not exist).
     Restore(RestoreArgs),
+    /// The audit log in the blob store (`docs/operations/audit.md`).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Client commands talking to a server (`docs/client.md`).
     #[command(flatten)]
     Client(ClientCommand),
@@ -84,6 +87,31 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub from: Option<String>,
     /// Store settings, as for `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// `eden-cas audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the audit log as JSON lines, oldest first. Reads only the
+    /// blob store (no metadata, no lease), so it also runs beside a live
+    /// server (whose events from the last few seconds may still be
+    /// buffered: `GET /cas/v1/admin/audit` writes them first).
+    Export(AuditExportArgs),
+}
+
+/// `eden-cas audit export`.
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    /// Only events at or after this time: RFC 3339 (2026-01-02T03:04:05Z)
+    /// or a duration back from now (24h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events of this experiment.
+    #[arg(long)]
+    pub experiment: Option<String>,
+    /// Store settings, as for `serve` (only the blob store's are used).
     #[command(flatten)]
     pub serve: ServeArgs,
 }

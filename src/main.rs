@@ -64,6 +64,9 @@ fn main() -> ExitCode {
         }
         Command::Reindex(args) => return maintenance::run(&args, maintenance::Task::Reindex),
         Command::Backup(args) => return maintenance::run(&args, maintenance::Task::Backup),
+        Command::Audit(eden_cas::cli::AuditCommand::Export(args)) => {
+            return maintenance::audit_export(&args);
+        }
         Command::Restore(args) => {
             return maintenance::run(&args.serve, maintenance::Task::Restore { from: args.from });
         }

@@ -1,5 +1,6 @@
 //! Offline maintenance commands: `gc`, `fsck`, `reindex`, `backup`,
-//! `restore`. Each opens the store exactly as `serve` does (same settings),
+//! `restore`, and `audit export` (`maintenance/audit.rs`, which reads the
+//! blob store only). Each opens the store exactly as `serve` does (same settings),
 //! so it must not run while a server holds the data directory; RocksDB's
 //! lock refuses a second opener with a clear message. A running server
 //! offers `gc`, `fsck` and `backup` under `/cas/v1/admin/`.
@@ -20,6 +21,8 @@
 //!
 //! Exit codes: 0 all well, 1 a problem was found (fsck) or the command
 //! failed.
+
+mod audit;
 
 use std::process::ExitCode;
 
@@ -61,6 +64,8 @@ pub enum Task {
         from: Option<String>,
     },
 }
+
+pub use audit::export as audit_export;
 
 /// Resolves the settings and runs `task`; prints the report on stdout and
 /// errors on stderr.
@@ -109,8 +114,12 @@ struct Opened {
 }
 
 impl Opened {
-    /// Stops renewing and releases the lease.
+    /// Writes the audit events the command recorded (GC's expiries), then
+    /// stops renewing and releases the lease.
     async fn close(self) {
+        if let Err(e) = self.engine.audit_flush().await {
+            tracing::error!(error = %e, "audit events of this command not written");
+        }
         if let Some(h) = self.heartbeat {
             h.abort();
         }

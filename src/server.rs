@@ -8,7 +8,8 @@
 //!
 //! On a signal, actix stops accepting connections and gives in-flight
 //! requests `shutdown-timeout` to finish; a deposit cut off by then commits
-//! nothing (invariant 3). RocksDB is flushed before exit.
+//! nothing (invariant 3). Buffered audit events are written and RocksDB is
+//! flushed before exit.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -473,6 +474,8 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     });
     // Packs are re-verified within the hourly byte budget (0: off).
     let _scrubber = engine.spawn_scrubber(config.scrub_bytes_per_hour);
+    // Buffered audit events go to the blob store in batches (`engine/audit.rs`).
+    let _audit = engine.spawn_audit_flusher();
     let state = AppState {
         engine: engine.clone(),
         gc_compact_below: config.gc_compact_below,
@@ -533,6 +536,11 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         tracing::info!(%addr, max_artifact_bytes = config.engine.max_artifact_bytes, "listening");
     }
     running.await.map_err(bind_err)?;
+    // In-flight requests are done: the audit batch is complete.
+    match engine.audit_flush().await {
+        Ok(n) => tracing::info!(events = n, "shutting down: audit log written"),
+        Err(e) => tracing::error!(error = %e, "shutting down: audit events NOT written"),
+    }
     tracing::info!("shutting down: flushing metadata");
     let meta = engine.meta().clone();
     if let Err(e) = tokio::task::spawn_blocking(move || meta.flush()).await {

@@ -7,10 +7,13 @@
 //! backups/<yyyymmddThhmmssZ>/<file>   (metadata backups; BACKUP.json last)
 //! _eden_cas_probe/<ulid>      (startup probe; deleted right after)
 //! _eden_cas_lease/<generation, 20 digits>.json   (the writer lease, `lease.rs`)
+//! audit/<run-ulid>-<first seq, 20 digits>-<cut unix ms, 13 digits>.jsonl
+//!                             (audit log segments, `engine/audit.rs`)
 //! ```
 
 use crate::hash::Digest;
 use crate::ids::PackId;
+use ulid::Ulid;
 
 /// Prefix of all packs.
 pub const PACKS: &str = "packs/";
@@ -18,6 +21,32 @@ pub const PACKS: &str = "packs/";
 pub const MANIFESTS: &str = "manifests/";
 /// Prefix of all metadata backups.
 pub const BACKUPS: &str = "backups/";
+
+/// Prefix of all audit log segments.
+pub const AUDIT: &str = "audit/";
+
+/// Key of an audit log segment: the recording run, the sequence number of
+/// its first event and the time it was cut. Keys of one run sort by
+/// sequence; runs sort by their start (the ULID's time part), so the
+/// lexicographic order of keys is the order of the log.
+pub fn audit_segment(run: Ulid, first_seq: u64, cut_unix_ms: u64) -> String {
+    let run = run.to_string().to_ascii_lowercase();
+    format!("{AUDIT}{run}-{first_seq:020}-{cut_unix_ms:013}.jsonl")
+}
+
+/// The parts of an audit segment key: (run, first sequence number, cut
+/// time in Unix milliseconds), if it is one.
+pub fn parse_audit_segment(key: &str) -> Option<(Ulid, u64, u64)> {
+    let name = key.strip_prefix(AUDIT)?.strip_suffix(".jsonl")?;
+    let mut parts = name.split('-');
+    let run = Ulid::from_string(parts.next()?).ok()?;
+    let seq = parts.next().filter(|s| s.len() == 20)?.parse().ok()?;
+    let cut = parts.next().filter(|s| s.len() == 13)?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((run, seq, cut))
+}
 
 /// Key of a pack.
 pub fn pack(id: PackId) -> String {
@@ -71,6 +100,18 @@ mod tests {
         assert_eq!(parse_manifest(&manifest(&m)), Some(m));
         assert_eq!(parse_manifest("manifests/ab/zz.manifest"), None);
         assert_eq!(parse_pack("packs/zz/nope.pack"), None);
+    }
+
+    #[test]
+    fn audit_keys_round_trip_and_sort_in_log_order() {
+        let run = Ulid::new();
+        let k = audit_segment(run, 42, 1_700_000_000_123);
+        assert_eq!(parse_audit_segment(&k), Some((run, 42, 1_700_000_000_123)));
+        assert!(audit_segment(run, 9, 5) < audit_segment(run, 10, 4));
+        let later = Ulid::from_parts(run.timestamp_ms() + 1, 0);
+        assert!(audit_segment(run, 999, 9) < audit_segment(later, 1, 1));
+        assert_eq!(parse_audit_segment("audit/nope-1-2.jsonl"), None);
+        assert_eq!(parse_audit_segment(&k.replace(".jsonl", ".json")), None);
     }
 
     #[test]

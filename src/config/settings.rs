@@ -51,6 +51,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(flatten)]
     pub blob_tuning: BlobTuning,
+    /// The audit log.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub audit: AuditSettings,
 }
 
 /// Where the store lives and how it serves.
@@ -277,4 +281,36 @@ pub struct BlobTuning {
     /// [default: 64MiB on s3, gs and azblob; 0 on a local directory or memory://].
     #[arg(long, env = "EDEN_CAS_CHUNK_CACHE_BYTES", value_name = "SIZE")]
     pub chunk_cache_bytes: Option<Size>,
+}
+
+/// The audit log (docs/operations/audit.md).
+#[derive(Debug, Default, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+#[command(next_help_heading = "Audit log")]
+pub struct AuditSettings {
+    /// GC deletes audit segments older than this; 0s keeps them forever.
+    #[arg(
+        long,
+        env = "EDEN_CAS_AUDIT_RETENTION",
+        value_name = "DURATION",
+        default_value = "400d"
+    )]
+    pub audit_retention: Option<Span>,
+    /// Audit events buffered before they are written as one segment
+    /// (1 to 100000).
+    #[arg(
+        long,
+        env = "EDEN_CAS_AUDIT_FLUSH_EVENTS",
+        value_name = "N",
+        default_value = "1000"
+    )]
+    pub audit_flush_events: Option<usize>,
+    /// Buffered audit events are written at least this often (100ms to 1h).
+    #[arg(
+        long,
+        env = "EDEN_CAS_AUDIT_FLUSH_INTERVAL",
+        value_name = "DURATION",
+        default_value = "5s"
+    )]
+    pub audit_flush_interval: Option<Span>,
 }

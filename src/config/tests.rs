@@ -92,6 +92,9 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("blob-concurrency", "8", "8"),
     ("blob-part-bytes", "8MiB", "\"8MiB\""),
     ("chunk-cache-bytes", "0", "0"),
+    ("audit-retention", "90d", "\"90d\""),
+    ("audit-flush-events", "50", "50"),
+    ("audit-flush-interval", "2s", "\"2s\""),
 ];
 
 #[test]

@@ -13,6 +13,7 @@ use super::{Config, ConfigError};
 use crate::blobs::lease::LeaseSettings;
 use crate::blobs::{BlobConfig, part_bytes_for};
 use crate::chunking::ChunkerParams;
+use crate::engine::audit::AuditConfig;
 use crate::engine::{EngineConfig, QuotaConfig, Retention};
 
 /// Builds errors that name the setting and the source of its value.
@@ -98,6 +99,7 @@ pub fn validate(
             .collect(),
     };
 
+    let audit = audit(&c)?;
     let pack_target_bytes = c.given(&s.engine.pack_target_bytes, "pack-target-bytes")?.0;
     let engine = EngineConfig {
         chunker: ChunkerParams::default(),
@@ -119,6 +121,7 @@ pub fn validate(
         byte_planes: c.given(&s.engine.byte_planes, "byte-planes")?,
         retention,
         quotas,
+        audit,
     };
 
     let body_idle_timeout = c.given(&s.server.body_idle_timeout, "body-idle-timeout")?.0;
@@ -154,6 +157,27 @@ pub fn validate(
         lease,
         data_dir,
         effective: e.clone(),
+    })
+}
+
+/// `audit-retention` (0s: forever), `audit-flush-events`,
+/// `audit-flush-interval`.
+fn audit(c: &Check<'_>) -> Result<AuditConfig, ConfigError> {
+    let s = &c.0.settings.audit;
+    let retention = c.given(&s.audit_retention, "audit-retention")?.0;
+    let flush_interval = c.given(&s.audit_flush_interval, "audit-flush-interval")?.0;
+    if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&flush_interval) {
+        return Err(c.invalid("audit-flush-interval", "must be between 100ms and 1h"));
+    }
+    Ok(AuditConfig {
+        retention: Some(retention).filter(|d| !d.is_zero()),
+        flush_events: c.within(
+            c.given(&s.audit_flush_events, "audit-flush-events")?,
+            1..=100_000,
+            "audit-flush-events",
+            "1 to 100000",
+        )?,
+        flush_interval,
     })
 }
 

@@ -25,6 +25,10 @@ use crate::meta::records::ArtifactRecord;
 pub struct ReadableArtifact {
     id: ArtifactId,
     record: ArtifactRecord,
+    /// Where and by whom it was opened: what the audit log's read event
+    /// names.
+    experiment: ExperimentId,
+    reader: Principal,
 }
 
 /// The record's fields read through the artifact (`a.size`, `a.blake3`).
@@ -45,6 +49,16 @@ impl ReadableArtifact {
     /// The stored record (digests, size, content type, grants, …).
     pub fn record(&self) -> &ArtifactRecord {
         &self.record
+    }
+
+    /// The experiment it was opened in.
+    pub fn experiment(&self) -> ExperimentId {
+        self.experiment
+    }
+
+    /// The principal it was opened for.
+    pub fn reader(&self) -> &Principal {
+        &self.reader
     }
 }
 
@@ -135,7 +149,12 @@ impl Engine {
             blocking(move || Ok(ReadGate::load(&meta, experiment, who)?.allows(&rec))).await?
         };
         if allowed {
-            Ok(ReadableArtifact { id: *id, record })
+            Ok(ReadableArtifact {
+                id: *id,
+                record,
+                experiment,
+                reader: *caller,
+            })
         } else {
             Err(EngineError::Forbidden)
         }

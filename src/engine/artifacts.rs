@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::access::ReadGate;
+use super::audit::{AuditEvent, AuditKind, GC_PRINCIPAL};
 use super::ingest::{DepositReceipt, DepositRequest, PreparedContent};
 use super::quota::{Part, session_reservation};
 use super::{Engine, EngineError, Stats, blocking};
@@ -206,6 +207,15 @@ impl Engine {
         self.quotas
             .add(&req.experiment, Part::Committed, record.size);
         self.quotas.sub(&req.experiment, Part::Session, released);
+        let mut ev = AuditEvent::new(
+            AuditKind::Deposit,
+            record.created_by.as_str(),
+            req.experiment.as_str(),
+        )
+        .artifact(id, &record.blake3);
+        ev.size = Some(record.size);
+        ev.expires_at = record.expires_at;
+        self.audit(ev);
         let s = &self.stats;
         Stats::add(&s.deposits, 1);
         Stats::add(&s.logical_bytes, record.size);
@@ -347,13 +357,19 @@ impl Engine {
         id: &ArtifactId,
         principal: &MemberId,
     ) -> Result<ArtifactRecord, EngineError> {
-        let principal = principal.as_str();
-        self.change_grants(experiment, caller, id, |g| {
-            if !g.iter().any(|x| x == principal) {
-                g.push(principal.to_string());
-            }
-        })
-        .await
+        let grantee = principal.as_str();
+        let rec = self
+            .change_grants(experiment, caller, id, |g| {
+                if !g.iter().any(|x| x == grantee) {
+                    g.push(grantee.to_string());
+                }
+            })
+            .await?;
+        let mut ev = AuditEvent::new(AuditKind::Grant, caller.as_str(), experiment.as_str())
+            .artifact(id, &rec.blake3);
+        ev.grantee = Some(grantee.to_string());
+        self.audit(ev);
+        Ok(rec)
     }
 
     /// Revokes a grant; idempotent. Depositor or admin only.
@@ -367,9 +383,15 @@ impl Engine {
         id: &ArtifactId,
         principal: &MemberId,
     ) -> Result<ArtifactRecord, EngineError> {
-        let principal = principal.as_str();
-        self.change_grants(experiment, caller, id, |g| g.retain(|x| x != principal))
-            .await
+        let grantee = principal.as_str();
+        let rec = self
+            .change_grants(experiment, caller, id, |g| g.retain(|x| x != grantee))
+            .await?;
+        let mut ev = AuditEvent::new(AuditKind::Revoke, caller.as_str(), experiment.as_str())
+            .artifact(id, &rec.blake3);
+        ev.grantee = Some(grantee.to_string());
+        self.audit(ev);
+        Ok(rec)
     }
 
     /// Sets (or clears, with `None`) when an artifact expires; a time in
@@ -389,6 +411,10 @@ impl Engine {
         let mut rec = self.managed(experiment, caller, id).await?;
         rec.expires_at = expires_at;
         self.put_record(experiment, id, &rec).await?;
+        let mut ev = AuditEvent::new(AuditKind::SetExpiry, caller.as_str(), experiment.as_str())
+            .artifact(id, &rec.blake3);
+        ev.expires_at = expires_at;
+        self.audit(ev);
         Ok(rec)
     }
 
@@ -455,6 +481,11 @@ impl Engine {
             return Ok(false);
         };
         self.quotas.sub(&experiment, Part::Committed, rec.size);
+        let mut ev = AuditEvent::new(AuditKind::Expire, GC_PRINCIPAL, experiment.as_str())
+            .artifact(*id, &rec.blake3);
+        ev.size = Some(rec.size);
+        ev.expires_at = rec.expires_at;
+        self.audit(ev);
         self.remove_refs(experiment, id, rec.manifest).await;
         tracing::info!(%experiment, artifact = %id, "expired artifact removed");
         Ok(true)
@@ -511,6 +542,10 @@ impl Engine {
             })
             .await?;
             self.quotas.sub(&experiment, Part::Committed, rec.size);
+            let mut ev = AuditEvent::new(AuditKind::Delete, caller.as_str(), experiment.as_str())
+                .artifact(id, &rec.blake3);
+            ev.size = Some(rec.size);
+            self.audit(ev);
             rec
         };
         self.remove_refs(experiment, id, rec.manifest).await;

@@ -30,7 +30,8 @@
 //!    re-resolves its chunks (`read.rs`);
 //! 6. **orphans** — unindexed pack objects not being written are deleted;
 //! 7. **metadata** — segments, manifest rows and manifest objects no live
-//!    artifact or operation references are removed.
+//!    artifact or operation references are removed; so are audit log
+//!    segments past `audit-retention` (`audit.rs`).
 //!
 //! Memory: the live set (8 bytes per live chunk plus hash-set overhead,
 //! about 16 MB per million chunks), one entry per pack, the ids of live
@@ -130,6 +131,8 @@ pub struct GcReport {
     pub segments_deleted: u64,
     /// Manifests (rows and objects) removed.
     pub manifests_deleted: u64,
+    /// Audit log segments past `audit-retention` deleted.
+    pub audit_segments_deleted: u64,
     /// Wall time of the run, in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -302,6 +305,8 @@ impl GcRun {
             }
             Phase::Metadata => {
                 self.sweep_metadata().await?;
+                self.report.audit_segments_deleted =
+                    self.engine.audit_prune(Timestamp::now()).await?;
                 self.phase = Phase::Done;
             }
             Phase::Done => return Ok(false),

@@ -6,11 +6,12 @@
 //! from the blob store; `backup.rs`: backups and restore), garbage
 //! collection and retention (`gc.rs`, with in-flight pins in `pins.rs`), and
 //! integrity checking (`fsck`, the scrubber and self-healing of chunks marked
-//! bad), and per-experiment quotas (`quota.rs`). It knows nothing of HTTP: callers get values or an [`EngineError`],
+//! bad), per-experiment quotas (`quota.rs`), and the audit log (`audit.rs`). It knows nothing of HTTP: callers get values or an [`EngineError`],
 //! and `http/` decides what status that is.
 
 mod access;
 pub mod artifacts;
+pub mod audit;
 pub mod backup;
 pub mod fsck;
 pub mod gc;
@@ -66,6 +67,8 @@ pub struct EngineConfig {
     pub retention: Retention,
     /// Per-experiment quotas on logical bytes held.
     pub quotas: QuotaConfig,
+    /// The audit log's retention and batching (`audit.rs`).
+    pub audit: audit::AuditConfig,
 }
 
 impl EngineConfig {
@@ -109,6 +112,7 @@ impl Default for EngineConfig {
             max_artifact_bytes: 100 << 20,
             retention: Retention::default(),
             quotas: QuotaConfig::default(),
+            audit: audit::AuditConfig::default(),
         }
     }
 }
@@ -407,6 +411,8 @@ pub struct Engine {
     pub(crate) lease: std::sync::OnceLock<Arc<crate::blobs::lease::Lease>>,
     /// Serialises updates of the stats history (`stats.rs`).
     pub(crate) history_lock: std::sync::Mutex<()>,
+    /// The audit log's recorder (`audit.rs`).
+    pub(crate) audit: Arc<audit::Recorder>,
     /// Counters.
     pub stats: Stats,
 }
@@ -438,7 +444,9 @@ impl Engine {
             }
         };
         let quotas = Arc::new(quota::Quotas::load(cfg.quotas.clone(), &meta)?);
+        let audit = Arc::new(audit::Recorder::new(cfg.audit.clone()));
         Ok(Arc::new(Engine {
+            audit,
             quotas,
             meta,
             blobs,

@@ -17,6 +17,7 @@ use futures_util::{Stream, StreamExt, stream};
 use tokio::sync::mpsc;
 
 use super::access::ReadableArtifact;
+use super::audit::{AuditEvent, AuditKind};
 use super::heal::read_checked;
 use super::{Engine, EngineError, Record, Stats, blocking};
 use crate::hash::Digest;
@@ -37,7 +38,8 @@ type Trim = (usize, usize);
 
 impl Engine {
     /// Streams bytes `[start, end)` of an artifact the caller may read
-    /// (`access.rs`), verified.
+    /// (`access.rs`), verified. Each call is one `read` event in the audit
+    /// log (buffered: no I/O on this path).
     ///
     /// # Errors
     /// The stream ends with an error after the bytes verified so far:
@@ -52,6 +54,14 @@ impl Engine {
     ) -> ChunkStream {
         let record = artifact.record();
         let end = end.min(record.size);
+        let mut ev = AuditEvent::new(
+            AuditKind::Read,
+            artifact.reader().as_str(),
+            artifact.experiment().as_str(),
+        )
+        .artifact(artifact.id(), &record.blake3);
+        ev.range = Some([start.min(end), end]);
+        self.audit(ev);
         if start >= end {
             return Box::pin(stream::empty());
         }

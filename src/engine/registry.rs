@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::audit::{AuditEvent, AuditKind};
 use super::{Engine, EngineError, blocking};
 use crate::auth::{
     Credentials, ExperimentId, GroupId, MemberId, NameError, Principal, Secret, WorkerId,
@@ -134,6 +135,14 @@ impl Engine {
             record,
         };
         self.store_worker(&view).await?;
+        let mut ev = AuditEvent::new(
+            AuditKind::RegisterWorker,
+            view.record.registered_by.as_str(),
+            experiment.as_str(),
+        );
+        ev.worker = Some(worker_id.to_string());
+        ev.name = Some(view.record.name.clone()).filter(|n| !n.is_empty());
+        self.audit(ev);
         Ok((view, token))
     }
 
@@ -193,6 +202,14 @@ impl Engine {
         let token = mint_token();
         view.record.token_hash = self.tokens.hash(token.expose());
         self.store_worker(&view).await?;
+        // Registry changes are admin-only (the routes check it).
+        let mut ev = AuditEvent::new(
+            AuditKind::ReissueCredential,
+            Principal::ADMIN,
+            experiment.as_str(),
+        );
+        ev.worker = Some(worker.to_string());
+        self.audit(ev);
         Ok((view, token))
     }
 
@@ -280,6 +297,15 @@ impl Engine {
             },
         };
         self.store_group(&view).await?;
+        let mut ev = AuditEvent::new(
+            AuditKind::CreateGroup,
+            created_by.as_str(),
+            experiment.as_str(),
+        );
+        ev.group = Some(view.group_id.to_string());
+        ev.name = Some(view.record.name.clone()).filter(|n| !n.is_empty());
+        ev.members = Some(view.record.members.clone());
+        self.audit(ev);
         Ok(view)
     }
 
@@ -348,6 +374,7 @@ impl Engine {
             ));
         }
         if view.record.members.iter().any(|m| m == member) {
+            self.audit_member(AuditKind::AddMember, experiment, group, member);
             return Ok(view);
         }
         let graph = graph_of(self.group_map(experiment).await?);
@@ -356,6 +383,7 @@ impl Engine {
         }
         view.record.members.push(member.to_string());
         self.store_group(&view).await?;
+        self.audit_member(AuditKind::AddMember, experiment, group, member);
         Ok(view)
     }
 
@@ -376,6 +404,7 @@ impl Engine {
         if view.record.members.len() != before {
             self.store_group(&view).await?;
         }
+        self.audit_member(AuditKind::RemoveMember, experiment, group, member);
         Ok(view)
     }
 
@@ -396,7 +425,29 @@ impl Engine {
             b.delete_group(&experiment, &gid);
             Ok(b.commit()?)
         })
-        .await
+        .await?;
+        let mut ev = AuditEvent::new(
+            AuditKind::DeleteGroup,
+            Principal::ADMIN,
+            experiment.as_str(),
+        );
+        ev.group = Some(group.to_string());
+        self.audit(ev);
+        Ok(())
+    }
+
+    /// Records a membership change (admin-only, as every registry change).
+    fn audit_member(
+        &self,
+        kind: AuditKind,
+        experiment: ExperimentId,
+        group: &GroupId,
+        member: &str,
+    ) {
+        let mut ev = AuditEvent::new(kind, Principal::ADMIN, experiment.as_str());
+        ev.group = Some(group.to_string());
+        ev.member = Some(member.to_string());
+        self.audit(ev);
     }
 }
 

@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit_log;
 mod codec_engine;
 mod engine_props;
 mod faults;

@@ -85,6 +85,9 @@ fn env_value(key: &str) -> Option<&'static str> {
         "blob-concurrency" => "8",
         "blob-part-bytes" => "8MiB",
         "chunk-cache-bytes" => "1MiB",
+        "audit-retention" => "12h",
+        "audit-flush-events" => "10",
+        "audit-flush-interval" => "1s",
         _ => return None,
     })
 }

@@ -7,7 +7,10 @@
 //!   request lasts as long as the upload; backups run one at a time;
 //! - `POST /cas/v1/admin/fsck[?deep=true]` → the fsck report
 //!   (`engine::FsckReport`), 200 whether or not problems were found; the
-//!   engine checks read-only, alongside ongoing traffic.
+//!   engine checks read-only, alongside ongoing traffic;
+//! - `GET /cas/v1/admin/audit[?since=…][&experiment=…]` → the audit log as
+//!   JSON lines (`application/x-ndjson`), oldest first, after writing the
+//!   events still buffered (`engine/audit.rs`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -15,6 +18,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{AppState, engine, json};
 use crate::api::v1::Backup;
 
+use crate::engine::audit::{AuditFilter, parse_since};
 use crate::engine::gc::GcOptions;
 use crate::http::auth::DeploymentAdmin;
 use crate::http::problem::{ApiError, ProblemType};
@@ -99,4 +103,42 @@ pub async fn fsck(
         );
     }
     report_json(&report).map_err(at)
+}
+
+/// `GET /cas/v1/admin/audit[?since=RFC3339|DURATION][&experiment=E]` → 200,
+/// JSON lines. The buffered events are written first, so the answer holds
+/// every event recorded before the request; the segments are then streamed
+/// one at a time.
+pub async fn audit(
+    req: HttpRequest,
+    _admin: DeploymentAdmin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use futures_util::TryStreamExt as _;
+    let at = |e: ApiError| e.at(&req);
+    let q = |name: &str| {
+        query::get(req.query_string(), name).map_err(|e| at(ApiError::bad_request(e.to_string())))
+    };
+    let since = q("since")?
+        .map(|s| parse_since(&s, crate::clock::Timestamp::now()))
+        .transpose()
+        .map_err(|e| at(ApiError::bad_request(e)))?;
+    let filter = AuditFilter {
+        since,
+        experiment: q("experiment")?.filter(|e| !e.is_empty()),
+    };
+    let engine = engine(&state);
+    engine.audit_flush().await.map_err(|e| at(e.into()))?;
+    let keys = engine
+        .audit_segment_keys(&filter)
+        .await
+        .map_err(|e| at(e.into()))?;
+    let body = engine.audit_export(keys, filter).map_err(|e| {
+        // Headers are sent: the connection is cut, and the log says why.
+        tracing::error!(error = %e, "audit export failed");
+        actix_web::error::ErrorInternalServerError("audit export failed")
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(body))
 }

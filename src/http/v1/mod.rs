@@ -94,6 +94,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/cas/v1/admin/fsck").route(web::post().to(admin::fsck)))
     .service(resource("/cas/v1/admin/stats").route(web::get().to(dashboard::stats)))
     .service(resource("/cas/v1/admin/dashboard").route(web::get().to(dashboard::dashboard)))
+    .service(resource("/cas/v1/admin/audit").route(web::get().to(admin::audit)))
     .service(resource("/cas/v1/admin/inflight").route(web::get().to(limits::inflight)))
     .service(web::scope(PREFIX).default_service(web::to(not_found)));
 }

@@ -273,7 +273,9 @@ pub fn is_id(s: &str, prefix: &str) -> bool {
         .is_some_and(|r| r.len() == 26 && r.bytes().all(|c| CROCKFORD.contains(&c)))
 }
 
-/// Total size of all regular files under `dir` (0 when it does not exist).
+/// Total size of all regular files under `dir` (0 when it does not exist),
+/// leaving out `audit/` directories: audit log segments are written in the
+/// background (every few seconds) and are not stored content.
 pub fn tree_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
@@ -284,7 +286,9 @@ pub fn tree_size(dir: &Path) -> u64 {
         for entry in rd.flatten() {
             let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {
-                stack.push(entry.path());
+                if entry.file_name() != "audit" {
+                    stack.push(entry.path());
+                }
             } else if ft.is_file() {
                 total += entry.metadata().map(|m| m.len()).unwrap_or(0);
             }
