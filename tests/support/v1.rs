@@ -207,6 +207,19 @@ pub fn put_chunks(server: &Server, exp: &str, bearer: &str, sid: &str, body: Vec
     )
 }
 
+/// Commits session `sid` as `chunks` (in order), claiming the BLAKE3 of
+/// `data`, their concatenation.
+pub fn commit_content(
+    server: &Server,
+    exp: &str,
+    bearer: &str,
+    sid: &str,
+    chunks: &[Vec<u8>],
+    data: &[u8],
+) -> Response {
+    commit(server, exp, bearer, sid, &commit_body(chunks, &b3(data)))
+}
+
 /// The commit body for `chunks` and a claimed BLAKE3 hex.
 pub fn commit_body(chunks: &[Vec<u8>], blake3_hex: &str) -> Value {
     let list: Vec<Value> = chunks

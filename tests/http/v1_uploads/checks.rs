@@ -69,13 +69,7 @@ fn bad_frames_are_refused_and_nothing_is_committed() {
 
     // Commit while chunks are missing: 409, nothing recorded.
     let p = v1::assert_problem(
-        v1::commit(
-            &server,
-            &exp,
-            &a,
-            &sid,
-            &v1::commit_body(&chunks, &v1::b3(&data)),
-        ),
+        v1::commit_content(&server, &exp, &a, &sid, &chunks, &data),
         409,
         "eden-cas://error/chunks-missing",
     );
@@ -124,13 +118,7 @@ fn bad_frames_are_refused_and_nothing_is_committed() {
     }
     assert_eq!(count_listed(&server, &exp), 0);
     let art = expect_json(
-        v1::commit(
-            &server,
-            &exp,
-            &a,
-            &sid,
-            &v1::commit_body(&chunks, &v1::b3(&data)),
-        ),
+        v1::commit_content(&server, &exp, &a, &sid, &chunks, &data),
         201,
     );
     assert_eq!(

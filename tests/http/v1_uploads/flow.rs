@@ -95,13 +95,7 @@ fn full_session_flow() {
     assert!(v1::missing(&server, &exp, &a, &sid, &all).is_empty());
 
     let art = expect_json(
-        v1::commit(
-            &server,
-            &exp,
-            &a,
-            &sid,
-            &v1::commit_body(&chunks, &v1::b3(&data)),
-        ),
+        v1::commit_content(&server, &exp, &a, &sid, &chunks, &data),
         201,
     );
     let id = art["id"].as_str().unwrap().to_string();
@@ -130,13 +124,7 @@ fn full_session_flow() {
     );
     assert!(gone["detail"].as_str().unwrap().contains(&id), "{gone}");
     v1::assert_problem(
-        v1::commit(
-            &server,
-            &exp,
-            &a,
-            &sid,
-            &v1::commit_body(&chunks, &v1::b3(&data)),
-        ),
+        v1::commit_content(&server, &exp, &a, &sid, &chunks, &data),
         410,
         "eden-cas://error/session-expired",
     );
@@ -150,13 +138,7 @@ fn full_session_flow() {
     let sid2 = v1::create_session(&server, &exp, &a, &json!({}));
     assert!(v1::missing(&server, &exp, &a, &sid2, &all).is_empty());
     let art2 = expect_json(
-        v1::commit(
-            &server,
-            &exp,
-            &a,
-            &sid2,
-            &v1::commit_body(&chunks, &v1::b3(&data)),
-        ),
+        v1::commit_content(&server, &exp, &a, &sid2, &chunks, &data),
         201,
     );
     assert_eq!(art2["dedup"]["new_chunks"], json!(0));
@@ -232,13 +214,7 @@ fn missing_never_reveals_chunks_the_caller_cannot_read() {
     assert_eq!(v1::missing(&server, &exp, &b, &sb, &all), all[2..].to_vec());
     // A commit relying on chunks B cannot read is refused.
     let p = v1::assert_problem(
-        v1::commit(
-            &server,
-            &exp,
-            &b,
-            &sb,
-            &v1::commit_body(&chunks, &v1::b3(&data)),
-        ),
+        v1::commit_content(&server, &exp, &b, &sb, &chunks, &data),
         409,
         "eden-cas://error/chunks-missing",
     );
@@ -303,13 +279,7 @@ fn sessions_survive_a_restart() {
         200,
     );
     let art = expect_json(
-        v1::commit(
-            &server,
-            &exp,
-            &a,
-            &sid,
-            &v1::commit_body(&chunks, &v1::b3(&data)),
-        ),
+        v1::commit_content(&server, &exp, &a, &sid, &chunks, &data),
         201,
     );
     assert_eq!(art["filename"], json!("resumed.bin"));
