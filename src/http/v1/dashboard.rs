@@ -129,24 +129,21 @@ fn cards(h: &mut String, f: &Figures, s: &StoreStats) {
         "stored (after compression)",
         bytes_span("store-stored", f.stored_bytes),
     );
-    card(
-        h,
-        "saved by dedup",
+    let saving = |id: &str, saved: u64, of: u64| {
         format!(
             "{} <span class=\"muted\">{}</span>",
-            bytes_span("store-dedup-saved", f.dedup_saved_bytes),
-            percent(f.dedup_saved_bytes, f.logical_bytes)
-        ),
+            bytes_span(id, saved),
+            percent(saved, of)
+        )
+    };
+    let dedup = saving("store-dedup-saved", f.dedup_saved_bytes, f.logical_bytes);
+    card(h, "saved by dedup", dedup);
+    let compression = saving(
+        "store-compression-saved",
+        f.compression_saved_bytes,
+        f.unique_bytes,
     );
-    card(
-        h,
-        "saved by compression",
-        format!(
-            "{} <span class=\"muted\">{}</span>",
-            bytes_span("store-compression-saved", f.compression_saved_bytes),
-            percent(f.compression_saved_bytes, f.unique_bytes)
-        ),
-    );
+    card(h, "saved by compression", compression);
     card(h, "artifacts", count("store-artifacts", f.artifacts));
     card(h, "distinct chunks", count("store-chunks", f.chunks));
     card(h, "packs", count("packs", s.packs.packs));
