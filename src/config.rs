@@ -96,6 +96,8 @@ pub struct Config {
     /// File holding the `/metrics` token (`metrics-token-file`); the
     /// environment variable `EDEN_CAS_METRICS_TOKEN` wins over it.
     pub metrics_token_file: Option<PathBuf>,
+    /// Format of the log on stderr (`log-format`).
+    pub log_format: crate::logging::LogFormat,
     /// The single-writer lease in the blob store (`None`: `lease = false`).
     pub lease: Option<LeaseSettings>,
     /// The merged settings this was validated from, with their sources.

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod hash;
 pub mod http;
 pub mod ids;
+pub mod logging;
 pub mod maintenance;
 pub mod meta;
 pub mod pack;

@@ -432,8 +432,10 @@ fn http_service(
 > {
     use actix_service::{IntoServiceFactory, fn_service, map_config};
     let judge = state.clone();
+    let observe = http::observe::Observe::new(state.metrics.http.clone());
     let app = App::new()
         .app_data(web::Data::new(state))
+        .wrap(observe)
         .configure(http::configure)
         .into_factory();
     actix_http::HttpService::build()
@@ -478,6 +480,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         gc_compact_below: config.gc_compact_below,
         body_idle_timeout: config.body_idle_timeout,
         metrics_token: metrics_token.map(std::sync::Arc::new),
+        metrics: std::sync::Arc::new(http::metrics::Metrics::new(engine.clone())),
     };
     let bind_err = |source| ServerError::Bind {
         addr: config.listen.clone(),

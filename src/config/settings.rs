@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::values::{Fraction, PerExperiment, Size, Span, per_experiment};
 use crate::blobs::BlobSettings;
+use crate::logging::LogFormat;
 
 /// All settings, in sections (the sections are `--help` headings; in the
 /// file and the environment the keys are flat).
@@ -99,6 +100,15 @@ pub struct ServerSettings {
     /// over it [default: none].
     #[arg(long, env = "EDEN_CAS_METRICS_TOKEN_FILE", value_name = "FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// Log lines on stderr: text or json (one object per line); RUST_LOG
+    /// filters them (docs/operations/observability.md).
+    #[arg(
+        long,
+        env = "EDEN_CAS_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: Option<LogFormat>,
 }
 
 /// Engine tunables: how deposits become packs, and background work.

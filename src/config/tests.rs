@@ -49,6 +49,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("shutdown-timeout", "5s", "\"5s\""),
     ("body-idle-timeout", "1m", "\"1m\""),
     ("metrics-token-file", "/etc/t", "\"/etc/t\""),
+    ("log-format", "json", "\"json\""),
     ("pack-target-bytes", "8MiB", "8388608"),
     ("compression-level", "5", "5"),
     ("byte-planes", "false", "false"),

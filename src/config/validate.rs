@@ -151,6 +151,7 @@ pub fn validate(
         engine,
         blobs,
         metrics_token_file: s.server.metrics_token_file.clone(),
+        log_format: c.given(&s.server.log_format, "log-format")?,
         lease,
         data_dir,
         effective: e.clone(),

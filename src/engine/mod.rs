@@ -25,6 +25,7 @@ mod readback;
 pub mod recovery;
 pub mod registry;
 pub mod scrub;
+pub mod timings;
 pub mod uploads;
 
 use std::collections::HashMap;
@@ -357,6 +358,8 @@ pub struct Stats {
     pub scrub_packs: AtomicU64,
     /// Chunks the scrubber found corrupt (and marked bad).
     pub scrub_corrupt_chunks: AtomicU64,
+    /// Durations of GC runs, their compaction phase and scrub passes.
+    pub timings: timings::Timings,
 }
 
 impl Stats {
