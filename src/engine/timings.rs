@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 
 /// Duration histograms of maintenance work, in seconds.
 #[derive(Debug)]
@@ -20,10 +20,14 @@ pub struct Timings {
     pub scrub: Histogram,
 }
 
-/// Buckets from 10 ms to about 3 hours (×4 each): a GC of an empty store
-/// and one of a large store both land inside a bucket.
+/// Buckets from 10 ms to 4 hours: a GC of an empty store and one of a
+/// large store both land inside a bucket.
+pub const MAINTENANCE_BUCKETS: [f64; 13] = [
+    0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+
 fn maintenance_buckets() -> Histogram {
-    Histogram::new(exponential_buckets(0.01, 4.0, 11))
+    Histogram::new(MAINTENANCE_BUCKETS)
 }
 
 impl Default for Timings {

@@ -26,7 +26,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::engine::Engine;
@@ -54,10 +54,15 @@ pub struct RouteLabels {
     pub route: String,
 }
 
-/// Latency buckets: 1 ms to about 4 minutes (×2.5 each), so a small GET
-/// and a multi-GB deposit both fall inside a bucket.
+/// Latency buckets, 1 ms to 10 minutes: a small GET and a multi-GB
+/// deposit both fall inside a bucket.
+pub const LATENCY_BUCKETS: [f64; 17] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 600.0,
+];
+
 fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.5, 14))
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 /// Per-request figures, shared by every worker of the server.

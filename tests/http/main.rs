@@ -16,6 +16,7 @@ mod crash;
 mod lease;
 mod lifecycle_http;
 mod no_oracle_http;
+mod observability;
 mod ops;
 mod quota;
 mod server;
