@@ -64,6 +64,7 @@ fn env_value(key: &str) -> Option<&'static str> {
         "shutdown-timeout" => "5s",
         "body-idle-timeout" => "1m",
         "metrics-token-file" => "/nonexistent/metrics-token",
+        "log-format" => "json",
         "pack-target-bytes" => "8MiB",
         "compression-level" => "5",
         "byte-planes" => "false",
