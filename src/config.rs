@@ -98,6 +98,10 @@ pub struct Config {
     pub metrics_token_file: Option<PathBuf>,
     /// Format of the log on stderr (`log-format`).
     pub log_format: crate::logging::LogFormat,
+    /// PEM certificate chain of the listener (`tls-cert`; `None`: HTTP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the listener (`tls-key`).
+    pub tls_key: Option<PathBuf>,
     /// The single-writer lease in the blob store (`None`: `lease = false`).
     pub lease: Option<LeaseSettings>,
     /// The merged settings this was validated from, with their sources.

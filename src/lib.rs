@@ -22,3 +22,4 @@ pub mod maintenance;
 pub mod meta;
 pub mod pack;
 pub mod server;
+pub mod tls;

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineError, recovery};
 use crate::http::{self, AppState};
 use crate::meta::Meta;
+use crate::tls::CertReloader;
 
 /// Errors that stop the server from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,9 @@ pub enum ServerError {
     /// The blob store's writer lease is held by another process, or was lost.
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    /// `tls-cert` / `tls-key` are unusable (the message names the setting).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// Binding or serving failed.
     #[error("listen {addr}: {source}")]
     Bind {
@@ -409,6 +413,7 @@ async fn startup_checks(config: &Config) -> Result<ProbeReport, ServerError> {
 /// (probe findings and every setting with its source; never a secret).
 pub async fn check_config(config: &Config) -> Result<String, ServerError> {
     let report = startup_checks(config).await?;
+    tls(config)?;
     Ok(crate::config::report::render(config, &report))
 }
 
@@ -417,46 +422,69 @@ pub async fn check_config(config: &Config) -> Result<String, ServerError> {
 /// client that is still sending can read the answer), then closes.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The HTTP/1.1 service of one worker: the app, behind the
-/// `Expect: 100-continue` judge (`http/expect.rs`), which `HttpServer`
-/// cannot install.
-fn http_service(
-    state: AppState,
-    addr: std::net::SocketAddr,
-) -> impl actix_service::ServiceFactory<
-    tokio::net::TcpStream,
-    Config = (),
-    Response = (),
-    Error = actix_http::error::DispatchError,
-    InitError = (),
-> {
-    use actix_service::{IntoServiceFactory, fn_service, map_config};
-    let judge = state.clone();
-    let observe = http::observe::Observe::new(state.metrics.http.clone());
-    let app = App::new()
-        .app_data(web::Data::new(state))
-        .wrap(observe)
-        .configure(http::configure)
-        .into_factory();
-    actix_http::HttpService::build()
-        .keep_alive(actix_http::KeepAlive::Timeout(
-            std::time::Duration::from_secs(5),
-        ))
-        .client_request_timeout(std::time::Duration::from_secs(5))
-        .client_disconnect_timeout(LINGER)
-        .local_addr(addr)
-        .expect(fn_service(move |req: actix_http::Request| {
-            let judge = judge.clone();
-            async move { http::expect::check(&judge, req).await }
-        }))
-        .finish(map_config(app, move |_| AppConfig::default()))
-        .tcp()
+/// The HTTP/1.1 service of one worker, before its transport is chosen
+/// (`.tcp()` or `.rustls_0_23(..)`): the app, wrapped in the request
+/// observer (`http/observe.rs`), behind the `Expect: 100-continue` judge
+/// (`http/expect.rs`), which `HttpServer` cannot install. A macro because
+/// the service's type, full of closures, cannot be named.
+macro_rules! http_service {
+    ($state:expr, $addr:expr) => {{
+        use actix_service::{IntoServiceFactory, fn_service, map_config};
+        let state: AppState = $state;
+        let judge = state.clone();
+        let observe = http::observe::Observe::new(state.metrics.http.clone());
+        let app = App::new()
+            .app_data(web::Data::new(state))
+            .wrap(observe)
+            .configure(http::configure)
+            .into_factory();
+        actix_http::HttpService::build()
+            .keep_alive(actix_http::KeepAlive::Timeout(
+                std::time::Duration::from_secs(5),
+            ))
+            .client_request_timeout(std::time::Duration::from_secs(5))
+            .client_disconnect_timeout(LINGER)
+            .local_addr($addr)
+            .expect(fn_service(move |req: actix_http::Request| {
+                let judge = judge.clone();
+                async move { http::expect::check(&judge, req).await }
+            }))
+            .finish(map_config(app, move |_| AppConfig::default()))
+    }};
+}
+
+/// The listener's TLS (`tls-cert`, `tls-key`), `None` for plain HTTP.
+fn tls(config: &Config) -> Result<Option<std::sync::Arc<CertReloader>>, ServerError> {
+    Ok(CertReloader::from_settings(
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+    )?)
+}
+
+/// On SIGHUP, reloads the certificate and key; the listener and open
+/// connections stay, new handshakes get the new pair. A failed reload
+/// keeps the previous pair.
+fn reload_on_sighup(certs: std::sync::Arc<CertReloader>) -> std::io::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match certs.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "SIGHUP: TLS certificate NOT reloaded; the previous one is still served"
+                ),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), ServerError> {
     startup_checks(&config).await?;
     let metrics_token = metrics_token(&config)?;
+    let certs = tls(&config)?;
     let (engine, lease) = open_leased(&config, "serve", OpenMode::Serve, true).await?;
     // A lost lease stops the server: another process now writes this blob
     // store, and this one's metadata no longer describes it.
@@ -488,12 +516,22 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     };
     let listener = std::net::TcpListener::bind(&config.listen).map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let running = actix_server::Server::build()
+    let builder = actix_server::Server::build()
         .workers(config.http_workers)
-        .shutdown_timeout(config.shutdown_timeout.as_secs())
-        .listen("eden-cas", listener, move || {
-            http_service(state.clone(), addr)
-        })
+        .shutdown_timeout(config.shutdown_timeout.as_secs());
+    let builder = match &certs {
+        Some(certs) => {
+            let tls = certs.server_config()?;
+            reload_on_sighup(certs.clone()).map_err(bind_err)?;
+            builder.listen("eden-cas", listener, move || {
+                http_service!(state.clone(), addr).rustls_0_23(tls.clone())
+            })
+        }
+        None => builder.listen("eden-cas", listener, move || {
+            http_service!(state.clone(), addr).tcp()
+        }),
+    };
+    let running = builder
         .map_err(bind_err)?
         // Signals are ours (below): installed before the listening line, so
         // a SIGTERM right after it is always a graceful stop.
@@ -533,7 +571,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
             addr.port()
         );
         let _ = out.flush();
-        tracing::info!(%addr, max_artifact_bytes = config.engine.max_artifact_bytes, "listening");
+        tracing::info!(%addr, tls = certs.is_some(), max_artifact_bytes = config.engine.max_artifact_bytes, "listening");
     }
     running.await.map_err(bind_err)?;
     tracing::info!("shutting down: flushing metadata");

@@ -109,6 +109,13 @@ pub struct ServerSettings {
         default_value = "text"
     )]
     pub log_format: Option<LogFormat>,
+    /// PEM certificate chain: serve HTTPS (with tls-key); both files are
+    /// reloaded on SIGHUP [default: plain HTTP].
+    #[arg(long, env = "EDEN_CAS_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of tls-cert [default: none].
+    #[arg(long, env = "EDEN_CAS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Engine tunables: how deposits become packs, and background work.

@@ -50,6 +50,8 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("body-idle-timeout", "1m", "\"1m\""),
     ("metrics-token-file", "/etc/t", "\"/etc/t\""),
     ("log-format", "json", "\"json\""),
+    ("tls-cert", "/etc/c.pem", "\"/etc/c.pem\""),
+    ("tls-key", "/etc/k.pem", "\"/etc/k.pem\""),
     ("pack-target-bytes", "8MiB", "8388608"),
     ("compression-level", "5", "5"),
     ("byte-planes", "false", "false"),

@@ -152,6 +152,8 @@ pub fn validate(
         blobs,
         metrics_token_file: s.server.metrics_token_file.clone(),
         log_format: c.given(&s.server.log_format, "log-format")?,
+        tls_cert: s.server.tls_cert.clone(),
+        tls_key: s.server.tls_key.clone(),
         lease,
         data_dir,
         effective: e.clone(),

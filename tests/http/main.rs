@@ -21,6 +21,7 @@ mod ops;
 mod quota;
 mod server;
 mod settings;
+mod tls;
 mod v0_artifacts;
 mod v0_auth;
 mod v0_groups;
