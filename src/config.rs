@@ -75,6 +75,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Listen address, `host:port` (port 0 picks a free one).
     pub listen: String,
+    /// The operator routes' own listener (`admin-listen`; `None`: all
+    /// routes on `listen`).
+    pub admin_listen: Option<String>,
     /// HTTP worker threads.
     pub http_workers: usize,
     /// Grace period for in-flight requests on shutdown.

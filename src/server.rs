@@ -23,6 +23,7 @@ use crate::blobs::probe::{self, ProbeError, ProbeReport};
 use crate::blobs::{Backend, BlobStore};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, recovery};
+use crate::http::split::ListenerRole;
 use crate::http::{self, AppState};
 use crate::meta::Meta;
 use crate::tls::CertReloader;
@@ -428,13 +429,15 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// (`http/expect.rs`), which `HttpServer` cannot install. A macro because
 /// the service's type, full of closures, cannot be named.
 macro_rules! http_service {
-    ($state:expr, $addr:expr) => {{
+    ($state:expr, $addr:expr, $role:expr) => {{
         use actix_service::{IntoServiceFactory, fn_service, map_config};
         let state: AppState = $state;
         let judge = state.clone();
         let observe = http::observe::Observe::new(state.metrics.http.clone());
         let app = App::new()
             .app_data(web::Data::new(state))
+            .app_data(web::Data::new($role))
+            .wrap(actix_web::middleware::from_fn(http::split::split))
             .wrap(observe)
             .configure(http::configure)
             .into_factory();
@@ -451,6 +454,27 @@ macro_rules! http_service {
             }))
             .finish(map_config(app, move |_| AppConfig::default()))
     }};
+}
+
+/// Adds `listener`, serving the routes of `role`, over TLS when `tls` is
+/// given.
+fn add_listener(
+    builder: actix_server::ServerBuilder,
+    name: &str,
+    listener: std::net::TcpListener,
+    state: AppState,
+    role: ListenerRole,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<actix_server::ServerBuilder> {
+    let addr = listener.local_addr()?;
+    match tls {
+        Some(tls) => builder.listen(name, listener, move || {
+            http_service!(state.clone(), addr, role).rustls_0_23(tls.clone())
+        }),
+        None => builder.listen(name, listener, move || {
+            http_service!(state.clone(), addr, role).tcp()
+        }),
+    }
 }
 
 /// The listener's TLS (`tls-cert`, `tls-key`), `None` for plain HTTP.
@@ -516,21 +540,46 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     };
     let listener = std::net::TcpListener::bind(&config.listen).map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
+    let tls = match &certs {
+        Some(certs) => {
+            reload_on_sighup(certs.clone()).map_err(bind_err)?;
+            Some(certs.server_config()?)
+        }
+        None => None,
+    };
     let builder = actix_server::Server::build()
         .workers(config.http_workers)
         .shutdown_timeout(config.shutdown_timeout.as_secs());
-    let builder = match &certs {
-        Some(certs) => {
-            let tls = certs.server_config()?;
-            reload_on_sighup(certs.clone()).map_err(bind_err)?;
-            builder.listen("eden-cas", listener, move || {
-                http_service!(state.clone(), addr).rustls_0_23(tls.clone())
-            })
+    let (builder, main_role) = match &config.admin_listen {
+        Some(admin) => {
+            let admin_err = |source| ServerError::Bind {
+                addr: format!("{admin} (admin-listen)"),
+                source,
+            };
+            let admin_listener = std::net::TcpListener::bind(admin).map_err(admin_err)?;
+            let admin_addr = admin_listener.local_addr().map_err(admin_err)?;
+            let builder = add_listener(
+                builder,
+                "eden-cas-admin",
+                admin_listener,
+                state.clone(),
+                ListenerRole::Admin,
+                tls.clone(),
+            )
+            .map_err(admin_err)?;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "EDEN_CAS_ADMIN_LISTENING host={} port={}",
+                admin_addr.ip(),
+                admin_addr.port()
+            );
+            tracing::info!(addr = %admin_addr, "admin listener: /metrics and /cas/v1/admin/ are served here only");
+            (builder, ListenerRole::Public)
         }
-        None => builder.listen("eden-cas", listener, move || {
-            http_service!(state.clone(), addr).tcp()
-        }),
+        None => (builder, ListenerRole::All),
     };
+    let builder = add_listener(builder, "eden-cas", listener, state, main_role, tls);
     let running = builder
         .map_err(bind_err)?
         // Signals are ours (below): installed before the listening line, so

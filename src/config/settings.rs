@@ -75,6 +75,10 @@ pub struct ServerSettings {
         default_value = "127.0.0.1:8080"
     )]
     pub listen: Option<String>,
+    /// A second listener, host:port, for /metrics and /cas/v1/admin/…, which
+    /// then answer 404 on `listen` [default: none, all routes on `listen`].
+    #[arg(long, env = "EDEN_CAS_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
     /// HTTP worker threads [default: number of CPUs].
     #[arg(long, env = "EDEN_CAS_HTTP_WORKERS", value_name = "N")]
     pub http_workers: Option<usize>,

@@ -45,6 +45,7 @@ fn err(toml: Option<&str>, args: &[&str]) -> String {
 const SAMPLES: &[(&str, &str, &str)] = &[
     ("data-dir", "/srv/eden", "\"/srv/eden\""),
     ("listen", "0.0.0.0:9", "\"0.0.0.0:9\""),
+    ("admin-listen", "127.0.0.1:9", "\"127.0.0.1:9\""),
     ("http-workers", "3", "3"),
     ("shutdown-timeout", "5s", "\"5s\""),
     ("body-idle-timeout", "1m", "\"1m\""),

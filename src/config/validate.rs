@@ -135,6 +135,7 @@ pub fn validate(
     let gc_interval = c.given(&s.lifecycle.gc_interval, "gc-interval")?.0;
     Ok(Config {
         listen: c.given(&s.server.listen, "listen")?,
+        admin_listen: s.server.admin_listen.clone(),
         http_workers,
         shutdown_timeout: c.given(&s.server.shutdown_timeout, "shutdown-timeout")?.0,
         upload_idle_timeout: c

@@ -13,6 +13,7 @@ pub mod observe;
 pub mod ops;
 pub mod problem;
 pub mod query;
+pub mod split;
 pub mod v0;
 pub mod v1;
 

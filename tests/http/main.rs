@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin_listen;
 mod bounds;
 mod codec_http;
 mod contract;

@@ -60,6 +60,7 @@ fn line(stdout: &str, key: &str) -> String {
 fn env_value(key: &str) -> Option<&'static str> {
     Some(match key {
         "listen" => "127.0.0.1:0",
+        "admin-listen" => "127.0.0.1:0",
         "http-workers" => "3",
         "shutdown-timeout" => "5s",
         "body-idle-timeout" => "1m",
