@@ -75,6 +75,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Listen address, `host:port` (port 0 picks a free one).
     pub listen: String,
+    /// The operator routes' own listener (`admin-listen`; `None`: all
+    /// routes on `listen`).
+    pub admin_listen: Option<String>,
     /// HTTP worker threads.
     pub http_workers: usize,
     /// Grace period for in-flight requests on shutdown.
@@ -96,6 +99,12 @@ pub struct Config {
     /// File holding the `/metrics` token (`metrics-token-file`); the
     /// environment variable `EDEN_CAS_METRICS_TOKEN` wins over it.
     pub metrics_token_file: Option<PathBuf>,
+    /// Format of the log on stderr (`log-format`).
+    pub log_format: crate::logging::LogFormat,
+    /// PEM certificate chain of the listener (`tls-cert`; `None`: HTTP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the listener (`tls-key`).
+    pub tls_key: Option<PathBuf>,
     /// The single-writer lease in the blob store (`None`: `lease = false`).
     pub lease: Option<LeaseSettings>,
     /// The merged settings this was validated from, with their sources.

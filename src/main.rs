@@ -6,8 +6,23 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use eden_cas::cli::{Cli, Command};
 use eden_cas::config::explain_value_error;
+use eden_cas::logging::LogFormat;
 use eden_cas::maintenance;
-use tracing_subscriber::EnvFilter;
+
+/// `log-format` of a command that takes the server's settings (resolved
+/// once more by the command itself, which reports a bad setting); text for
+/// the client commands.
+fn log_format(command: &Command) -> LogFormat {
+    let args = match command {
+        Command::Serve(a) | Command::CheckConfig(a) | Command::Reindex(a) | Command::Backup(a) => a,
+        Command::Gc(a) => &a.serve,
+        Command::Fsck(a) => &a.serve,
+        Command::Restore(a) => &a.serve,
+        Command::Audit(eden_cas::cli::AuditCommand::Export(a)) => &a.serve,
+        Command::Client(_) => return LogFormat::Text,
+    };
+    args.load().map_or(LogFormat::Text, |c| c.log_format)
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -36,12 +51,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    eden_cas::logging::init(log_format(&cli.command));
     let result: anyhow::Result<()> = match cli.command {
         Command::Client(command) => return eden_cas::client::run(command),
         Command::Gc(args) => {

@@ -10,12 +10,12 @@
 //! requests `shutdown-timeout` to finish; a deposit cut off by then commits
 //! nothing (invariant 3). Buffered audit events are written and RocksDB is
 //! flushed before exit.
+//!
+//! The listeners (plain or TLS, the optional `admin-listen`, the
+//! certificate reload on SIGHUP) are built in `server/listen.rs`.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-
-use actix_web::dev::AppConfig;
-use actix_web::{App, web};
 
 use crate::auth::bearer::is_wire_safe_secret;
 use crate::auth::token::{Secret, mint_token};
@@ -24,8 +24,12 @@ use crate::blobs::probe::{self, ProbeError, ProbeReport};
 use crate::blobs::{Backend, BlobStore};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, recovery};
+use crate::http::split::ListenerRole;
 use crate::http::{self, AppState};
 use crate::meta::Meta;
+
+mod listen;
+use listen::{add_listener, reload_on_sighup, tls};
 
 /// Errors that stop the server from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +76,9 @@ pub enum ServerError {
     /// The blob store's writer lease is held by another process, or was lost.
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    /// `tls-cert` / `tls-key` are unusable (the message names the setting).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// Binding or serving failed.
     #[error("listen {addr}: {source}")]
     Bind {
@@ -410,52 +417,15 @@ async fn startup_checks(config: &Config) -> Result<ProbeReport, ServerError> {
 /// (probe findings and every setting with its source; never a secret).
 pub async fn check_config(config: &Config) -> Result<String, ServerError> {
     let report = startup_checks(config).await?;
+    tls(config)?;
     Ok(crate::config::report::render(config, &report))
-}
-
-/// After answering a request whose body was not read to its end, the
-/// connection lingers this long discarding what is still in flight (so a
-/// client that is still sending can read the answer), then closes.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The HTTP/1.1 service of one worker: the app, behind the
-/// `Expect: 100-continue` judge (`http/expect.rs`), which `HttpServer`
-/// cannot install.
-fn http_service(
-    state: AppState,
-    addr: std::net::SocketAddr,
-) -> impl actix_service::ServiceFactory<
-    tokio::net::TcpStream,
-    Config = (),
-    Response = (),
-    Error = actix_http::error::DispatchError,
-    InitError = (),
-> {
-    use actix_service::{IntoServiceFactory, fn_service, map_config};
-    let judge = state.clone();
-    let app = App::new()
-        .app_data(web::Data::new(state))
-        .configure(http::configure)
-        .into_factory();
-    actix_http::HttpService::build()
-        .keep_alive(actix_http::KeepAlive::Timeout(
-            std::time::Duration::from_secs(5),
-        ))
-        .client_request_timeout(std::time::Duration::from_secs(5))
-        .client_disconnect_timeout(LINGER)
-        .local_addr(addr)
-        .expect(fn_service(move |req: actix_http::Request| {
-            let judge = judge.clone();
-            async move { http::expect::check(&judge, req).await }
-        }))
-        .finish(map_config(app, move |_| AppConfig::default()))
-        .tcp()
 }
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), ServerError> {
     startup_checks(&config).await?;
     let metrics_token = metrics_token(&config)?;
+    let certs = tls(&config)?;
     let (engine, lease) = open_leased(&config, "serve", OpenMode::Serve, true).await?;
     // A lost lease stops the server: another process now writes this blob
     // store, and this one's metadata no longer describes it.
@@ -481,6 +451,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         gc_compact_below: config.gc_compact_below,
         body_idle_timeout: config.body_idle_timeout,
         metrics_token: metrics_token.map(std::sync::Arc::new),
+        metrics: std::sync::Arc::new(http::metrics::Metrics::new(engine.clone())),
     };
     let bind_err = |source| ServerError::Bind {
         addr: config.listen.clone(),
@@ -488,12 +459,47 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     };
     let listener = std::net::TcpListener::bind(&config.listen).map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let running = actix_server::Server::build()
+    let tls = match &certs {
+        Some(certs) => {
+            reload_on_sighup(certs.clone()).map_err(bind_err)?;
+            Some(certs.server_config()?)
+        }
+        None => None,
+    };
+    let builder = actix_server::Server::build()
         .workers(config.http_workers)
-        .shutdown_timeout(config.shutdown_timeout.as_secs())
-        .listen("eden-cas", listener, move || {
-            http_service(state.clone(), addr)
-        })
+        .shutdown_timeout(config.shutdown_timeout.as_secs());
+    let (builder, main_role) = match &config.admin_listen {
+        Some(admin) => {
+            let admin_err = |source| ServerError::Bind {
+                addr: format!("{admin} (admin-listen)"),
+                source,
+            };
+            let admin_listener = std::net::TcpListener::bind(admin).map_err(admin_err)?;
+            let admin_addr = admin_listener.local_addr().map_err(admin_err)?;
+            let builder = add_listener(
+                builder,
+                "eden-cas-admin",
+                admin_listener,
+                state.clone(),
+                ListenerRole::Admin,
+                tls.clone(),
+            )
+            .map_err(admin_err)?;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "EDEN_CAS_ADMIN_LISTENING host={} port={}",
+                admin_addr.ip(),
+                admin_addr.port()
+            );
+            tracing::info!(addr = %admin_addr, "admin listener: /metrics and /cas/v1/admin/ are served here only");
+            (builder, ListenerRole::Public)
+        }
+        None => (builder, ListenerRole::All),
+    };
+    let builder = add_listener(builder, "eden-cas", listener, state, main_role, tls);
+    let running = builder
         .map_err(bind_err)?
         // Signals are ours (below): installed before the listening line, so
         // a SIGTERM right after it is always a graceful stop.
@@ -533,7 +539,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
             addr.port()
         );
         let _ = out.flush();
-        tracing::info!(%addr, max_artifact_bytes = config.engine.max_artifact_bytes, "listening");
+        tracing::info!(%addr, tls = certs.is_some(), max_artifact_bytes = config.engine.max_artifact_bytes, "listening");
     }
     running.await.map_err(bind_err)?;
     // In-flight requests are done: the audit batch is complete.

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::values::{Fraction, PerExperiment, Size, Span, per_experiment};
 use crate::blobs::BlobSettings;
+use crate::logging::LogFormat;
 
 /// All settings, in sections (the sections are `--help` headings; in the
 /// file and the environment the keys are flat).
@@ -78,6 +79,10 @@ pub struct ServerSettings {
         default_value = "127.0.0.1:8080"
     )]
     pub listen: Option<String>,
+    /// A second listener, host:port, for /metrics and /cas/v1/admin/…, which
+    /// then answer 404 on `listen` [default: none, all routes on `listen`].
+    #[arg(long, env = "EDEN_CAS_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
     /// HTTP worker threads [default: number of CPUs].
     #[arg(long, env = "EDEN_CAS_HTTP_WORKERS", value_name = "N")]
     pub http_workers: Option<usize>,
@@ -103,6 +108,22 @@ pub struct ServerSettings {
     /// over it [default: none].
     #[arg(long, env = "EDEN_CAS_METRICS_TOKEN_FILE", value_name = "FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// Log lines on stderr: text or json (one object per line); RUST_LOG
+    /// filters them (docs/operations/observability.md).
+    #[arg(
+        long,
+        env = "EDEN_CAS_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: Option<LogFormat>,
+    /// PEM certificate chain: serve HTTPS (with tls-key); both files are
+    /// reloaded on SIGHUP [default: plain HTTP].
+    #[arg(long, env = "EDEN_CAS_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of tls-cert [default: none].
+    #[arg(long, env = "EDEN_CAS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Engine tunables: how deposits become packs, and background work.

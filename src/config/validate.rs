@@ -138,6 +138,7 @@ pub fn validate(
     let gc_interval = c.given(&s.lifecycle.gc_interval, "gc-interval")?.0;
     Ok(Config {
         listen: c.given(&s.server.listen, "listen")?,
+        admin_listen: s.server.admin_listen.clone(),
         http_workers,
         shutdown_timeout: c.given(&s.server.shutdown_timeout, "shutdown-timeout")?.0,
         upload_idle_timeout: c
@@ -154,6 +155,9 @@ pub fn validate(
         engine,
         blobs,
         metrics_token_file: s.server.metrics_token_file.clone(),
+        log_format: c.given(&s.server.log_format, "log-format")?,
+        tls_cert: s.server.tls_cert.clone(),
+        tls_key: s.server.tls_key.clone(),
         lease,
         data_dir,
         effective: e.clone(),

@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::timings::Timings;
 use super::{Engine, EngineError, Stats, blocking};
 use crate::auth::ExperimentId;
 use crate::blobs::keys;
@@ -292,7 +293,11 @@ impl GcRun {
                 self.phase = Phase::Compact;
             }
             Phase::Compact => {
+                let started = Instant::now();
                 self.compact().await?;
+                if !self.report.dry_run {
+                    Timings::observe(&self.engine.stats.timings.compaction, started.elapsed());
+                }
                 self.phase = Phase::Sweep;
             }
             Phase::Sweep => {
@@ -330,6 +335,7 @@ impl GcRun {
             s.gc_last_duration_ms.store(r.elapsed_ms, Ordering::Relaxed);
             s.gc_last_reclaimed_bytes
                 .store(r.bytes_reclaimed, Ordering::Relaxed);
+            Timings::observe(&s.timings.gc, self.started.elapsed());
         }
         tracing::info!(
             dry_run = r.dry_run,

@@ -27,6 +27,7 @@ pub mod recovery;
 pub mod registry;
 pub mod scrub;
 pub mod stats;
+pub mod timings;
 pub mod uploads;
 
 use std::collections::HashMap;
@@ -363,6 +364,8 @@ pub struct Stats {
     pub scrub_packs: AtomicU64,
     /// Chunks the scrubber found corrupt (and marked bad).
     pub scrub_corrupt_chunks: AtomicU64,
+    /// Durations of GC runs, their compaction phase and scrub passes.
+    pub timings: timings::Timings,
 }
 
 impl Stats {

@@ -106,6 +106,7 @@ impl Engine {
     /// Metadata failures listing packs; a pack whose check fails is counted
     /// in [`ScrubReport::errors`] and retried next pass.
     pub async fn scrub_pass(self: &Arc<Self>, max_bytes: u64) -> Result<ScrubReport, EngineError> {
+        let started = std::time::Instant::now();
         let meta = self.meta.clone();
         let order = blocking(move || {
             let packs = meta.packs()?;
@@ -144,6 +145,7 @@ impl Engine {
                 }
             }
         }
+        super::timings::Timings::observe(&self.stats.timings.scrub, started.elapsed());
         Ok(report)
     }
 

@@ -16,6 +16,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 
+use super::observe::note_principal;
 use super::problem::{ApiError, ProblemType};
 use crate::auth::{ExperimentId, Principal, parse_authorization};
 use crate::engine::Engine;
@@ -108,7 +109,7 @@ impl FromRequest for AdminViewer {
                 Some(creds) => state
                     .engine
                     .authenticate_unscoped(&creds)
-                    .map(|_| ())
+                    .map(|_| note_principal(&req, Principal::ADMIN))
                     .map_err(|_| unauthorized()),
                 None => authorize_admin(&req, &state.engine).await,
             };
@@ -194,6 +195,7 @@ pub async fn authorize_admin(req: &HttpRequest, engine: &Arc<Engine>) -> Result<
     engine
         .authenticate_unscoped(&creds)
         .map_err(|_| unauthorized())?;
+    note_principal(req, Principal::ADMIN);
     Ok(())
 }
 
@@ -208,6 +210,7 @@ pub async fn authorize(req: &HttpRequest, engine: &Arc<Engine>) -> Result<Caller
         None => engine.authenticate_unscoped(&creds),
     }
     .map_err(|_| unauthorized())?;
+    note_principal(req, principal.as_str());
     let declared = req
         .headers()
         .get("x-eden-experiment-id")

@@ -9,11 +9,12 @@
 //! only (`server.rs` installs it).
 
 use actix_web::http::Method;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 
 use super::AppState;
 use super::auth::unauthorized;
 use super::body::{closing, commit_body_limit};
+use super::observe::{ACCESS_TARGET, REQUEST_ID_HEADER, RequestId, method_label};
 use super::problem::{ApiError, ProblemType};
 use crate::auth::{ExperimentId, parse_authorization};
 
@@ -94,8 +95,28 @@ pub async fn check(
             .unwrap_or("localhost"),
         head.uri
     );
+    // A refusal never reaches the app (and `observe.rs`): it carries its
+    // request id and writes its access-log line here.
+    let request_id = RequestId::from_header(head.headers.get(REQUEST_ID_HEADER));
+    let method = method_label(&head.method);
     let fail = |mut e: ApiError| {
         e.instance = Some(url.clone());
+        let status = actix_web::ResponseError::status_code(&e);
+        tracing::info!(
+            target: ACCESS_TARGET,
+            request_id = %request_id.0,
+            method,
+            route = "-",
+            status = status.as_u16(),
+            bytes_in = 0u64,
+            bytes_out = 0u64,
+            principal = "-",
+            "request refused before its body (Expect: 100-continue)"
+        );
+        let e = match HeaderValue::from_str(&request_id.0) {
+            Ok(v) => e.with_header(HeaderName::from_static(REQUEST_ID_HEADER), v),
+            Err(_) => e,
+        };
         Err(closing(e).into())
     };
     let experiment = match t {

@@ -8,9 +8,12 @@
 pub mod auth;
 pub mod body;
 pub mod expect;
+pub mod metrics;
+pub mod observe;
 pub mod ops;
 pub mod problem;
 pub mod query;
+pub mod split;
 pub mod v0;
 pub mod v1;
 
@@ -32,6 +35,8 @@ pub struct AppState {
     /// The token `/metrics` accepts as `Bearer metrics:<token>` besides the
     /// admin bearer (`None`: admin bearer only).
     pub metrics_token: Option<Arc<crate::auth::Secret>>,
+    /// What `/metrics` exports (`metrics.rs`).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Reads a whole (small) request body; more than `limit` bytes (declared

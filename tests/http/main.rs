@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin_listen;
 mod audit;
 mod bounds;
 mod codec_http;
@@ -18,10 +19,12 @@ mod dashboard;
 mod lease;
 mod lifecycle_http;
 mod no_oracle_http;
+mod observability;
 mod ops;
 mod quota;
 mod server;
 mod settings;
+mod tls;
 mod v0_artifacts;
 mod v0_auth;
 mod v0_groups;
