@@ -101,6 +101,9 @@ pub struct Config {
     pub metrics_token_file: Option<PathBuf>,
     /// Format of the log on stderr (`log-format`).
     pub log_format: crate::logging::LogFormat,
+    /// OTLP/HTTP collector that request spans are exported to
+    /// (`otlp-endpoint`, base URL without `/v1/traces`).
+    pub otlp_endpoint: Option<String>,
     /// PEM certificate chain of the listener (`tls-cert`; `None`: HTTP).
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of the listener (`tls-key`).

@@ -9,19 +9,20 @@ use eden_cas::config::explain_value_error;
 use eden_cas::logging::LogFormat;
 use eden_cas::maintenance;
 
-/// `log-format` of a command that takes the server's settings (resolved
-/// once more by the command itself, which reports a bad setting); text for
-/// the client commands.
-fn log_format(command: &Command) -> LogFormat {
+/// `log-format` and `otlp-endpoint` of a command that takes the server's
+/// settings (resolved once more by the command itself, which reports a bad
+/// setting); text and no export for the client commands.
+fn log_settings(command: &Command) -> (LogFormat, Option<String>) {
     let args = match command {
         Command::Serve(a) | Command::CheckConfig(a) | Command::Reindex(a) | Command::Backup(a) => a,
         Command::Gc(a) => &a.serve,
         Command::Fsck(a) => &a.serve,
         Command::Restore(a) => &a.serve,
         Command::Audit(eden_cas::cli::AuditCommand::Export(a)) => &a.serve,
-        Command::Client(_) => return LogFormat::Text,
+        Command::Client(_) => return (LogFormat::Text, None),
     };
-    args.load().map_or(LogFormat::Text, |c| c.log_format)
+    args.load()
+        .map_or((LogFormat::Text, None), |c| (c.log_format, c.otlp_endpoint))
 }
 
 fn main() -> ExitCode {
@@ -51,7 +52,9 @@ fn main() -> ExitCode {
             };
         }
     };
-    eden_cas::logging::init(log_format(&cli.command));
+    let (format, otlp) = log_settings(&cli.command);
+    // Held to the end of main: dropping it flushes exported spans.
+    let _log = eden_cas::logging::init(format, otlp.as_deref());
     let result: anyhow::Result<()> = match cli.command {
         Command::Client(command) => return eden_cas::client::run(command),
         Command::Gc(args) => {

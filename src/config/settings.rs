@@ -117,6 +117,11 @@ pub struct ServerSettings {
         default_value = "text"
     )]
     pub log_format: Option<LogFormat>,
+    /// Export a trace span per HTTP request over OTLP/HTTP (protobuf) to
+    /// this collector, e.g. http://otel-collector:4318; spans go to
+    /// `<url>/v1/traces` [default: none, no export].
+    #[arg(long, env = "EDEN_CAS_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// PEM certificate chain: serve HTTPS (with tls-key); both files are
     /// reloaded on SIGHUP [default: plain HTTP].
     #[arg(long, env = "EDEN_CAS_TLS_CERT", value_name = "FILE")]

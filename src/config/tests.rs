@@ -51,6 +51,11 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("body-idle-timeout", "1m", "\"1m\""),
     ("metrics-token-file", "/etc/t", "\"/etc/t\""),
     ("log-format", "json", "\"json\""),
+    (
+        "otlp-endpoint",
+        "http://127.0.0.1:4318",
+        "\"http://127.0.0.1:4318\"",
+    ),
     ("tls-cert", "/etc/c.pem", "\"/etc/c.pem\""),
     ("tls-key", "/etc/k.pem", "\"/etc/k.pem\""),
     ("pack-target-bytes", "8MiB", "8388608"),

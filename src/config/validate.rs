@@ -156,6 +156,7 @@ pub fn validate(
         blobs,
         metrics_token_file: s.server.metrics_token_file.clone(),
         log_format: c.given(&s.server.log_format, "log-format")?,
+        otlp_endpoint: otlp_endpoint(&c)?,
         tls_cert: s.server.tls_cert.clone(),
         tls_key: s.server.tls_key.clone(),
         lease,
@@ -183,6 +184,26 @@ fn audit(c: &Check<'_>) -> Result<AuditConfig, ConfigError> {
         )?,
         flush_interval,
     })
+}
+
+/// `otlp-endpoint`: an http(s) URL of a collector, without credentials in
+/// it (they would be logged by the exporter's errors).
+fn otlp_endpoint(c: &Check<'_>) -> Result<Option<String>, ConfigError> {
+    let Some(url) = &c.0.settings.server.otlp_endpoint else {
+        return Ok(None);
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| c.invalid("otlp-endpoint", "must be an http:// or https:// URL"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err(c.invalid(
+            "otlp-endpoint",
+            "needs a host and no user:password (use the collector's network policy)",
+        ));
+    }
+    Ok(Some(url.trim_end_matches('/').to_string()))
 }
 
 /// `lease`, `lease-duration`, `lease-heartbeat`. The heartbeat must be

@@ -161,7 +161,16 @@ where
         let started = Instant::now();
         let id = RequestId::from_header(req.headers().get(REQUEST_ID_HEADER));
         let method = method_label(req.method());
-        let span = tracing::info_span!("request", request_id = %id.0, method);
+        // Route and status are recorded once routing has answered (an
+        // exported trace shows them; the access line has them too).
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id.0,
+            method,
+            route = tracing::field::Empty,
+            status = tracing::field::Empty
+        );
+        let recorder = span.clone();
         req.extensions_mut().insert(id.clone());
         let bytes_in = Arc::new(AtomicU64::new(0));
         let payload = req.take_payload();
@@ -208,6 +217,8 @@ where
                 finish.principal = p.0.clone();
             }
             finish.status = res.status();
+            recorder.record("route", finish.route.as_str());
+            recorder.record("status", finish.status.as_u16());
             Ok(res.map_body(|_, body| Observed {
                 inner: body,
                 finish: Some(finish),

@@ -21,6 +21,7 @@ mod lifecycle_http;
 mod no_oracle_http;
 mod observability;
 mod ops;
+mod otlp;
 mod quota;
 mod server;
 mod settings;

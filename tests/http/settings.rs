@@ -66,6 +66,7 @@ fn env_value(key: &str) -> Option<&'static str> {
         "body-idle-timeout" => "1m",
         "metrics-token-file" => "/nonexistent/metrics-token",
         "log-format" => "json",
+        "otlp-endpoint" => "http://127.0.0.1:4318",
         "pack-target-bytes" => "8MiB",
         "compression-level" => "5",
         "byte-planes" => "false",
