@@ -56,6 +56,9 @@ fn tracer_provider(
     endpoint: &str,
 ) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
     use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+    // The exporter's reqwest client needs rustls' process-wide provider,
+    // which the blob store would otherwise install only later.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)

@@ -207,7 +207,8 @@ fn history_chart(h: &mut String, points: &[HistoryPoint]) {
         H - PAD + 16.0,
         escape(last.at.to_rfc3339().get(..16).unwrap_or_default())
     );
-    let series: [(&str, &str, fn(&HistoryPoint) -> u64); 3] = [
+    type Series = (&'static str, &'static str, fn(&HistoryPoint) -> u64);
+    let series: [Series; 3] = [
         ("logical", "#3867d6", |p| p.logical_bytes),
         ("unique", "#20bf6b", |p| p.unique_bytes),
         ("stored", "#eb3b5a", |p| p.stored_bytes),
@@ -231,7 +232,7 @@ fn history_chart(h: &mut String, points: &[HistoryPoint]) {
 /// Logical vs stored bytes per experiment, largest first.
 fn experiment_bars(h: &mut String, s: &StoreStats) {
     let mut rows: Vec<_> = s.experiments.iter().collect();
-    rows.sort_by(|a, b| b.figures.logical_bytes.cmp(&a.figures.logical_bytes));
+    rows.sort_by_key(|e| std::cmp::Reverse(e.figures.logical_bytes));
     rows.truncate(BAR_EXPERIMENTS);
     if rows.is_empty() {
         h.push_str("<p class=\"muted\">No artifacts.</p>");
