@@ -182,7 +182,7 @@ impl Drop for GcRun {
 }
 
 /// The 64-bit fingerprint of a chunk id in the live set.
-fn fp(id: &Digest) -> u64 {
+pub(crate) fn fp(id: &Digest) -> u64 {
     let b = id.as_bytes();
     u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
@@ -525,7 +525,7 @@ impl GcRun {
 /// Bytes of a pack's chunk area (without header, footer and trailer; a
 /// format-1 pack's is counted 4 bytes short, which only nudges the
 /// compaction ratio).
-fn data_bytes(rec: &PackRecord) -> u64 {
+pub(crate) fn data_bytes(rec: &PackRecord) -> u64 {
     rec.bytes
         .saturating_sub(crate::pack::overhead_bytes(rec.chunks))
 }

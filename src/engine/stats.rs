@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::gc::{data_bytes, fp};
 use super::{Engine, EngineError, blocking};
 use crate::auth::ExperimentId;
 use crate::clock::Timestamp;
@@ -145,12 +146,6 @@ pub struct StoreStats {
 
 fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339())
-}
-
-/// First 8 bytes of a chunk id: the set key (as GC's mark phase).
-fn fp(id: &Digest) -> u64 {
-    let b = id.as_bytes();
-    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 /// Per-experiment accumulation.
@@ -289,9 +284,7 @@ fn add_pack(
     live_chunks: u64,
     compact_below: f64,
 ) {
-    let chunk_bytes = rec
-        .bytes
-        .saturating_sub(crate::pack::overhead_bytes(rec.chunks));
+    let chunk_bytes = data_bytes(rec);
     packs.packs += 1;
     packs.pack_bytes += rec.bytes;
     packs.live_bytes += live_bytes;
