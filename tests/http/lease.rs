@@ -205,7 +205,7 @@ fn a_server_that_loses_its_lease_stops() {
         .expect("the server stopped");
     assert!(!status.success());
     assert!(
-        server.stderr_tail().contains("lease lost"),
+        server.wait_stderr("lease lost", Duration::from_secs(10)),
         "{}",
         server.stderr_tail()
     );

@@ -141,5 +141,5 @@ fn serve_runs_gc_on_its_schedule() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert!(server.stderr_tail().contains("garbage collection finished"));
+    assert!(server.wait_stderr("garbage collection finished", Duration::from_secs(10)));
 }

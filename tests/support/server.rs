@@ -162,6 +162,23 @@ impl Server {
         String::from_utf8_lossy(&v).into_owned()
     }
 
+    /// Waits up to `within` for `needle` to appear in the stderr tail; whether
+    /// it did. The tail is filled by a reader thread, so a line the server
+    /// wrote before it printed LISTENING (or before it exited) may still be
+    /// on its way when the caller looks: assert on this, not on one read.
+    pub fn wait_stderr(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.stderr_tail().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -241,8 +241,11 @@ fn binary_backup_over_http_then_offline_restore_end_to_end() {
     let data = server.data_dir().to_path_buf();
     std::fs::remove_dir_all(data.join("meta")).unwrap();
     server.restart();
-    let tail = server.stderr_tail();
-    assert!(tail.contains("`eden-cas restore`"), "{tail}");
+    assert!(
+        server.wait_stderr("`eden-cas restore`", Duration::from_secs(10)),
+        "{}",
+        server.stderr_tail()
+    );
     v1::assert_problem(
         v1::get(&server, &exp, &format!("/artifacts/{a_id}"), &admin),
         404,
