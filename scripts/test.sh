@@ -12,6 +12,12 @@
 # start their own.) EDEN_CAS_SKIP_S3=1, EDEN_CAS_SKIP_AZURITE=1 and
 # EDEN_CAS_SKIP_GCS=1 skip them on purpose, loudly; CI never sets them.
 #
+# PostgreSQL (scripts/postgres.sh: Debian's server, initdb'd as the
+# postgres user in a temp dir, on a free loopback port) backs the second run
+# of the engine suite (EDEN_CAS_TEST_META=postgres: every engine test over
+# PostgreSQL instead of RocksDB) and the PostgreSQL tests of the others
+# (EDEN_CAS_TEST_PG_*). EDEN_CAS_SKIP_PG=1 skips them, loudly.
+#
 # The contract and deployment checks (tests/contract.rs: redocly,
 # schemathesis, hadolint, check-jsonschema) use tools that setup.sh
 # installs with scripts/contract-tools.sh; their paths are exported here
@@ -40,9 +46,23 @@ start() {
 start SeaweedFS EDEN_CAS_SKIP_S3 EDEN_CAS_TEST_S3_ENDPOINT s3 scripts/seaweedfs.sh start
 start Azurite EDEN_CAS_SKIP_AZURITE EDEN_CAS_TEST_AZURITE_ENDPOINT azurite scripts/emulators.sh start azurite
 start gcp-storage-emulator EDEN_CAS_SKIP_GCS EDEN_CAS_TEST_GCS_ENDPOINT gcs scripts/emulators.sh start gcs
+start PostgreSQL EDEN_CAS_SKIP_PG EDEN_CAS_TEST_PG_URL pg scripts/postgres.sh start
 if [ "${EDEN_CAS_SKIP_CONTRACT:-}" != 1 ]; then
   tools="$(scripts/contract-tools.sh install)" ||
     { echo "test: the contract tools are missing (set EDEN_CAS_SKIP_CONTRACT=1 to skip those tests on purpose)" >&2; exit 1; }
   while IFS= read -r line; do [ -n "$line" ] && export "${line%%=*}=${line#*=}"; done <<<"$tools"
 fi
-exec cargo test "$@"
+if [ $# -gt 0 ] && [ "$*" != --no-fail-fast ]; then
+  # A chosen subset: one run (set EDEN_CAS_TEST_META=postgres for the
+  # PostgreSQL engine).
+  exec cargo test "$@"
+fi
+status=0
+cargo test "$@" || status=$?
+if [ "${EDEN_CAS_SKIP_PG:-}" = 1 ]; then
+  echo "test: EDEN_CAS_SKIP_PG=1: the engine suite did NOT run on PostgreSQL" >&2
+else
+  echo "test: the engine suite again, over PostgreSQL (EDEN_CAS_TEST_META=postgres)" >&2
+  EDEN_CAS_TEST_META=postgres cargo test "$@" --test engine || status=$?
+fi
+exit "$status"

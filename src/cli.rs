@@ -44,6 +44,9 @@ pub enum Command {
     /// Restore the metadata directory from a backup in the blob store, then
     /// reindex (offline; the metadata directory must not exist).
     Restore(RestoreArgs),
+    /// Apply pending schema migrations to the PostgreSQL metadata store
+    /// (`meta-store = postgres://…`); never downgrades a schema.
+    Migrate(ServeArgs),
     /// The audit log in the blob store (`docs/operations/audit.md`).
     #[command(subcommand)]
     Audit(AuditCommand),

@@ -18,14 +18,24 @@ use std::time::Duration;
 
 pub use layers::{Effective, Key, Layer, SettingsArgs, Source, catalog, explain_value_error};
 pub use settings::{
-    BlobTuning, EngineSettings, LifecycleSettings, LimitSettings, ServerSettings, Settings,
-    SingleWriterSettings,
+    BlobTuning, EngineSettings, LifecycleSettings, LimitSettings, MetaSettings, ServerSettings,
+    Settings, SingleWriterSettings,
 };
 pub use values::{Fraction, PerExperiment, Size, Span, parse_size};
 
 use crate::blobs::BlobConfig;
 use crate::blobs::lease::LeaseSettings;
 use crate::engine::EngineConfig;
+use crate::meta::postgres::PgSettings;
+
+/// Which metadata engine holds the store's records.
+#[derive(Debug, Clone)]
+pub enum MetaStore {
+    /// RocksDB in this directory (`<data-dir>/meta`).
+    RocksDb(PathBuf),
+    /// A PostgreSQL database shared by the nodes.
+    Postgres(Box<PgSettings>),
+}
 
 /// Errors reading or validating configuration; each names the setting to fix.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +120,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// The single-writer lease in the blob store (`None`: `lease = false`).
     pub lease: Option<LeaseSettings>,
+    /// The metadata engine (`meta-store`).
+    pub meta_store: MetaStore,
+    /// Apply pending schema migrations at startup (`migrate`).
+    pub migrate: bool,
     /// The merged settings this was validated from, with their sources.
     pub effective: Effective,
 }

@@ -14,7 +14,11 @@ use eden_cas::maintenance;
 /// setting); text and no export for the client commands.
 fn log_settings(command: &Command) -> (LogFormat, Option<String>) {
     let args = match command {
-        Command::Serve(a) | Command::CheckConfig(a) | Command::Reindex(a) | Command::Backup(a) => a,
+        Command::Serve(a)
+        | Command::CheckConfig(a)
+        | Command::Reindex(a)
+        | Command::Backup(a)
+        | Command::Migrate(a) => a,
         Command::Gc(a) => &a.serve,
         Command::Fsck(a) => &a.serve,
         Command::Restore(a) => &a.serve,
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         }
         Command::Reindex(args) => return maintenance::run(&args, maintenance::Task::Reindex),
         Command::Backup(args) => return maintenance::run(&args, maintenance::Task::Backup),
+        Command::Migrate(args) => return maintenance::migrate(&args),
         Command::Audit(eden_cas::cli::AuditCommand::Export(args)) => {
             return maintenance::audit_export(&args);
         }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use crate::blobs::lease::Lease;
 use crate::blobs::{Backend, BlobStore};
 use crate::cli::ServeArgs;
-use crate::config::Config;
+use crate::config::{Config, MetaStore};
 use crate::engine::Engine;
 use crate::engine::backup::{self, dir_has_entries};
 use crate::engine::gc::{GcOptions, GcReport};
@@ -66,6 +66,43 @@ pub enum Task {
 }
 
 pub use audit::export as audit_export;
+
+/// `eden-cas migrate`: brings the PostgreSQL schema up to this binary's
+/// version and prints where it stood before and after. A schema ahead of
+/// this binary is refused untouched; RocksDB has nothing to migrate.
+pub fn migrate(args: &ServeArgs) -> ExitCode {
+    use crate::config::MetaStore;
+    use crate::meta::postgres::Postgres;
+    let config = match args.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("eden-cas: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let MetaStore::Postgres(pg) = &config.meta_store else {
+        println!("meta-store is rocksdb: nothing to migrate (its format is checked when opened)");
+        return ExitCode::SUCCESS;
+    };
+    let result = Postgres::connect(pg).and_then(|p| {
+        let before = p.schema_version()?;
+        let after = p.migrate()?;
+        Ok((p.schema().to_string(), before, after))
+    });
+    match result {
+        Ok((schema, before, after)) => {
+            println!(
+                "schema {schema} at {}: version {} -> {} (this eden-cas: {})",
+                pg.display, before.applied, after.applied, after.supported
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("eden-cas: metadata store {}: {e}", pg.display);
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Resolves the settings and runs `task`; prints the report on stdout and
 /// errors on stderr.
@@ -180,8 +217,10 @@ fn require_store(config: &Config, needs: Needs) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let meta_dir = dir.join("meta");
-    if needs == Needs::Metadata && !dir_has_entries(&meta_dir) {
+    if let MetaStore::RocksDb(meta_dir) = &config.meta_store
+        && needs == Needs::Metadata
+        && !dir_has_entries(meta_dir)
+    {
         anyhow::bail!(
             "no store at {}: its metadata directory {} is missing or empty (check --data-dir;              `eden-cas restore` or `eden-cas reindex` rebuild lost metadata)",
             dir.display(),
@@ -242,8 +281,14 @@ async fn backup(config: &Config) -> anyhow::Result<ExitCode> {
 /// directory, then reindex so packs written after the backup are indexed.
 async fn restore(config: &Config, from: Option<String>) -> anyhow::Result<ExitCode> {
     require_store(config, Needs::BlobStore)?;
-    let meta_dir = config.data_dir.join("meta");
-    if dir_has_entries(&meta_dir) {
+    let MetaStore::RocksDb(meta_dir) = &config.meta_store else {
+        anyhow::bail!(
+            "restore puts a RocksDB backup in place; a PostgreSQL metadata store is backed up \
+             and restored with PostgreSQL's own tools, and `eden-cas reindex` rebuilds it from \
+             the blob store"
+        );
+    };
+    if dir_has_entries(meta_dir) {
         anyhow::bail!(
             "{} exists and is not empty: restore never writes over metadata. Stop the server, \
              move the directory aside (e.g. `mv {0} {0}.old`) and run restore again",
@@ -263,7 +308,7 @@ async fn restore(config: &Config, from: Option<String>) -> anyhow::Result<ExitCo
         }
         None => None,
     };
-    let result = restore_leased(config, from, &blobs, &meta_dir).await;
+    let result = restore_leased(config, from, &blobs, meta_dir).await;
     if let Some((lease, heartbeat)) = lease {
         heartbeat.abort();
         lease.release().await;

@@ -22,11 +22,12 @@ use crate::auth::token::{Secret, mint_token};
 use crate::blobs::lease::{Holder, Lease, LeaseError};
 use crate::blobs::probe::{self, ProbeError, ProbeReport};
 use crate::blobs::{Backend, BlobStore};
-use crate::config::Config;
+use crate::config::{Config, MetaStore};
 use crate::engine::{Engine, EngineError, recovery};
 use crate::http::split::ListenerRole;
 use crate::http::{self, AppState};
 use crate::meta::Meta;
+use crate::meta::postgres::Postgres;
 
 mod listen;
 use listen::{add_listener, reload_on_sighup, tls};
@@ -54,13 +55,12 @@ pub enum ServerError {
         /// What is wrong.
         detail: String,
     },
-    /// RocksDB failed to open (often: another process holds its lock).
-    #[error(
-        "metadata store {path}: {source} (is another eden-cas running on this data directory?)"
-    )]
+    /// The metadata store failed to open or answer (RocksDB: often another
+    /// process holds its lock).
+    #[error("metadata store {store}: {source}{}", meta_hint(.source))]
     Meta {
-        /// Path.
-        path: PathBuf,
+        /// The directory or the database URL (without credentials).
+        store: String,
         /// Cause.
         source: crate::meta::MetaError,
     },
@@ -213,6 +213,35 @@ pub fn open_engine_for_recovery(config: &Config) -> Result<std::sync::Arc<Engine
     build_engine(config, opened, OpenMode::Offline, false)
 }
 
+/// Opens the configured metadata engine: RocksDB in `<data-dir>/meta`, or
+/// PostgreSQL (its schema migrated first when `migrate` is set; else a
+/// schema behind this binary is refused, naming `eden-cas migrate`).
+///
+/// # Errors
+/// [`ServerError::Meta`] naming the store and what to fix.
+pub fn open_meta_store(config: &Config) -> Result<Meta, ServerError> {
+    match &config.meta_store {
+        MetaStore::RocksDb(dir) => Meta::open(dir).map_err(|source| ServerError::Meta {
+            store: dir.display().to_string(),
+            source,
+        }),
+        MetaStore::Postgres(pg) => {
+            let err = |source| ServerError::Meta {
+                store: pg.display.clone(),
+                source,
+            };
+            if config.migrate {
+                let v = Postgres::connect(pg)
+                    .and_then(|p| p.migrate())
+                    .map_err(err)?;
+                tracing::info!(version = v.applied, "metadata schema migrated");
+            }
+            let kv = Postgres::open(pg).map_err(err)?;
+            Meta::over(std::sync::Arc::new(kv)).map_err(err)
+        }
+    }
+}
+
 /// The metadata store, opened (its lock taken), and whether it was new.
 pub struct OpenedMeta {
     meta: Meta,
@@ -233,12 +262,11 @@ pub fn open_meta(config: &Config, mode: OpenMode) -> Result<OpenedMeta, ServerEr
             source,
         })?;
     }
-    let meta_dir = dir.join("meta");
+    let meta = open_meta_store(config)?;
     let meta_err = |source| ServerError::Meta {
-        path: meta_dir.clone(),
+        store: meta.describe(),
         source,
     };
-    let meta = Meta::open(&meta_dir).map_err(meta_err)?;
     // New (or created but never used, e.g. after a crash right here).
     let fresh = recovery::is_new_metadata(&meta)?;
     if fresh {
@@ -352,7 +380,7 @@ fn auto_reindex(
         return meta
             .delete_system(recovery::REINDEX_PENDING)
             .map_err(|source| ServerError::Meta {
-                path: meta.path().to_path_buf(),
+                store: meta.describe(),
                 source,
             });
     }
@@ -398,6 +426,13 @@ fn auto_reindex(
     Ok(())
 }
 
+fn meta_hint(e: &crate::meta::MetaError) -> &'static str {
+    match e {
+        crate::meta::MetaError::Db(_) => " (is another eden-cas running on this data directory?)",
+        _ => "",
+    }
+}
+
 /// Creates the data directory and probes the blob store.
 async fn startup_checks(config: &Config) -> Result<ProbeReport, ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
@@ -418,6 +453,20 @@ async fn startup_checks(config: &Config) -> Result<ProbeReport, ServerError> {
 pub async fn check_config(config: &Config) -> Result<String, ServerError> {
     let report = startup_checks(config).await?;
     tls(config)?;
+    if let MetaStore::Postgres(pg) = &config.meta_store {
+        // Connection, schema version and privileges, as `serve` checks them
+        // (RocksDB is checked by opening it, which a running server's lock
+        // would refuse).
+        let pg = pg.clone();
+        tokio::task::spawn_blocking(move || {
+            Postgres::open(&pg).map_err(|source| ServerError::Meta {
+                store: pg.display.clone(),
+                source,
+            })
+        })
+        .await
+        .map_err(|e| ServerError::Engine(EngineError::Internal(format!("check task: {e}"))))??;
+    }
     Ok(crate::config::report::render(config, &report))
 }
 

@@ -56,6 +56,45 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(flatten)]
     pub audit: AuditSettings,
+    /// The metadata engine.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub meta: MetaSettings,
+}
+
+/// Where artifact records, the chunk index and the registry live.
+#[derive(Debug, Default, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+#[command(next_help_heading = "Metadata")]
+pub struct MetaSettings {
+    /// `rocksdb` (embedded, in <data-dir>/meta, one node) or
+    /// `postgres://user@host[:port]/db[?sslmode=require&options=-csearch_path%3Dschema]`
+    /// (shared by many nodes; the password comes from PGPASSWORD, PGPASSFILE
+    /// or meta-store-password-file, never from the URL).
+    #[arg(
+        long,
+        env = "EDEN_CAS_META_STORE",
+        value_name = "rocksdb|URL",
+        default_value = "rocksdb"
+    )]
+    pub meta_store: Option<String>,
+    /// File holding the PostgreSQL password (wins over PGPASSWORD and
+    /// PGPASSFILE) [default: none].
+    #[arg(long, env = "EDEN_CAS_META_STORE_PASSWORD_FILE", value_name = "FILE")]
+    pub meta_store_password_file: Option<PathBuf>,
+    /// PEM file of the certificate authorities trusted for TLS to
+    /// PostgreSQL [default: the Mozilla roots].
+    #[arg(long, env = "EDEN_CAS_META_STORE_CA_FILE", value_name = "FILE")]
+    pub meta_store_ca_file: Option<PathBuf>,
+    /// Apply pending PostgreSQL schema migrations at startup (else `serve`
+    /// refuses a schema that is behind and names `eden-cas migrate`).
+    #[arg(
+        long,
+        env = "EDEN_CAS_MIGRATE",
+        value_name = "BOOL",
+        default_value = "false"
+    )]
+    pub migrate: Option<bool>,
 }
 
 /// Where the store lives and how it serves.

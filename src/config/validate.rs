@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use super::layers::Effective;
 use super::values::{PerExperiment, Size, Span};
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, MetaStore};
 use crate::blobs::lease::LeaseSettings;
 use crate::blobs::{BlobConfig, part_bytes_for};
 use crate::chunking::ChunkerParams;
 use crate::engine::audit::AuditConfig;
 use crate::engine::{EngineConfig, QuotaConfig, Retention};
+use crate::meta::postgres::PgSettings;
 
 /// Builds errors that name the setting and the source of its value.
 struct Check<'a>(&'a Effective);
@@ -135,6 +136,7 @@ pub fn validate(
     let data_dir: PathBuf = c.given(&s.server.data_dir, "data-dir")?;
     let blobs = blob_config(&c, &data_dir, engine.pack_target_bytes, env)?;
     let lease = lease(&c)?;
+    let meta_store = meta_store(&c, &data_dir, env)?;
     let gc_interval = c.given(&s.lifecycle.gc_interval, "gc-interval")?.0;
     Ok(Config {
         listen: c.given(&s.server.listen, "listen")?,
@@ -160,6 +162,8 @@ pub fn validate(
         tls_cert: s.server.tls_cert.clone(),
         tls_key: s.server.tls_key.clone(),
         lease,
+        meta_store,
+        migrate: c.given(&s.meta.migrate, "migrate")?,
         data_dir,
         effective: e.clone(),
     })
@@ -204,6 +208,34 @@ fn otlp_endpoint(c: &Check<'_>) -> Result<Option<String>, ConfigError> {
         ));
     }
     Ok(Some(url.trim_end_matches('/').to_string()))
+}
+
+/// `meta-store` (with `meta-store-password-file`, `meta-store-ca-file`):
+/// `rocksdb` or a `postgres://` URL without a password.
+fn meta_store(
+    c: &Check<'_>,
+    data_dir: &std::path::Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<MetaStore, ConfigError> {
+    let s = &c.0.settings.meta;
+    let url: String = c.given(&s.meta_store, "meta-store")?;
+    if url == "rocksdb" {
+        return Ok(MetaStore::RocksDb(data_dir.join("meta")));
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(c.invalid(
+            "meta-store",
+            "must be `rocksdb` or a postgres://user@host[:port]/db URL",
+        ));
+    }
+    PgSettings::from_url(
+        &url,
+        s.meta_store_password_file.as_deref(),
+        s.meta_store_ca_file.clone(),
+        env,
+    )
+    .map(|pg| MetaStore::Postgres(Box::new(pg)))
+    .map_err(|detail| c.invalid("meta-store", detail))
 }
 
 /// `lease`, `lease-duration`, `lease-heartbeat`. The heartbeat must be

@@ -161,7 +161,14 @@ impl Engine {
         let _one = BACKUP_LOCK.lock().await;
         let (stamp, created_at) = utc_stamp();
         let name = free_backup_name(&self.blobs, &stamp).await?;
-        let checkpoint = self.meta.path().with_file_name(CHECKPOINT_DIR);
+        let checkpoint = self
+            .meta
+            .dir()
+            .ok_or(EngineError::Meta(crate::meta::MetaError::Unsupported(
+                "metadata backups are RocksDB checkpoints; back up PostgreSQL with its own \
+                 tools (pg_dump, base backups) or rebuild with `eden-cas reindex`",
+            )))?
+            .with_file_name(CHECKPOINT_DIR);
         let (meta, dir) = (self.meta.clone(), checkpoint.clone());
         blocking(move || {
             // A leftover of an interrupted backup: only this process (it

@@ -4,9 +4,9 @@
 //! group id). Keys are written from typed ids only; a key that does not
 //! parse back names nothing and is skipped by the scans.
 
-use rocksdb::{Direction, IteratorMode};
 use serde::de::DeserializeOwned;
 
+use super::kv::ScanSpec;
 use super::records::{ArtifactRecord, GroupRecord, WorkerRecord};
 use super::{Batch, CF_ARTIFACTS, CF_GROUPS, CF_WORKERS, Meta, MetaError, decode, scoped_key};
 use crate::auth::{ExperimentId, GroupId, WorkerId};
@@ -32,10 +32,7 @@ impl Meta {
         &self,
         mut f: impl FnMut(ExperimentId, ArtifactId, ArtifactRecord) -> bool,
     ) -> Result<(), MetaError> {
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_ARTIFACTS), IteratorMode::Start)
-        {
+        for item in self.kv.scan(CF_ARTIFACTS, ScanSpec::all()) {
             let (k, v) = item?;
             let Some((exp, id)) = split_artifact_key(&k) else {
                 continue;
@@ -80,13 +77,14 @@ impl Meta {
             None => scoped_key(experiment, &[0xff; 17]),
         };
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(CF_ARTIFACTS),
-            IteratorMode::From(&start, Direction::Reverse),
-        );
-        for item in iter {
+        let spec = ScanSpec {
+            from: Some(&start),
+            prefix: Some(&prefix),
+            reverse: true,
+        };
+        for item in self.kv.scan(CF_ARTIFACTS, spec) {
             let (k, v) = item?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
+            if out.len() >= limit {
                 break;
             }
             if k[..] == start[..] {
@@ -167,14 +165,8 @@ impl Meta {
     ) -> Result<Vec<(I, T)>, MetaError> {
         let prefix = scoped_key(experiment, &[]);
         let mut out = Vec::new();
-        let iter = self
-            .db
-            .iterator_cf(self.cf(cf), IteratorMode::From(&prefix, Direction::Forward));
-        for item in iter {
+        for item in self.kv.scan(cf, ScanSpec::prefix(&prefix)) {
             let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             // Keys are written from minted ids; anything else names nobody.
             let Some(id) = std::str::from_utf8(&k[prefix.len()..])
                 .ok()
@@ -201,10 +193,7 @@ impl Batch<'_> {
 
     /// Removes an artifact record.
     pub fn delete_artifact(&mut self, experiment: &ExperimentId, id: &ArtifactId) {
-        self.inner.delete_cf(
-            self.meta.cf(CF_ARTIFACTS),
-            scoped_key(experiment, id.as_bytes()),
-        );
+        self.delete(CF_ARTIFACTS, scoped_key(experiment, id.as_bytes()));
     }
 
     /// Records a worker.
@@ -221,9 +210,6 @@ impl Batch<'_> {
 
     /// Removes a group.
     pub fn delete_group(&mut self, experiment: &ExperimentId, group: &GroupId) {
-        self.inner.delete_cf(
-            self.meta.cf(CF_GROUPS),
-            scoped_key(experiment, group.as_str().as_bytes()),
-        );
+        self.delete(CF_GROUPS, scoped_key(experiment, group.as_str().as_bytes()));
     }
 }

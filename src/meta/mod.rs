@@ -1,29 +1,31 @@
-//! Metadata in RocksDB: column families, CBOR codecs, typed accessors.
+//! Metadata: tables ("column families"), CBOR codecs, typed accessors,
+//! over one of two engines ([`kv::Kv`]): RocksDB embedded in one process
+//! (the default) or PostgreSQL shared by many nodes.
 //!
-//! Every multi-key change is one `WriteBatch`, written with `sync` when it
-//! makes something visible (invariant 3: the commit that records an artifact
-//! is durable before the deposit is acknowledged). All calls block: the
-//! engine runs them off the async executor.
+//! Every multi-key change is one [`Batch`], written atomically, with `sync`
+//! when it makes something visible (invariant 3: the commit that records an
+//! artifact is durable before the deposit is acknowledged). All calls
+//! block: the engine runs them off the async executor.
 
 pub mod experiments;
+pub mod kv;
+pub mod postgres;
 pub mod records;
 pub mod recovery;
+pub mod rocks;
 pub mod scan;
 pub mod uploads;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch,
-    WriteOptions,
-};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::ExperimentId;
 use crate::hash::Digest;
 use crate::ids::PackId;
+use kv::{Kv, Op, ScanSpec};
 use records::{ChunkLocation, Manifest, PackRecord, Segment};
 
 /// Chunk id → [`ChunkLocation`].
@@ -53,7 +55,8 @@ pub const CF_UPLOAD_CHUNKS: &str = "upload-chunks-v1";
 /// Pack id → unix seconds when the scrubber last verified the pack whole.
 pub const CF_PACK_SCRUB: &str = "pack-scrub-v1";
 
-const ALL_CFS: [&str; 12] = [
+/// Every table, in the order engines create them.
+pub const ALL_CFS: [&str; 12] = [
     CF_CHUNKS,
     CF_PACKS,
     CF_SEGMENTS,
@@ -82,6 +85,12 @@ pub enum MetaError {
     /// RocksDB reported an error (I/O, corruption, lock held by another process).
     #[error("rocksdb: {0}")]
     Db(#[from] rocksdb::Error),
+    /// PostgreSQL reported an error or could not be reached.
+    #[error("postgresql: {0}")]
+    Postgres(String),
+    /// The metadata engine cannot do this (named in the message).
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// A record could not be encoded (nothing was written).
     #[error("metadata record does not encode: {0}")]
     Encode(String),
@@ -151,14 +160,14 @@ fn pack_of_key(cf: &'static str, k: &[u8]) -> Result<PackId, MetaError> {
         })
 }
 
-/// The RocksDB handle with typed accessors; cheap to clone.
+/// The metadata store with typed accessors over one engine; cheap to clone.
 #[derive(Clone)]
 pub struct Meta {
-    db: Arc<DB>,
+    kv: Arc<dyn Kv>,
 }
 
 impl Meta {
-    /// Opens (creating if needed) the database in `dir` and checks its
+    /// Opens (creating if needed) a RocksDB store in `dir` and checks its
     /// format: a new store, or one created before the format was recorded,
     /// is stamped [`STORE_FORMAT`].
     ///
@@ -166,24 +175,24 @@ impl Meta {
     /// RocksDB's errors (I/O, lock held by another process);
     /// [`MetaError::NewerFormat`] for a store written by a newer eden-cas.
     pub fn open(dir: &Path) -> Result<Self, MetaError> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        opts.set_max_background_jobs(2);
-        opts.set_keep_log_file_num(4);
-        let cache = Cache::new_lru_cache(64 << 20);
-        let cfs = ALL_CFS.iter().map(|name| {
-            let mut bb = BlockBasedOptions::default();
-            bb.set_block_cache(&cache);
-            bb.set_bloom_filter(10.0, false);
-            let mut o = Options::default();
-            o.set_block_based_table_factory(&bb);
-            ColumnFamilyDescriptor::new(*name, o)
-        });
-        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
-        let meta = Meta { db: Arc::new(db) };
+        Self::over(Arc::new(rocks::Rocks::open(dir)?))
+    }
+
+    /// The store over an opened engine, its format checked as in
+    /// [`Meta::open`].
+    ///
+    /// # Errors
+    /// As [`Meta::open`].
+    pub fn over(kv: Arc<dyn Kv>) -> Result<Self, MetaError> {
+        let meta = Meta { kv };
         meta.check_format()?;
         Ok(meta)
+    }
+
+    /// Where the metadata lives: `rocksdb:<dir>` or the database URL
+    /// without credentials.
+    pub fn describe(&self) -> String {
+        self.kv.describe()
     }
 
     /// Refuses a store of a newer format; stamps one that has none.
@@ -209,29 +218,36 @@ impl Meta {
         }
     }
 
-    fn cf(&self, name: &'static str) -> &rocksdb::ColumnFamily {
-        // Every name in ALL_CFS is created at open; a missing one is a bug.
-        self.db
-            .cf_handle(name)
-            .unwrap_or_else(|| panic!("column family {name} missing"))
-    }
-
     fn get<T: DeserializeOwned>(
         &self,
         cf: &'static str,
         key: &[u8],
     ) -> Result<Option<T>, MetaError> {
-        match self.db.get_pinned_cf(self.cf(cf), key)? {
+        match self.kv.get(cf, key)? {
             Some(v) => Ok(Some(decode(cf, &v)?)),
             None => Ok(None),
         }
+    }
+
+    /// Decoded values of `keys`, in order.
+    fn multi_get<T: DeserializeOwned, K: AsRef<[u8]>>(
+        &self,
+        cf: &'static str,
+        keys: &[K],
+    ) -> Result<Vec<Option<T>>, MetaError> {
+        let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+        self.kv
+            .multi_get(cf, &keys)?
+            .into_iter()
+            .map(|v| v.map(|v| decode(cf, &v)).transpose())
+            .collect()
     }
 
     /// Starts a batch bound to this database.
     pub fn batch(&self) -> Batch<'_> {
         Batch {
             meta: self,
-            inner: WriteBatch::default(),
+            ops: Vec::new(),
             failed: None,
         }
     }
@@ -253,25 +269,14 @@ impl Meta {
     /// [`MetaError::Db`] when RocksDB fails; [`MetaError::Corrupt`] when a
     /// stored record does not decode.
     pub fn chunks(&self, ids: &[Digest]) -> Result<Vec<Option<ChunkLocation>>, MetaError> {
-        let cf = self.cf(CF_CHUNKS);
-        let res = self
-            .db
-            .batched_multi_get_cf(cf, ids.iter().map(|d| d.as_bytes()), false);
-        res.into_iter()
-            .map(|r| match r? {
-                Some(v) => Ok(Some(decode(CF_CHUNKS, &v)?)),
-                None => Ok(None),
-            })
-            .collect()
+        let keys: Vec<&[u8]> = ids.iter().map(|d| &d.as_bytes()[..]).collect();
+        self.multi_get(CF_CHUNKS, &keys)
     }
 
-    /// Number of chunk index entries (estimate from RocksDB properties).
+    /// Number of chunk index entries (an estimate from the engine's
+    /// statistics).
     pub fn estimated_chunks(&self) -> u64 {
-        self.db
-            .property_int_value_cf(self.cf(CF_CHUNKS), "rocksdb.estimate-num-keys")
-            .ok()
-            .flatten()
-            .unwrap_or(0)
+        self.kv.estimate_keys(CF_CHUNKS)
     }
 
     /// A pack record.
@@ -290,7 +295,7 @@ impl Meta {
     /// that is not a pack id or a record that does not decode.
     pub fn packs(&self) -> Result<Vec<(PackId, PackRecord)>, MetaError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_PACKS), IteratorMode::Start) {
+        for item in self.kv.scan(CF_PACKS, ScanSpec::all()) {
             let (k, v) = item?;
             out.push((pack_of_key(CF_PACKS, &k)?, decode(CF_PACKS, &v)?));
         }
@@ -307,15 +312,11 @@ impl Meta {
         cf: &'static str,
         mut f: impl FnMut(Digest),
     ) -> Result<(), MetaError> {
-        let mut iter = self.db.raw_iterator_cf(self.cf(cf));
-        iter.seek_to_first();
-        while let Some(k) = iter.key() {
-            if let Some(id) = Digest::from_slice(k) {
+        for item in self.kv.scan(cf, ScanSpec::all()) {
+            if let Some(id) = Digest::from_slice(&item?.0) {
                 f(id);
             }
-            iter.next();
         }
-        iter.status()?;
         Ok(())
     }
 
@@ -345,9 +346,14 @@ impl Meta {
     /// # Errors
     /// [`MetaError::Db`] when RocksDB fails.
     pub fn put_segment(&self, id: &Digest, encoded: &[u8]) -> Result<(), MetaError> {
-        self.db
-            .put_cf(self.cf(CF_SEGMENTS), id.as_bytes(), encoded)?;
-        Ok(())
+        self.kv.write(
+            vec![Op::Put(
+                CF_SEGMENTS,
+                id.as_bytes().to_vec(),
+                encoded.to_vec(),
+            )],
+            false,
+        )
     }
 
     // ---- system ----
@@ -357,7 +363,7 @@ impl Meta {
     /// # Errors
     /// [`MetaError::Db`] when RocksDB fails.
     pub fn system(&self, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
-        Ok(self.db.get_cf(self.cf(CF_SYSTEM), key.as_bytes())?)
+        self.kv.get(CF_SYSTEM, key.as_bytes())
     }
 
     /// Sets a store-wide setting, durably.
@@ -366,7 +372,7 @@ impl Meta {
     /// [`MetaError::Db`] when RocksDB fails.
     pub fn set_system(&self, key: &str, value: &[u8]) -> Result<(), MetaError> {
         let mut b = self.batch();
-        b.inner.put_cf(self.cf(CF_SYSTEM), key.as_bytes(), value);
+        b.put_raw(CF_SYSTEM, key.as_bytes(), value);
         b.commit()
     }
 
@@ -375,17 +381,14 @@ impl Meta {
     /// # Errors
     /// [`MetaError::Db`] when RocksDB fails.
     pub fn flush(&self) -> Result<(), MetaError> {
-        for name in ALL_CFS {
-            self.db.flush_cf(self.cf(name))?;
-        }
-        Ok(())
+        self.kv.flush()
     }
 }
 
 /// A set of changes committed atomically and durably.
 pub struct Batch<'a> {
     meta: &'a Meta,
-    inner: WriteBatch,
+    ops: Vec<Op>,
     /// The first record that did not encode: the commit fails with it, so a
     /// batch is written whole or not at all.
     failed: Option<MetaError>,
@@ -396,11 +399,22 @@ impl Batch<'_> {
     /// is kept for the commit to return.
     fn put_record<T: Serialize>(&mut self, cf: &'static str, key: impl AsRef<[u8]>, value: &T) {
         match encode(value) {
-            Ok(v) => self.inner.put_cf(self.meta.cf(cf), key, v),
+            Ok(v) => self.ops.push(Op::Put(cf, key.as_ref().to_vec(), v)),
             Err(e) => {
                 self.failed.get_or_insert(e);
             }
         }
+    }
+
+    /// Puts already-encoded bytes.
+    fn put_raw(&mut self, cf: &'static str, key: impl AsRef<[u8]>, value: &[u8]) {
+        self.ops
+            .push(Op::Put(cf, key.as_ref().to_vec(), value.to_vec()));
+    }
+
+    /// Deletes a key.
+    fn delete(&mut self, cf: &'static str, key: impl AsRef<[u8]>) {
+        self.ops.push(Op::Delete(cf, key.as_ref().to_vec()));
     }
 
     /// Writes the batch, synced or not.
@@ -408,10 +422,10 @@ impl Batch<'_> {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(sync);
-        self.meta.db.write_opt(self.inner, &wo)?;
-        Ok(())
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        self.meta.kv.write(self.ops, sync)
     }
 
     /// Indexes a chunk.
@@ -426,24 +440,22 @@ impl Batch<'_> {
 
     /// Removes a chunk index entry.
     pub fn delete_chunk(&mut self, id: &Digest) {
-        self.inner.delete_cf(self.meta.cf(CF_CHUNKS), id.as_bytes());
+        self.delete(CF_CHUNKS, id.as_bytes());
     }
 
     /// Removes a pack record.
     pub fn delete_pack(&mut self, id: PackId) {
-        self.inner.delete_cf(self.meta.cf(CF_PACKS), pack_key(id));
+        self.delete(CF_PACKS, pack_key(id));
     }
 
     /// Removes a manifest row.
     pub fn delete_manifest(&mut self, id: &Digest) {
-        self.inner
-            .delete_cf(self.meta.cf(CF_MANIFESTS), id.as_bytes());
+        self.delete(CF_MANIFESTS, id.as_bytes());
     }
 
     /// Removes a segment.
     pub fn delete_segment(&mut self, id: &Digest) {
-        self.inner
-            .delete_cf(self.meta.cf(CF_SEGMENTS), id.as_bytes());
+        self.delete(CF_SEGMENTS, id.as_bytes());
     }
 
     /// Records a manifest.

@@ -7,9 +7,7 @@
 
 use std::path::Path;
 
-use rocksdb::IteratorMode;
-use rocksdb::checkpoint::Checkpoint;
-
+use super::kv::ScanSpec;
 use super::records::{ArtifactRecord, ChunkLocation, Manifest};
 use super::{
     Batch, CF_ARTIFACTS, CF_CHUNKS, CF_MANIFESTS, CF_SEGMENTS, CF_SYSTEM, Meta, MetaError, decode,
@@ -26,9 +24,10 @@ fn bad_key(cf: &'static str) -> MetaError {
 }
 
 impl Meta {
-    /// The directory the database lives in.
-    pub fn path(&self) -> &Path {
-        self.db.path()
+    /// The directory the database lives in (RocksDB; `None` on
+    /// PostgreSQL).
+    pub fn dir(&self) -> Option<&Path> {
+        self.kv.dir()
     }
 
     /// Every chunk index entry, in chunk id order.
@@ -39,13 +38,11 @@ impl Meta {
     pub fn chunk_entries(
         &self,
     ) -> impl Iterator<Item = Result<(Digest, ChunkLocation), MetaError>> + '_ {
-        self.db
-            .iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start)
-            .map(|item| {
-                let (k, v) = item?;
-                let id = Digest::from_slice(&k).ok_or_else(|| bad_key(CF_CHUNKS))?;
-                Ok((id, decode(CF_CHUNKS, &v)?))
-            })
+        self.kv.scan(CF_CHUNKS, ScanSpec::all()).map(|item| {
+            let (k, v) = item?;
+            let id = Digest::from_slice(&k).ok_or_else(|| bad_key(CF_CHUNKS))?;
+            Ok((id, decode(CF_CHUNKS, &v)?))
+        })
     }
 
     /// Every manifest, in id order.
@@ -56,13 +53,11 @@ impl Meta {
     pub fn manifest_entries(
         &self,
     ) -> impl Iterator<Item = Result<(Digest, Manifest), MetaError>> + '_ {
-        self.db
-            .iterator_cf(self.cf(CF_MANIFESTS), IteratorMode::Start)
-            .map(|item| {
-                let (k, v) = item?;
-                let id = Digest::from_slice(&k).ok_or_else(|| bad_key(CF_MANIFESTS))?;
-                Ok((id, decode(CF_MANIFESTS, &v)?))
-            })
+        self.kv.scan(CF_MANIFESTS, ScanSpec::all()).map(|item| {
+            let (k, v) = item?;
+            let id = Digest::from_slice(&k).ok_or_else(|| bad_key(CF_MANIFESTS))?;
+            Ok((id, decode(CF_MANIFESTS, &v)?))
+        })
     }
 
     /// Every artifact record of every experiment: (experiment, id, record),
@@ -76,14 +71,12 @@ impl Meta {
         &self,
     ) -> impl Iterator<Item = Result<(ExperimentId, ArtifactId, ArtifactRecord), MetaError>> + '_
     {
-        self.db
-            .iterator_cf(self.cf(CF_ARTIFACTS), IteratorMode::Start)
-            .map(|item| {
-                let (k, v) = item?;
-                let (experiment, id) = super::experiments::split_artifact_key(&k)
-                    .ok_or_else(|| bad_key(CF_ARTIFACTS))?;
-                Ok((experiment, id, decode(CF_ARTIFACTS, &v)?))
-            })
+        self.kv.scan(CF_ARTIFACTS, ScanSpec::all()).map(|item| {
+            let (k, v) = item?;
+            let (experiment, id) =
+                super::experiments::split_artifact_key(&k).ok_or_else(|| bad_key(CF_ARTIFACTS))?;
+            Ok((experiment, id, decode(CF_ARTIFACTS, &v)?))
+        })
     }
 
     /// Whether a segment is stored (no decoding).
@@ -91,10 +84,7 @@ impl Meta {
     /// # Errors
     /// [`MetaError::Db`] when RocksDB fails.
     pub fn has_segment(&self, id: &Digest) -> Result<bool, MetaError> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(CF_SEGMENTS), id.as_bytes())?
-            .is_some())
+        Ok(self.kv.get(CF_SEGMENTS, id.as_bytes())?.is_some())
     }
 
     /// Removes a store-wide setting, durably.
@@ -103,7 +93,7 @@ impl Meta {
     /// [`MetaError::Db`] when RocksDB fails.
     pub fn delete_system(&self, key: &str) -> Result<(), MetaError> {
         let mut b = self.batch();
-        b.inner.delete_cf(self.cf(CF_SYSTEM), key.as_bytes());
+        b.delete(CF_SYSTEM, key.as_bytes());
         b.commit()
     }
 
@@ -116,25 +106,23 @@ impl Meta {
     /// [`MetaError::Db`] when RocksDB cannot write the checkpoint (`dir`
     /// exists, I/O).
     pub fn checkpoint(&self, dir: &Path) -> Result<(), MetaError> {
-        Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
-        Ok(())
+        self.kv.checkpoint(dir)
     }
 }
 
 impl Batch<'_> {
     /// Stores a content-addressed segment (already encoded).
     pub fn put_segment(&mut self, id: &Digest, encoded: &[u8]) {
-        self.inner
-            .put_cf(self.meta.cf(CF_SEGMENTS), id.as_bytes(), encoded);
+        self.put_raw(CF_SEGMENTS, id.as_bytes(), encoded);
     }
 
     /// Number of changes in the batch.
     pub fn len(&self) -> usize {
-        self.inner.len()
+        self.ops.len()
     }
 
     /// Whether the batch holds no change.
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.ops.is_empty()
     }
 }

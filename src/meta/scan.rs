@@ -8,8 +8,7 @@
 //! (invariant 8). Scrub rows are bookkeeping only: losing one makes a pack
 //! look never verified, so they are written without a WAL sync.
 
-use rocksdb::{Direction, IteratorMode};
-
+use super::kv::ScanSpec;
 use super::records::{ArtifactRecord, ChunkLocation};
 use super::{
     Batch, CF_ARTIFACTS, CF_CHUNKS, CF_PACK_SCRUB, Meta, MetaError, decode, pack_key, pack_of_key,
@@ -48,7 +47,7 @@ impl Meta {
         &self,
         mut f: impl FnMut(Digest, ChunkLocation) -> bool,
     ) -> Result<(), MetaError> {
-        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
+        for item in self.kv.scan(CF_CHUNKS, ScanSpec::all()) {
             let (k, v) = item?;
             let id = Digest::from_slice(&k).ok_or_else(|| MetaError::Corrupt {
                 cf: CF_CHUNKS,
@@ -72,12 +71,12 @@ impl Meta {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<ScannedArtifact>, MetaError> {
-        let mode = match after {
-            Some(k) => IteratorMode::From(k, Direction::Forward),
-            None => IteratorMode::Start,
+        let spec = match after {
+            Some(k) => ScanSpec::from(k),
+            None => ScanSpec::all(),
         };
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_ARTIFACTS), mode) {
+        for item in self.kv.scan(CF_ARTIFACTS, spec) {
             if out.len() >= limit {
                 break;
             }
@@ -114,10 +113,7 @@ impl Meta {
     /// that is not a pack id or a value that does not decode.
     pub fn pack_scrub_times(&self) -> Result<Vec<(PackId, Timestamp)>, MetaError> {
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_PACK_SCRUB), IteratorMode::Start)
-        {
+        for item in self.kv.scan(CF_PACK_SCRUB, ScanSpec::all()) {
             let (k, v) = item?;
             let secs: i64 = decode(CF_PACK_SCRUB, &v)?;
             out.push((
@@ -139,8 +135,7 @@ impl Batch<'_> {
     /// Drops the scrub row of pack `id` (the pack is gone; GC should call
     /// this when it deletes a pack record).
     pub fn delete_pack_scrub(&mut self, id: PackId) {
-        self.inner
-            .delete_cf(self.meta.cf(CF_PACK_SCRUB), pack_key(id));
+        self.delete(CF_PACK_SCRUB, pack_key(id));
     }
 }
 
@@ -184,10 +179,7 @@ mod tests {
         );
         assert_eq!(meta.pack_scrubbed_at(p6).unwrap(), Some(secs(50)));
         // Stored as whole seconds, as before typed times.
-        let raw = meta
-            .db
-            .get_cf(meta.cf(CF_PACK_SCRUB), pack_key(p6))
-            .unwrap();
+        let raw = meta.kv.get(CF_PACK_SCRUB, &pack_key(p6)).unwrap();
         assert_eq!(raw, Some(crate::meta::encode(&50i64).unwrap()));
         let mut b = meta.batch();
         b.delete_pack_scrub(p5);

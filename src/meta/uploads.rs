@@ -10,8 +10,7 @@
 //! synced: the synced artifact commit that follows them covers them (WAL
 //! order), and a lost ref only makes a chunk look missing, never present.
 
-use rocksdb::{Direction, IteratorMode};
-
+use super::kv::{Op, ScanSpec};
 use super::records::{UploadChunk, UploadRecord};
 use super::{Batch, CF_CHUNK_REFS, CF_UPLOAD_CHUNKS, CF_UPLOADS, Meta, MetaError, decode};
 use crate::auth::ExperimentId;
@@ -78,13 +77,14 @@ impl Meta {
             None => prefix.clone(),
         };
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(CF_CHUNK_REFS),
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        for item in iter {
+        let spec = ScanSpec {
+            from: Some(&start),
+            prefix: Some(&prefix),
+            reverse: false,
+        };
+        for item in self.kv.scan(CF_CHUNK_REFS, spec) {
             let (k, _) = item?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
+            if out.len() >= limit {
                 break;
             }
             if let Ok(id) = <[u8; 16]>::try_from(&k[prefix.len()..]).map(ArtifactId::from_bytes)
@@ -107,11 +107,8 @@ impl Meta {
         artifact: &ArtifactId,
     ) -> Result<bool, MetaError> {
         Ok(self
-            .db
-            .get_pinned_cf(
-                self.cf(CF_CHUNK_REFS),
-                chunk_ref_key(experiment, chunk, artifact),
-            )?
+            .kv
+            .get(CF_CHUNK_REFS, &chunk_ref_key(experiment, chunk, artifact))?
             .is_some())
     }
 
@@ -128,11 +125,7 @@ impl Meta {
     ) -> Result<(), MetaError> {
         let mut b = self.batch();
         for c in chunks {
-            b.inner.put_cf(
-                self.cf(CF_CHUNK_REFS),
-                chunk_ref_key(experiment, c, artifact),
-                [],
-            );
+            b.put_raw(CF_CHUNK_REFS, chunk_ref_key(experiment, c, artifact), &[]);
         }
         b.commit_unsynced()
     }
@@ -149,10 +142,7 @@ impl Meta {
     ) -> Result<(), MetaError> {
         let mut b = self.batch();
         for c in chunks {
-            b.inner.delete_cf(
-                self.cf(CF_CHUNK_REFS),
-                chunk_ref_key(experiment, c, artifact),
-            );
+            b.delete(CF_CHUNK_REFS, chunk_ref_key(experiment, c, artifact));
         }
         b.commit_unsynced()
     }
@@ -173,10 +163,7 @@ impl Meta {
     /// stored record does not decode.
     pub fn uploads(&self) -> Result<Vec<(SessionId, UploadRecord)>, MetaError> {
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_UPLOADS), IteratorMode::Start)
-        {
+        for item in self.kv.scan(CF_UPLOADS, ScanSpec::all()) {
             let (k, v) = item?;
             let Ok(id) = <[u8; SESSION_ID_LEN]>::try_from(&k[..]) else {
                 continue;
@@ -200,14 +187,7 @@ impl Meta {
             .iter()
             .map(|c| upload_chunk_key(session, c))
             .collect();
-        self.db
-            .batched_multi_get_cf(self.cf(CF_UPLOAD_CHUNKS), keys.iter(), false)
-            .into_iter()
-            .map(|r| match r? {
-                Some(v) => Ok(Some(decode(CF_UPLOAD_CHUNKS, &v)?)),
-                None => Ok(None),
-            })
-            .collect()
+        self.multi_get(CF_UPLOAD_CHUNKS, &keys)
     }
 
     /// Calls `f` for each chunk received by `session`, in chunk-id order,
@@ -227,15 +207,13 @@ impl Meta {
             Some(a) => upload_chunk_key(session, a).to_vec(),
             None => prefix.to_vec(),
         };
-        let iter = self.db.iterator_cf(
-            self.cf(CF_UPLOAD_CHUNKS),
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        for item in iter {
+        let spec = ScanSpec {
+            from: Some(&start),
+            prefix: Some(prefix),
+            reverse: false,
+        };
+        for item in self.kv.scan(CF_UPLOAD_CHUNKS, spec) {
             let (k, v) = item?;
-            if !k.starts_with(prefix) {
-                break;
-            }
             if after.is_some() && k[..] == start[..] {
                 continue;
             }
@@ -254,15 +232,12 @@ impl Meta {
     /// # Errors
     /// [`MetaError::Db`] when RocksDB fails.
     pub fn scan_all_upload_chunks(&self, mut f: impl FnMut(Digest)) -> Result<(), MetaError> {
-        let mut iter = self.db.raw_iterator_cf(self.cf(CF_UPLOAD_CHUNKS));
-        iter.seek_to_first();
-        while let Some(k) = iter.key() {
+        for item in self.kv.scan(CF_UPLOAD_CHUNKS, ScanSpec::all()) {
+            let (k, _) = item?;
             if let Some(id) = k.get(SESSION_ID_LEN..).and_then(Digest::from_slice) {
                 f(id);
             }
-            iter.next();
         }
-        iter.status()?;
         Ok(())
     }
 
@@ -287,8 +262,7 @@ impl Batch<'_> {
 
     /// Removes an upload session record.
     pub fn delete_upload(&mut self, id: &SessionId) {
-        self.inner
-            .delete_cf(self.meta.cf(CF_UPLOADS), id.as_bytes());
+        self.delete(CF_UPLOADS, id.as_bytes());
     }
 
     /// Records a chunk received by a session (a pin).
@@ -301,11 +275,11 @@ impl Batch<'_> {
     pub fn delete_upload_chunks(&mut self, session: &SessionId) {
         let mut end = [0xffu8; 49];
         end[..SESSION_ID_LEN].copy_from_slice(session.as_bytes());
-        self.inner.delete_range_cf(
-            self.meta.cf(CF_UPLOAD_CHUNKS),
-            &session.as_bytes()[..],
-            &end[..],
-        );
+        self.ops.push(Op::DeleteRange(
+            CF_UPLOAD_CHUNKS,
+            session.as_bytes().to_vec(),
+            end.to_vec(),
+        ));
     }
 
     /// Commits without a WAL fsync. For writes that a later synced commit

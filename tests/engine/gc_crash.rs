@@ -58,6 +58,7 @@ fn gc_cmd(dir: &Path) -> Command {
     c.arg("gc")
         .arg("--data-dir")
         .arg(dir)
+        .envs(meta_env(&dir.join("meta")))
         .arg("--config")
         .arg(dir.join("eden-cas.toml"))
         .env("RUST_LOG", "warn")
@@ -114,6 +115,7 @@ fn fsck_clean(dir: &Path) {
         .arg("fsck")
         .arg("--data-dir")
         .arg(dir)
+        .envs(meta_env(&dir.join("meta")))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();

@@ -18,6 +18,7 @@ mod gc_crash;
 mod gc_model;
 mod gc_stress;
 mod heal_at_once;
+mod meta_engines;
 mod no_oracle_props;
 mod recovery;
 mod v1_missing_props;

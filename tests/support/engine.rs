@@ -77,11 +77,37 @@ pub fn open(dir: &Path, cfg: EngineConfig) -> Arc<Engine> {
     engine_over(&dir.join("meta"), blobs, cfg)
 }
 
-/// An engine over RocksDB in `meta_dir` (created if absent) and `blobs`,
+/// An engine over the metadata of `meta_dir` ([`open_meta`]) and `blobs`,
 /// with [`ADMIN_TOKEN`] as its admin token.
 pub fn engine_over(meta_dir: &Path, blobs: BlobStore, cfg: EngineConfig) -> Arc<Engine> {
-    let meta = Meta::open(meta_dir).expect("open meta");
-    Engine::new(meta, blobs, cfg, Secret::new(ADMIN_TOKEN)).expect("engine")
+    Engine::new(open_meta(meta_dir), blobs, cfg, Secret::new(ADMIN_TOKEN)).expect("engine")
+}
+
+/// Whether the suite runs over PostgreSQL (`EDEN_CAS_TEST_META=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("EDEN_CAS_TEST_META").as_deref() == Ok("postgres")
+}
+
+/// The environment an `eden-cas` process needs to open the metadata of
+/// `meta_dir` as [`open_meta`] does (nothing on RocksDB).
+pub fn meta_env(meta_dir: &Path) -> Vec<(String, String)> {
+    if on_postgres() {
+        super::pg::schema_for_dir(meta_dir).env()
+    } else {
+        Vec::new()
+    }
+}
+
+/// The metadata store of `meta_dir`, on the engine the suite runs against:
+/// RocksDB in the directory, or, with `EDEN_CAS_TEST_META=postgres`, a
+/// PostgreSQL schema of its own whose name the directory holds (a deleted
+/// directory is lost metadata on both engines: a new schema is made).
+pub fn open_meta(meta_dir: &Path) -> Meta {
+    match std::env::var("EDEN_CAS_TEST_META").as_deref() {
+        Ok("postgres") => super::pg::schema_for_dir(meta_dir).meta(),
+        Ok("rocksdb") | Err(_) => Meta::open(meta_dir).expect("open meta"),
+        Ok(other) => panic!("EDEN_CAS_TEST_META={other}: rocksdb or postgres"),
+    }
 }
 
 /// A deposit request by the admin into [`EXP`].

@@ -22,6 +22,7 @@ pub mod blobs;
 pub mod client;
 pub mod engine;
 pub mod packs;
+pub mod pg;
 pub mod raw;
 pub mod server;
 pub mod v1;

@@ -157,6 +157,7 @@ fn fsck_bin(dir: &Path, args: &[&str]) -> (i32, String, String) {
         .arg("--data-dir")
         .arg(dir)
         .args(args)
+        .envs(crate::support::engine::meta_env(&dir.join("meta")))
         .env("EDEN_CAS_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
         .output()
