@@ -157,6 +157,46 @@ fn a_restart_on_the_same_data_directory_needs_no_wait() {
     }
 }
 
+/// A server killed between creating its lease object and writing it leaves
+/// the object empty (fs creates, then writes): the next start on its data
+/// directory takes it over at once; another data directory may not, since
+/// a live process could still be writing it.
+#[test]
+fn an_empty_lease_left_by_a_crash_does_not_stop_the_next_start() {
+    let blobs = tempfile::tempdir().unwrap();
+    let mut server = start_on(blobs.path());
+    server.kill9();
+    let dir = blobs.path().join("_eden_cas_lease");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    std::fs::write(&names[0], b"").unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_cmd(
+        "serve",
+        other.path(),
+        &serve_args(blobs.path()),
+        Some(&random_hex(32)),
+    );
+    assert_eq!(code, Some(1), "took a fresh unreadable lease:\n{stderr}");
+    assert!(stderr.contains("is unreadable"), "{stderr}");
+
+    let started = Instant::now();
+    server.restart();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server
+        .stderr_tail()
+        .contains("taking over an unreadable blob store lease generation")
+    {
+        assert!(Instant::now() < deadline, "{}", server.stderr_tail());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_stale_lease_of_a_crashed_process_is_taken_over() {
     let blobs = tempfile::tempdir().unwrap();
