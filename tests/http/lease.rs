@@ -3,7 +3,9 @@
 //! second is refused with the holder named; after the first is SIGKILLed
 //! the second starts once the lease expires; a clean shutdown frees it at
 //! once; a stale lease of a crashed process is taken over; a restart on the
-//! same data directory needs no wait; a server whose lease is taken stops;
+//! same data directory needs no wait, even when the crash left its lease
+//! object empty (another data directory is refused); a server whose lease
+//! is taken stops;
 //! offline `gc` is refused while a server holds the lease. Also:
 //! maintenance commands never create or change a store they were not asked
 //! to (`gc --data-dir /typo`, an offline command on a live directory).
