@@ -8,7 +8,7 @@
 //! Cross-experiment access never reaches these rules: the engine answers 404
 //! first.
 
-use super::groups::{GroupGraph, is_member_of_any};
+use super::groups::{GroupGraph, MemberId, is_member_of_any};
 use super::ids::{GroupId, Principal};
 
 /// The outcome of a read check; `Forbidden` becomes 403 `forbidden`.
@@ -29,13 +29,13 @@ impl ReadDecision {
 
 /// Decides whether `caller` may read an artifact deposited by `created_by`.
 ///
-/// `grants` are the artifact's raw grant ids (`wkr_…` or `grp_…`; anything else
-/// grants nothing); `graph` holds the experiment's groups; `admins_group` is the
+/// `grants` are the artifact's grantees (workers, and groups whose transitive
+/// members read); `graph` holds the experiment's groups; `admins_group` is the
 /// experiment's group named `admins`, if one exists.
 pub fn can_read<G: GroupGraph + ?Sized>(
     caller: &Principal,
     created_by: &Principal,
-    grants: &[String],
+    grants: &[MemberId],
     graph: &G,
     admins_group: Option<&GroupId>,
 ) -> ReadDecision {
@@ -45,12 +45,13 @@ pub fn can_read<G: GroupGraph + ?Sized>(
     let Some(worker) = caller.worker_id() else {
         return ReadDecision::Forbidden;
     };
-    if grants.iter().any(|grant| grant == worker.as_str()) {
+    let member = MemberId::Worker(*worker);
+    if grants.contains(&member) {
         return ReadDecision::Allow;
     }
-    let granted_groups: Vec<GroupId> = grants.iter().filter_map(|g| GroupId::parse(g)).collect();
-    let roots = admins_group.into_iter().chain(granted_groups.iter());
-    if is_member_of_any(graph, roots, worker.as_str()) {
+    let granted_groups = grants.iter().filter_map(MemberId::group_id);
+    let roots = admins_group.into_iter().chain(granted_groups);
+    if is_member_of_any(graph, roots, &member) {
         ReadDecision::Allow
     } else {
         ReadDecision::Forbidden
@@ -74,20 +75,33 @@ mod tests {
         GroupId::parse(&format!("grp_{i:0>26}")).unwrap_or_else(|| panic!("bad test group id {i}"))
     }
 
-    fn worker(i: usize) -> Principal {
+    fn wkr(i: usize) -> WorkerId {
         WorkerId::parse(&format!("wkr_{i:0>26}"))
-            .map(Principal::Worker)
             .unwrap_or_else(|| panic!("bad test worker id {i}"))
     }
 
-    type Graph = HashMap<GroupId, Vec<String>>;
+    fn worker(i: usize) -> Principal {
+        Principal::Worker(wkr(i))
+    }
 
-    fn graph(edges: &[(usize, String)]) -> Graph {
-        let mut g = Graph::new();
+    /// Group `i` as a member or grantee.
+    fn g(i: usize) -> MemberId {
+        MemberId::Group(gid(i))
+    }
+
+    /// Worker `i` as a member or grantee.
+    fn w(i: usize) -> MemberId {
+        MemberId::Worker(wkr(i))
+    }
+
+    type Graph = HashMap<GroupId, Vec<MemberId>>;
+
+    fn graph(edges: &[(usize, MemberId)]) -> Graph {
+        let mut graph = Graph::new();
         for (group, member) in edges {
-            g.entry(gid(*group)).or_default().push(member.clone());
+            graph.entry(gid(*group)).or_default().push(*member);
         }
-        g
+        graph
     }
 
     const ALLOW: ReadDecision = ReadDecision::Allow;
@@ -95,16 +109,19 @@ mod tests {
 
     #[test]
     fn admin_and_depositor_may_read_and_manage() {
-        let g = Graph::new();
+        let graph = Graph::new();
         let depositor = worker(1);
         assert_eq!(
-            can_read(&Principal::Admin, &depositor, &[], &g, None),
+            can_read(&Principal::Admin, &depositor, &[], &graph, None),
             ALLOW
         );
-        assert_eq!(can_read(&depositor, &depositor, &[], &g, None), ALLOW);
-        assert_eq!(can_read(&worker(2), &depositor, &[], &g, None), FORBIDDEN);
+        assert_eq!(can_read(&depositor, &depositor, &[], &graph, None), ALLOW);
         assert_eq!(
-            can_read(&worker(2), &Principal::Admin, &[], &g, None),
+            can_read(&worker(2), &depositor, &[], &graph, None),
+            FORBIDDEN
+        );
+        assert_eq!(
+            can_read(&worker(2), &Principal::Admin, &[], &graph, None),
             FORBIDDEN
         );
         assert!(can_manage(&Principal::Admin, &depositor));
@@ -116,60 +133,65 @@ mod tests {
 
     #[test]
     fn admins_group_members_read_transitively() {
-        let g = graph(&[(0, gid(1).to_string()), (1, worker(5).to_string())]);
+        let graph = graph(&[(0, g(1)), (1, w(5))]);
         let admins = gid(0);
         assert_eq!(
-            can_read(&worker(5), &worker(1), &[], &g, Some(&admins)),
+            can_read(&worker(5), &worker(1), &[], &graph, Some(&admins)),
             ALLOW
         );
         assert_eq!(
-            can_read(&worker(6), &worker(1), &[], &g, Some(&admins)),
+            can_read(&worker(6), &worker(1), &[], &graph, Some(&admins)),
             FORBIDDEN
         );
-        assert_eq!(can_read(&worker(5), &worker(1), &[], &g, None), FORBIDDEN);
+        assert_eq!(
+            can_read(&worker(5), &worker(1), &[], &graph, None),
+            FORBIDDEN
+        );
         // Membership in admins does not let a worker manage.
         assert!(!can_manage(&worker(5), &worker(1)));
     }
 
     #[test]
     fn direct_and_group_grants() {
-        let g = graph(&[(3, gid(4).to_string()), (4, worker(7).to_string())]);
-        let direct = vec![worker(2).to_string()];
-        assert_eq!(can_read(&worker(2), &worker(1), &direct, &g, None), ALLOW);
+        let graph = graph(&[(3, g(4)), (4, w(7))]);
+        let direct = [w(2)];
         assert_eq!(
-            can_read(&worker(7), &worker(1), &direct, &g, None),
+            can_read(&worker(2), &worker(1), &direct, &graph, None),
+            ALLOW
+        );
+        assert_eq!(
+            can_read(&worker(7), &worker(1), &direct, &graph, None),
             FORBIDDEN
         );
 
-        let nested = vec![gid(3).to_string()];
-        assert_eq!(can_read(&worker(7), &worker(1), &nested, &g, None), ALLOW);
+        let nested = [g(3)];
         assert_eq!(
-            can_read(&worker(2), &worker(1), &nested, &g, None),
+            can_read(&worker(7), &worker(1), &nested, &graph, None),
+            ALLOW
+        );
+        assert_eq!(
+            can_read(&worker(2), &worker(1), &nested, &graph, None),
             FORBIDDEN
         );
 
-        let junk = vec![
-            "admin".to_owned(),
-            String::new(),
-            "WKR_00000000000000000000000002".to_owned(),
-        ];
-        assert_eq!(can_read(&worker(2), &worker(1), &junk, &g, None), FORBIDDEN);
+        // A grant to a group that does not exist reaches nobody.
+        let dangling = [g(9)];
+        assert_eq!(
+            can_read(&worker(7), &worker(1), &dangling, &graph, None),
+            FORBIDDEN
+        );
     }
 
     #[test]
     fn cyclic_graph_terminates() {
-        let g = graph(&[
-            (0, gid(1).to_string()),
-            (1, gid(0).to_string()),
-            (1, worker(3).to_string()),
-        ]);
-        let grants = vec![gid(0).to_string(), gid(1).to_string(), gid(9).to_string()];
+        let graph = graph(&[(0, g(1)), (1, g(0)), (1, w(3))]);
+        let grants = [g(0), g(1), g(9)];
         assert_eq!(
-            can_read(&worker(4), &worker(1), &grants, &g, Some(&gid(1))),
+            can_read(&worker(4), &worker(1), &grants, &graph, Some(&gid(1))),
             FORBIDDEN
         );
         assert_eq!(
-            can_read(&worker(3), &worker(1), &grants, &g, Some(&gid(0))),
+            can_read(&worker(3), &worker(1), &grants, &graph, Some(&gid(0))),
             ALLOW
         );
     }
@@ -186,22 +208,23 @@ mod tests {
             admins in prop::option::of(0usize..4),
         ) {
             // Member ids 0..4 are groups, 4..8 workers 0..4.
-            let id = |i: usize| if i < 4 { gid(i).to_string() } else { worker(i - 4).to_string() };
-            let g = graph(&edges.iter().map(|&(a, b)| (a, id(b))).collect::<Vec<_>>());
-            let grant_ids: Vec<String> = grants.iter().map(|&i| id(i)).collect();
+            let id = |i: usize| if i < 4 { g(i) } else { w(i - 4) };
+            let graph = graph(&edges.iter().map(|&(a, b)| (a, id(b))).collect::<Vec<_>>());
+            let grant_ids: Vec<MemberId> = grants.iter().map(|&i| id(i)).collect();
             let admins = admins.map(gid);
+            let member = w(caller);
             let caller = worker(caller);
             let depositor = worker(9);
-            let before = can_read(&caller, &depositor, &grant_ids, &g, admins.as_ref());
+            let before = can_read(&caller, &depositor, &grant_ids, &graph, admins.as_ref());
 
             let mut more = grant_ids.clone();
             more.push(id(extra));
-            prop_assert!(!before.is_allowed() || can_read(&caller, &depositor, &more, &g, admins.as_ref()).is_allowed());
+            prop_assert!(!before.is_allowed() || can_read(&caller, &depositor, &more, &graph, admins.as_ref()).is_allowed());
 
             let explained = grant_ids.iter().any(|gr| {
-                gr == caller.as_str()
-                    || GroupId::parse(gr).is_some_and(|grp| crate::auth::groups::is_transitive_member(&g, &grp, caller.as_str()))
-            }) || admins.as_ref().is_some_and(|a| crate::auth::groups::is_transitive_member(&g, a, caller.as_str()));
+                *gr == member
+                    || gr.group_id().is_some_and(|grp| crate::auth::groups::is_transitive_member(&graph, grp, &member))
+            }) || admins.as_ref().is_some_and(|a| crate::auth::groups::is_transitive_member(&graph, a, &member));
             prop_assert_eq!(before.is_allowed(), explained);
         }
     }

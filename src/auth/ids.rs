@@ -23,7 +23,8 @@ pub const ID_SUFFIX_CHARS: usize = 26;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid {kind} id")]
 pub struct InvalidId {
-    /// What was expected: `experiment`, `worker`, `group` or `principal`.
+    /// What was expected: `experiment`, `worker`, `group`, `principal` or
+    /// `member` (a worker or group).
     pub kind: &'static str,
 }
 

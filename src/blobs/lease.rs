@@ -20,6 +20,12 @@
 //!   this data directory: the caller opens the data directory's metadata
 //!   (whose lock admits one process) before acquiring, so that holder is
 //!   gone (a restart after a crash needs no wait).
+//! - A highest generation that **does not parse** (on fs, a process killed
+//!   between creating the object and writing it, or mid-renewal, leaves it
+//!   empty or torn) is taken over like a dead lease only when it was created
+//!   from this data directory (an intent file there names it, written before
+//!   the create) or was last modified a lease duration ago; otherwise it is
+//!   refused, since another live process may be writing it (`lease/broken.rs`).
 //! - **Heartbeat**: every `heartbeat`, the holder checks that no higher
 //!   generation exists and that its own object still carries its nonce, then
 //!   rewrites it with a new expiry (`now + duration`).
@@ -48,6 +54,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{BlobError, BlobStore, PutOutcome, map_err};
 use crate::clock::Timestamp;
+
+mod broken;
+
+pub use broken::INTENT_FILE;
 
 /// Prefix of the lease generations.
 pub const LEASE_PREFIX: &str = "_eden_cas_lease/";
@@ -165,10 +175,12 @@ pub enum LeaseError {
     /// The lease was taken over, expired or could not be renewed in time.
     #[error("the blob store lease was lost: {0}")]
     Lost(String),
-    /// A lease object does not parse.
+    /// A lease object does not parse, and may still be being written (it
+    /// is taken over once it is a lease duration old).
     #[error(
-        "lease object {key} in {store} is unreadable ({detail}); if no eden-cas uses this \
-         blob store, delete that object"
+        "lease object {key} in {store} is unreadable ({detail}) and was not written from this \
+         data directory: another eden-cas may be writing it. It is taken over once it is a \
+         lease duration old; if no eden-cas uses this blob store, delete that object"
     )]
     Unreadable {
         /// The store.
@@ -281,7 +293,9 @@ impl Lease {
     /// lock proves the earlier holder gone.
     ///
     /// # Errors
-    /// [`LeaseError::Held`] when another process holds it; blob errors.
+    /// [`LeaseError::Held`] when another process holds it;
+    /// [`LeaseError::Unreadable`] when the highest generation does not parse
+    /// and may not be taken over yet (`lease/broken.rs`); blob errors.
     pub async fn acquire(
         store: &BlobStore,
         holder: Holder,
@@ -289,10 +303,12 @@ impl Lease {
     ) -> Result<Arc<Lease>, LeaseError> {
         for _ in 0..5 {
             let gens = generations(store).await?;
-            let current = match gens.last() {
-                Some(&g) => match read_record(store, g).await? {
-                    Some(r) => Some(r),
-                    None => continue, // cleaned up under us: look again
+            let top = gens.last().copied();
+            let current = match top {
+                Some(g) => match broken::read_top(store, g, &holder.data_dir, settings).await? {
+                    broken::Top::Record(r) => Some(r),
+                    broken::Top::Broken => None, // a dead process's: free
+                    broken::Top::Vanished => continue, // cleaned up under us: look again
                 },
                 None => None,
             };
@@ -307,7 +323,7 @@ impl Lease {
                     record: Box::new(r.clone()),
                 });
             }
-            let generation = current.as_ref().map_or(1, |r| r.generation + 1);
+            let generation = top.map_or(1, |g| g + 1);
             let started = Instant::now();
             let record = LeaseRecord {
                 version: 1,
@@ -320,8 +336,15 @@ impl Lease {
             };
             let key = key_of(generation);
             let body = Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
+            // Before the create: a crash between it and the body leaves an
+            // object only this data directory may take over at once.
+            broken::record_intent(&holder.data_dir, store, &key).await;
             match store.put_new(&key, body).await? {
-                PutOutcome::AlreadyPresent => continue, // another taker won: look again
+                PutOutcome::AlreadyPresent => {
+                    // Another taker won: the generation is not ours.
+                    broken::clear_intent(&holder.data_dir).await;
+                    continue;
+                }
                 PutOutcome::Created => {}
             }
             for old in gens.iter().filter(|&&g| g < generation) {
@@ -486,7 +509,12 @@ impl Lease {
         };
         self.lost.store(true, Ordering::SeqCst);
         match self.store.overwrite(&self.key, Bytes::from(body)).await {
-            Ok(()) => tracing::info!(key = %self.key, "blob store lease released"),
+            Ok(()) => {
+                // Released: nothing of this directory's is left to take over.
+                let data_dir = self.lock_record().holder.data_dir.clone();
+                broken::clear_intent(&data_dir).await;
+                tracing::info!(key = %self.key, "blob store lease released");
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "blob store lease not released; it expires by itself")
             }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use super::{Engine, EngineError, blocking};
-use crate::auth::{ExperimentId, GroupId, Principal, can_manage, can_read};
+use crate::auth::{ExperimentId, GroupId, MemberId, Principal, can_manage, can_read};
 use crate::clock::Timestamp;
 use crate::ids::ArtifactId;
 use crate::meta::Meta;
@@ -66,7 +66,7 @@ impl ReadableArtifact {
 /// many records without further I/O.
 pub(crate) struct ReadGate {
     caller: Principal,
-    graph: HashMap<GroupId, Vec<String>>,
+    graph: HashMap<GroupId, Vec<MemberId>>,
     admins: Vec<GroupId>,
 }
 

@@ -357,17 +357,16 @@ impl Engine {
         id: &ArtifactId,
         principal: &MemberId,
     ) -> Result<ArtifactRecord, EngineError> {
-        let grantee = principal.as_str();
         let rec = self
             .change_grants(experiment, caller, id, |g| {
-                if !g.iter().any(|x| x == grantee) {
-                    g.push(grantee.to_string());
+                if !g.contains(principal) {
+                    g.push(*principal);
                 }
             })
             .await?;
         let mut ev = AuditEvent::new(AuditKind::Grant, caller.as_str(), experiment.as_str())
             .artifact(id, &rec.blake3);
-        ev.grantee = Some(grantee.to_string());
+        ev.grantee = Some(principal.to_string());
         self.audit(ev);
         Ok(rec)
     }
@@ -383,13 +382,12 @@ impl Engine {
         id: &ArtifactId,
         principal: &MemberId,
     ) -> Result<ArtifactRecord, EngineError> {
-        let grantee = principal.as_str();
         let rec = self
-            .change_grants(experiment, caller, id, |g| g.retain(|x| x != grantee))
+            .change_grants(experiment, caller, id, |g| g.retain(|x| x != principal))
             .await?;
         let mut ev = AuditEvent::new(AuditKind::Revoke, caller.as_str(), experiment.as_str())
             .artifact(id, &rec.blake3);
-        ev.grantee = Some(grantee.to_string());
+        ev.grantee = Some(principal.to_string());
         self.audit(ev);
         Ok(rec)
     }
@@ -423,7 +421,7 @@ impl Engine {
         experiment: ExperimentId,
         caller: &Principal,
         id: &ArtifactId,
-        change: impl FnOnce(&mut Vec<String>),
+        change: impl FnOnce(&mut Vec<MemberId>),
     ) -> Result<ArtifactRecord, EngineError> {
         let _guard = self.artifact_lock.lock().await;
         let mut rec = self.managed(experiment, caller, id).await?;

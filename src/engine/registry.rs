@@ -251,30 +251,25 @@ impl Engine {
         .await
     }
 
-    /// Creates a group. Member ids must be well formed; they need not exist.
+    /// Creates a group. Members are typed (parsed where they came in); they
+    /// need not exist, and a repeated one is kept once.
     ///
     /// # Errors
     /// [`EngineError::InvalidName`] for a malformed name;
-    /// [`EngineError::BadRequest`] for a member that is not a `wkr_`/`grp_` id;
     /// [`EngineError::Reserved`] for a reserved name another group already has;
     /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn create_group(
         &self,
         experiment: ExperimentId,
         name: Option<String>,
-        members: Vec<String>,
+        members: Vec<MemberId>,
         created_by: &Principal,
     ) -> Result<GroupView, EngineError> {
         if let Some(n) = &name {
             check_name(n, false)?;
         }
-        let mut unique: Vec<String> = Vec::with_capacity(members.len());
+        let mut unique: Vec<MemberId> = Vec::with_capacity(members.len());
         for m in members {
-            if MemberId::parse(&m).is_none() {
-                return Err(EngineError::BadRequest(format!(
-                    "member id {m:?} is not a wkr_ or grp_ id"
-                )));
-            }
             if !unique.contains(&m) {
                 unique.push(m);
             }
@@ -304,7 +299,13 @@ impl Engine {
         );
         ev.group = Some(view.group_id.to_string());
         ev.name = Some(view.record.name.clone()).filter(|n| !n.is_empty());
-        ev.members = Some(view.record.members.clone());
+        ev.members = Some(
+            view.record
+                .members
+                .iter()
+                .map(MemberId::to_string)
+                .collect(),
+        );
         self.audit(ev);
         Ok(view)
     }
@@ -352,28 +353,20 @@ impl Engine {
     }
 
     /// Adds a member (idempotent); refuses a change that closes a cycle.
-    /// `member` is checked here, after the group is found, so a missing
-    /// group answers 404 before a malformed member 400.
     ///
     /// # Errors
     /// [`EngineError::NotFound`] for an unknown group;
-    /// [`EngineError::BadRequest`] for a member that is not a `wkr_`/`grp_` id;
     /// [`EngineError::Cycle`] when the member (transitively) contains the group;
     /// [`EngineError::Meta`] when the metadata store fails.
     pub async fn add_member(
         &self,
         experiment: ExperimentId,
         group: &GroupId,
-        member: &str,
+        member: &MemberId,
     ) -> Result<GroupView, EngineError> {
         let _guard = self.registry_lock.lock().await;
         let mut view = self.group(experiment, group).await?;
-        if MemberId::parse(member).is_none() {
-            return Err(EngineError::BadRequest(
-                "member_id is not a wkr_ or grp_ id".into(),
-            ));
-        }
-        if view.record.members.iter().any(|m| m == member) {
+        if view.record.members.contains(member) {
             self.audit_member(AuditKind::AddMember, experiment, group, member);
             return Ok(view);
         }
@@ -381,13 +374,13 @@ impl Engine {
         if would_create_cycle(&graph, group, member) {
             return Err(EngineError::Cycle);
         }
-        view.record.members.push(member.to_string());
+        view.record.members.push(*member);
         self.store_group(&view).await?;
         self.audit_member(AuditKind::AddMember, experiment, group, member);
         Ok(view)
     }
 
-    /// Removes a member (absent, or not even a member id, is fine).
+    /// Removes a member (an absent one is fine).
     ///
     /// # Errors
     /// As [`Engine::group`].
@@ -395,7 +388,7 @@ impl Engine {
         &self,
         experiment: ExperimentId,
         group: &GroupId,
-        member: &str,
+        member: &MemberId,
     ) -> Result<GroupView, EngineError> {
         let _guard = self.registry_lock.lock().await;
         let mut view = self.group(experiment, group).await?;
@@ -442,7 +435,7 @@ impl Engine {
         kind: AuditKind,
         experiment: ExperimentId,
         group: &GroupId,
-        member: &str,
+        member: &MemberId,
     ) {
         let mut ev = AuditEvent::new(kind, Principal::ADMIN, experiment.as_str());
         ev.group = Some(group.to_string());
@@ -451,6 +444,6 @@ impl Engine {
     }
 }
 
-fn graph_of(groups: Vec<(GroupId, GroupRecord)>) -> HashMap<GroupId, Vec<String>> {
+fn graph_of(groups: Vec<(GroupId, GroupRecord)>) -> HashMap<GroupId, Vec<MemberId>> {
     groups.into_iter().map(|(id, g)| (id, g.members)).collect()
 }

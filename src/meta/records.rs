@@ -7,7 +7,8 @@
 //! Typed fields keep their old encodings, so records written before them
 //! still decode: ids and principals are the same text strings, and a
 //! [`Timestamp`] is an integer of Unix nanoseconds that also decodes from
-//! the RFC 3339 strings worker and group records used to hold. The one
+//! the RFC 3339 strings worker and group records used to hold; grants and
+//! group members are [`MemberId`]s, stored as the same id text. The one
 //! field that changed unit, an artifact's expiry (Unix seconds under
 //! `expires_at` before, nanoseconds under `expires_at_ns` now), is read
 //! from either key (`StoredArtifact`).
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{ExperimentId, Principal};
+use crate::auth::{ExperimentId, MemberId, Principal};
 use crate::chunking::ChunkerParams;
 use crate::clock::Timestamp;
 use crate::hash::Digest;
@@ -203,8 +204,9 @@ pub struct ArtifactRecord {
     pub blake3: Digest,
     /// SHA-256 of the content.
     pub sha256: [u8; 32],
-    /// Principals (`wkr_…`, `grp_…`) granted read access explicitly.
-    pub grants: Vec<String>,
+    /// Workers and groups granted read access explicitly (stored as their
+    /// id text, `wkr_…` / `grp_…`).
+    pub grants: Vec<MemberId>,
     /// From when on the artifact is no longer served.
     #[serde(rename = "expires_at_ns", skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
@@ -246,7 +248,7 @@ struct StoredArtifact {
     created_at_ns: Timestamp,
     blake3: Digest,
     sha256: [u8; 32],
-    grants: Vec<String>,
+    grants: Vec<MemberId>,
     #[serde(default)]
     expires_at_ns: Option<Timestamp>,
     /// Unix seconds (older records).
@@ -301,8 +303,9 @@ pub struct WorkerRecord {
 pub struct GroupRecord {
     /// Display name.
     pub name: String,
-    /// Member ids (`wkr_…` or `grp_…`), in insertion order.
-    pub members: Vec<String>,
+    /// Members (stored as their id text, `wkr_…` or `grp_…`), in insertion
+    /// order.
+    pub members: Vec<MemberId>,
     /// When it was created (older records: an RFC 3339 string).
     pub created_at: Timestamp,
     /// The admin in v0.
@@ -377,6 +380,9 @@ pub struct UploadChunk {
     /// Whether this session stored it first, store-wide (operator figures).
     pub new_global: bool,
 }
+
+#[cfg(test)]
+mod golden;
 
 #[cfg(test)]
 mod tests {

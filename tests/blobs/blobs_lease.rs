@@ -6,11 +6,16 @@
 //! lease is taken over by exactly one of many racing takers and the old
 //! holder learns it lost; a heartbeat keeps a lease past its duration; a
 //! released lease is free at once; the same host and data directory take a
-//! live lease over (their metadata lock proves the earlier holder gone).
+//! live lease over (their metadata lock proves the earlier holder gone); an
+//! empty or torn generation (a process killed while writing it) is taken
+//! over at once from the data directory that wrote it, and by another only
+//! once it is a lease duration old.
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use crate::support::blobs::{in_child, run_in_child, s3_server};
 use eden_cas::blobs::backend::S3Options;
@@ -111,7 +116,34 @@ suite!(
     heartbeat_keeps_the_lease,
     release_frees_it_at_once,
     same_data_directory_takes_over,
+    broken_generation_of_this_data_directory_is_taken_over_at_once,
+    broken_generation_of_another_directory_waits_for_its_age,
 );
+
+/// The object key of a lease generation.
+fn key(generation: u64) -> String {
+    format!("{}{generation:020}.json", lease::LEASE_PREFIX)
+}
+
+/// Leaves `bytes` at `key`, as a process killed between creating the
+/// object and writing its body (or mid-renewal) does on fs.
+async fn tear(s: &BlobStore, key: &str, bytes: &'static [u8]) {
+    s.delete(key).await.unwrap();
+    s.put_new(key, Bytes::from_static(bytes)).await.unwrap();
+}
+
+/// Keys under the lease prefix.
+async fn lease_keys(s: &BlobStore) -> Vec<String> {
+    let mut keys: Vec<String> = s
+        .list(lease::LEASE_PREFIX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    keys.sort();
+    keys
+}
 
 mod cases {
     use super::*;
@@ -213,5 +245,62 @@ mod cases {
         assert_eq!(b.generation(), 2);
         assert!(matches!(a.check().await, Err(LeaseError::Lost(_))));
         b.check().await.unwrap();
+    }
+
+    pub async fn broken_generation_of_this_data_directory_is_taken_over_at_once(ctx: Ctx) {
+        let s = ctx.store();
+        let torn: [&'static [u8]; 2] = [b"", br#"{"version":1,"generation":"#];
+        for bytes in torn {
+            let a = Lease::acquire(&s, ctx.holder("same"), SHORT).await.unwrap();
+            let generation = a.generation();
+            // The process dies (no release) with its generation half written.
+            drop(a);
+            tear(&s, &key(generation), bytes).await;
+            // Another data directory may not take it: for all it knows, a
+            // live process is still writing it.
+            let err = Lease::acquire(&s, ctx.holder("other"), SHORT)
+                .await
+                .unwrap_err();
+            let LeaseError::Unreadable { key: named, .. } = &err else {
+                panic!("not refused as unreadable: {err}");
+            };
+            assert_eq!(named, &key(generation));
+            // The next start on the data directory that wrote it (its
+            // metadata lock proves that process gone) takes it over at once.
+            let started = Instant::now();
+            let b = Lease::acquire(&s, ctx.holder("same"), SHORT).await.unwrap();
+            assert!(started.elapsed() < SHORT.duration, "waited for expiry");
+            assert_eq!(b.generation(), generation + 1);
+            assert_eq!(lease_keys(&s).await, [key(generation + 1)]);
+            b.check().await.unwrap();
+            b.release().await;
+        }
+    }
+
+    pub async fn broken_generation_of_another_directory_waits_for_its_age(ctx: Ctx) {
+        let s = ctx.store();
+        // Written by a process on another data directory that died, or that
+        // is still writing it: nothing here tells which.
+        s.put_new(&key(1), Bytes::new()).await.unwrap();
+        let err = Lease::acquire(&s, ctx.holder("b"), SHORT)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, LeaseError::Unreadable { key: k, .. } if *k == key(1)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("lease duration old"), "{err}");
+        // A lease duration (plus a second of timestamp rounding) later, no
+        // live holder can be behind it any more.
+        tokio::time::sleep(SHORT.duration + Duration::from_millis(1500)).await;
+        let after = Lease::acquire(&s, ctx.holder("b"), SHORT).await;
+        if ctx.kind == Kind::Memory {
+            // No modification time to judge the age by: still refused.
+            assert!(matches!(after, Err(LeaseError::Unreadable { .. })));
+        } else {
+            let b = after.unwrap();
+            assert_eq!(b.generation(), 2);
+            assert_eq!(lease_keys(&s).await, [key(2)]);
+        }
     }
 }

@@ -65,7 +65,7 @@ fn every_kind_is_recorded_once_in_order_with_digests_and_no_token() {
             .create_group(EXP, Some("readers".into()), vec![], &Principal::Admin)
             .await
             .unwrap();
-        let wid = w.worker_id.to_string();
+        let wid = MemberId::Worker(w.worker_id);
         e.add_member(EXP, &g.group_id, &wid).await.unwrap();
         e.remove_member(EXP, &g.group_id, &wid).await.unwrap();
         e.delete_group(EXP, &g.group_id).await.unwrap();
@@ -77,7 +77,7 @@ fn every_kind_is_recorded_once_in_order_with_digests_and_no_token() {
             .await
             .unwrap();
         assert_eq!(drain(e, worker, &a.id).await, data);
-        let grantee = MemberId::parse(g.group_id.as_str()).unwrap();
+        let grantee = MemberId::Group(g.group_id);
         e.grant(EXP, &worker, &a.id, &grantee).await.unwrap();
         e.revoke(EXP, &worker, &a.id, &grantee).await.unwrap();
         let b = e

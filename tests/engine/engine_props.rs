@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eden_cas::auth::{ExperimentId, GroupId, Principal, WorkerId};
+use eden_cas::auth::{ExperimentId, GroupId, MemberId, Principal, WorkerId};
 use eden_cas::blobs::{BlobStore, keys};
 use eden_cas::engine::ingest::parse_artifact_id;
 use eden_cas::engine::{Engine, EngineConfig, EngineError};
@@ -305,7 +305,8 @@ proptest! {
                         if admins && m.groups.iter().any(|g| g.1) { continue; }
                         let members: Vec<String> = members.iter().filter(|_| !m.workers.is_empty()).map(|i| m.workers[i % m.workers.len()].clone()).collect();
                         let name = admins.then(|| "admins".to_string());
-                        let g = f.engine.create_group(exps[exp], name, members.clone(), &Principal::Admin).await.unwrap();
+                        let typed = members.iter().map(|m| MemberId::parse(m).unwrap()).collect();
+                        let g = f.engine.create_group(exps[exp], name, typed, &Principal::Admin).await.unwrap();
                         let mut uniq = Vec::new();
                         for x in members { if !uniq.contains(&x) { uniq.push(x); } }
                         model[exp].members.insert(g.group_id.to_string(), uniq);
@@ -317,7 +318,7 @@ proptest! {
                         let gid = m.groups[group % m.groups.len()].0.clone();
                         let member = if member_is_group { m.groups[member % m.groups.len()].0.clone() }
                                      else if m.workers.is_empty() { continue } else { m.workers[member % m.workers.len()].clone() };
-                        match f.engine.add_member(exps[exp], &GroupId::parse(&gid).unwrap(), &member).await {
+                        match f.engine.add_member(exps[exp], &GroupId::parse(&gid).unwrap(), &MemberId::parse(&member).unwrap()).await {
                             Ok(_) => {
                                 let list = model[exp].members.entry(gid).or_default();
                                 if !list.contains(&member) { list.push(member); }
@@ -325,8 +326,8 @@ proptest! {
                             Err(EngineError::Cycle) => {
                                 // The model must agree that this closes a cycle.
                                 let g = GroupId::parse(&gid).unwrap();
-                                let graph: HashMap<GroupId, Vec<String>> = model[exp].members.iter().map(|(k, v)| (GroupId::parse(k).unwrap(), v.clone())).collect();
-                                prop_assert!(member == gid || eden_cas::auth::is_transitive_member(&graph, &GroupId::parse(&member).unwrap(), g.as_str()));
+                                let graph: HashMap<GroupId, Vec<MemberId>> = model[exp].members.iter().map(|(k, v)| (GroupId::parse(k).unwrap(), v.iter().map(|m| MemberId::parse(m).unwrap()).collect())).collect();
+                                prop_assert!(member == gid || eden_cas::auth::is_transitive_member(&graph, &GroupId::parse(&member).unwrap(), &MemberId::Group(g)));
                             }
                             Err(e) => prop_assert!(false, "unexpected error {e}"),
                         }

@@ -160,12 +160,12 @@ fn open_store(rt: &tokio::runtime::Runtime, s: &Setup) -> Store {
                 .unwrap();
             workers.push(w.worker_id.to_string());
         }
-        let members = |flags: &[bool]| -> Vec<String> {
+        let members = |flags: &[bool]| -> Vec<MemberId> {
             flags
                 .iter()
                 .zip(&workers)
                 .filter(|(f, _)| **f)
-                .map(|(_, w)| w.clone())
+                .map(|(_, w)| MemberId::parse(w).unwrap())
                 .collect()
         };
         let mut groups = Vec::new();

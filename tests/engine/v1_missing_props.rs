@@ -136,7 +136,7 @@ struct ModelArtifact {
 struct ModelExp {
     workers: Vec<String>,
     /// (group id, named admins, members)
-    groups: Vec<(String, bool, Vec<String>)>,
+    groups: Vec<(String, bool, Vec<MemberId>)>,
     artifacts: Vec<ModelArtifact>,
     /// principal → (session id, chunks received)
     sessions: HashMap<String, (SessionId, HashSet<Digest>)>,
@@ -152,12 +152,13 @@ impl ModelExp {
     }
 
     fn member(&self, group: &str, who: &str) -> bool {
-        let graph: HashMap<GroupId, Vec<String>> = self
+        let graph: HashMap<GroupId, Vec<MemberId>> = self
             .groups
             .iter()
             .map(|(g, _, m)| (GroupId::parse(g).unwrap(), m.clone()))
             .collect();
-        is_transitive_member(&graph, &GroupId::parse(group).unwrap(), who)
+        MemberId::parse(who)
+            .is_some_and(|who| is_transitive_member(&graph, &GroupId::parse(group).unwrap(), &who))
     }
 
     fn can_read(&self, who: &str, a: &ModelArtifact) -> bool {
@@ -230,7 +231,8 @@ proptest! {
                         }
                         list.dedup();
                         let name = admins.then(|| "admins".to_string());
-                        let g = f.engine.create_group(EXPS[exp], name, list.clone(), &Principal::Admin).await.unwrap();
+                        let typed = list.iter().map(|m| MemberId::parse(m).unwrap()).collect();
+                        let g = f.engine.create_group(EXPS[exp], name, typed, &Principal::Admin).await.unwrap();
                         model[exp].groups.push((g.group_id.to_string(), admins, g.record.members));
                     }
                     Op::Grant { exp, artifact, to, to_group } => {

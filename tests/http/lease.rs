@@ -3,7 +3,9 @@
 //! second is refused with the holder named; after the first is SIGKILLed
 //! the second starts once the lease expires; a clean shutdown frees it at
 //! once; a stale lease of a crashed process is taken over; a restart on the
-//! same data directory needs no wait; a server whose lease is taken stops;
+//! same data directory needs no wait, even when the crash left its lease
+//! object empty (another data directory is refused); a server whose lease
+//! is taken stops;
 //! offline `gc` is refused while a server holds the lease. Also:
 //! maintenance commands never create or change a store they were not asked
 //! to (`gc --data-dir /typo`, an offline command on a live directory).
@@ -151,6 +153,46 @@ fn a_restart_on_the_same_data_directory_needs_no_wait() {
     while !server
         .stderr_tail()
         .contains("took over the blob store lease")
+    {
+        assert!(Instant::now() < deadline, "{}", server.stderr_tail());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A server killed between creating its lease object and writing it leaves
+/// the object empty (fs creates, then writes): the next start on its data
+/// directory takes it over at once; another data directory may not, since
+/// a live process could still be writing it.
+#[test]
+fn an_empty_lease_left_by_a_crash_does_not_stop_the_next_start() {
+    let blobs = tempfile::tempdir().unwrap();
+    let mut server = start_on(blobs.path());
+    server.kill9();
+    let dir = blobs.path().join("_eden_cas_lease");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    std::fs::write(&names[0], b"").unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_cmd(
+        "serve",
+        other.path(),
+        &serve_args(blobs.path()),
+        Some(&random_hex(32)),
+    );
+    assert_eq!(code, Some(1), "took a fresh unreadable lease:\n{stderr}");
+    assert!(stderr.contains("is unreadable"), "{stderr}");
+
+    let started = Instant::now();
+    server.restart();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server
+        .stderr_tail()
+        .contains("taking over an unreadable blob store lease generation")
     {
         assert!(Instant::now() < deadline, "{}", server.stderr_tail());
         std::thread::sleep(Duration::from_millis(50));

@@ -77,6 +77,29 @@ fn create_group_with_bad_body_is_400_and_bad_name_is_422() {
         &json!({"name": "  bad leading whitespace"}),
     );
     assert_problem(resp, 422, "eden://error/invalid-name");
+    // The first malformed member is named; a malformed name wins over it.
+    let w = ghost_id("wkr");
+    let p = assert_problem(
+        server.post_json(
+            &exp,
+            "/groups",
+            &admin,
+            &json!({"name": "ok", "members": [w, "admin", "nope"]}),
+        ),
+        400,
+        "eden://error/bad-request",
+    );
+    assert_eq!(
+        p["detail"],
+        json!("member id \"admin\" is not a wkr_ or grp_ id")
+    );
+    let resp = server.post_json(
+        &exp,
+        "/groups",
+        &admin,
+        &json!({"name": " bad", "members": ["nope"]}),
+    );
+    assert_problem(resp, 422, "eden://error/invalid-name");
 }
 
 #[test]
@@ -159,12 +182,21 @@ fn add_member_is_idempotent_and_validated() {
             "eden://error/bad-request",
         );
     }
-    let ghost = format!("/groups/{}/members", ghost_id("grp"));
-    assert_problem(
-        server.post_json(&exp, &ghost, &admin, &json!({"member_id": w1})),
-        404,
-        "eden://error/not-found",
+    let p = assert_problem(
+        server.post_json(&exp, &path, &admin, &json!({"member_id": "admin"})),
+        400,
+        "eden://error/bad-request",
     );
+    assert_eq!(p["detail"], json!("member_id is not a wkr_ or grp_ id"));
+    let ghost = format!("/groups/{}/members", ghost_id("grp"));
+    // An unknown group is 404 whatever the member: checked first.
+    for member in [w1.as_str(), "nope"] {
+        assert_problem(
+            server.post_json(&exp, &ghost, &admin, &json!({"member_id": member})),
+            404,
+            "eden://error/not-found",
+        );
+    }
 }
 
 #[test]
@@ -187,12 +219,14 @@ fn remove_member_is_idempotent() {
         );
         assert_eq!(v["members"], json!([w2]));
     }
-    let ghost = format!("/groups/{}/members/{w2}", ghost_id("grp"));
-    assert_problem(
-        server.delete(&exp, &ghost, &admin),
-        404,
-        "eden://error/not-found",
-    );
+    let ghost_group = ghost_id("grp");
+    for m in [w2.as_str(), "not-an-id"] {
+        assert_problem(
+            server.delete(&exp, &format!("/groups/{ghost_group}/members/{m}"), &admin),
+            404,
+            "eden://error/not-found",
+        );
+    }
 }
 
 #[test]

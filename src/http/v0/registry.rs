@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::json as body;
 use super::{AppState, Caller, engine};
 use crate::api::v0::{Group, Groups, WhoAmI, Worker, Workers};
-use crate::auth::{GroupId, Principal, Secret, WorkerId};
+use crate::auth::{GroupId, MemberId, NameError, Principal, Secret, WorkerId, validate_name};
 use crate::engine::EngineError;
 use crate::engine::registry::{GroupView, WorkerView};
 use crate::http::problem::{ApiError, ProblemType};
@@ -45,7 +45,7 @@ fn group_view(g: &GroupView) -> Group {
         created_by: g.record.created_by.to_string(),
         experiment_id: g.experiment_id.to_string(),
         group_id: g.group_id.to_string(),
-        members: g.record.members.clone(),
+        members: g.record.members.iter().map(MemberId::to_string).collect(),
         name: g.record.name.clone(),
     }
 }
@@ -58,6 +58,18 @@ fn worker_id(s: &str) -> Result<WorkerId, ApiError> {
 /// The `{group}` path segment; a malformed id names no group (404).
 fn group_id(s: &str) -> Result<GroupId, ApiError> {
     GroupId::parse(s).ok_or_else(|| EngineError::NotFound.into())
+}
+
+/// Group members from a request body: each a worker or group id (400 at
+/// the first that is not).
+fn parse_members(raw: Vec<String>) -> Result<Vec<MemberId>, ApiError> {
+    raw.iter()
+        .map(|m| {
+            MemberId::parse(m).ok_or_else(|| {
+                ApiError::bad_request(format!("member id {m:?} is not a wkr_ or grp_ id"))
+            })
+        })
+        .collect()
 }
 
 fn name_filter(req: &HttpRequest) -> Result<Option<String>, ApiError> {
@@ -181,6 +193,17 @@ pub async fn create_group(
     let members = body::strings(&map, "members")
         .map_err(at)?
         .unwrap_or_default();
+    let members = match parse_members(members) {
+        Ok(m) => m,
+        // A malformed name is reported before a malformed member, as the
+        // engine checks the name first.
+        Err(e) => match name.as_deref().map(validate_name) {
+            Some(Err(NameError::Invalid(why))) => {
+                return Err(at(EngineError::InvalidName(why).into()));
+            }
+            _ => return Err(at(e)),
+        },
+    };
     let g = engine(&state)
         .create_group(caller.experiment, name, members, &caller.principal)
         .await
@@ -250,14 +273,27 @@ pub async fn add_member(
     let member = body::string(&map, "member_id")
         .map_err(at)?
         .ok_or_else(|| at(ApiError::bad_request("member_id is required")))?;
-    let g = engine(&state)
-        .add_member(caller.experiment, &group_id(&path.1).map_err(at)?, &member)
+    let engine = engine(&state);
+    let group = group_id(&path.1).map_err(at)?;
+    let Some(member) = MemberId::parse(&member) else {
+        // An unknown group answers 404 before a malformed member 400.
+        engine
+            .group(caller.experiment, &group)
+            .await
+            .map_err(|e| at(e.into()))?;
+        return Err(at(ApiError::bad_request(
+            "member_id is not a wkr_ or grp_ id",
+        )));
+    };
+    let g = engine
+        .add_member(caller.experiment, &group, &member)
         .await
         .map_err(|e| at(e.into()))?;
     Ok(json_ok(&group_view(&g)))
 }
 
-/// `DELETE …/groups/{G}/members/{M}` (admin).
+/// `DELETE …/groups/{G}/members/{M}` (admin). An `M` that is no worker or
+/// group id is no member of anything: the group is answered unchanged.
 pub async fn remove_member(
     req: HttpRequest,
     caller: Caller,
@@ -266,9 +302,16 @@ pub async fn remove_member(
 ) -> Result<HttpResponse, ApiError> {
     let at = |e: ApiError| e.at(&req);
     caller.require_admin().map_err(at)?;
-    let g = engine(&state)
-        .remove_member(caller.experiment, &group_id(&path.1).map_err(at)?, &path.2)
-        .await
-        .map_err(|e| at(e.into()))?;
+    let engine = engine(&state);
+    let group = group_id(&path.1).map_err(at)?;
+    let g = match MemberId::parse(&path.2) {
+        Some(member) => {
+            engine
+                .remove_member(caller.experiment, &group, &member)
+                .await
+        }
+        None => engine.group(caller.experiment, &group).await,
+    }
+    .map_err(|e| at(e.into()))?;
     Ok(json_ok(&group_view(&g)))
 }

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::api::v1::{Artifact, Dedup, Digests};
-use crate::auth::Principal;
+use crate::auth::{MemberId, Principal};
 use crate::clock::Timestamp;
 use crate::http::problem::ApiError;
 use crate::ids::ArtifactId;
@@ -108,7 +108,7 @@ pub fn artifact_view(id: &ArtifactId, rec: &ArtifactRecord, viewer: &Principal) 
         },
         expires_at: rec.expires_at.map(Timestamp::to_rfc3339),
         filename: rec.filename.clone(),
-        grants: rec.grants.clone(),
+        grants: rec.grants.iter().map(MemberId::to_string).collect(),
         id: id.to_string(),
         size_bytes: rec.size,
         uri: id.uri(),

@@ -68,7 +68,7 @@ async fn backup_then_restore_brings_records_back_and_reports_later_content() {
     assert_eq!((back1.record(), back2.record()), (&r1, &r2));
     assert_eq!(read_all(&engine, &back1).await, all[0]);
     assert_eq!(read_all(&engine, &back2).await, all[1]);
-    assert_eq!(r1.grants, vec![w.clone()]);
+    assert_eq!(r1.grants, vec![MemberId::parse(&w).unwrap()]);
     // The registry and the token-hashing key came back: the token works.
     let creds = Credentials {
         principal: Principal::Worker(WorkerId::parse(&w).unwrap()),
