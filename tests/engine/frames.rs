@@ -42,7 +42,7 @@ fn text(bytes: usize, seed: u64) -> Vec<u8> {
     let mut i = 0;
     while out.len() < bytes {
         out.extend_from_slice(WORDS[usize::from(r[i % r.len()] % 16)].as_bytes());
-        out.push(if r[(i + 7) % r.len()] % 9 == 0 {
+        out.push(if r[(i + 7) % r.len()].is_multiple_of(9) {
             b'\n'
         } else {
             b' '
