@@ -1,6 +1,9 @@
 //! Cost of the per-chunk codec: the decision alone (`codec::plan`: sampled
 //! histograms + entropy) and the whole encode, on a 64 KiB chunk of float32
 //! weights, of text and of random bytes; and decoding of the byte-plane form.
+//! `frame/…` encodes and decodes the same data as one frame of
+//! `FRAME_TARGET_BYTES` (pack format 3): ingest encodes frames instead of
+//! chunks, and a read of one chunk decodes its whole frame.
 //! Run: `cargo bench --bench codec`.
 
 use bytes::Bytes;
@@ -60,6 +63,28 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("decide/{name}"), |b| {
             b.iter(|| plan(data, &settings))
         });
+        let mut policy = CompressionPolicy::new(settings);
+        g.bench_function(format!("encode/{name}"), |b| {
+            b.iter(|| policy.encode(data).1.len())
+        });
+        let (codec, stored) = policy.encode(data);
+        let stored = Bytes::copy_from_slice(stored);
+        g.bench_function(format!("decode/{name}/{codec:?}"), |b| {
+            b.iter(|| decode(codec, stored.clone(), data.len() as u32))
+        });
+    }
+    g.finish();
+
+    let frame = eden_cas::pack::FRAME_TARGET_BYTES;
+    let inputs = [
+        ("float32", weights(frame / 4)),
+        ("text", text(frame)),
+        ("random", noise(frame, 3)),
+    ];
+    let mut g = c.benchmark_group("frame");
+    g.throughput(Throughput::Bytes(frame as u64));
+    g.sample_size(20);
+    for (name, data) in &inputs {
         let mut policy = CompressionPolicy::new(settings);
         g.bench_function(format!("encode/{name}"), |b| {
             b.iter(|| policy.encode(data).1.len())

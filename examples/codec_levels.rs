@@ -7,7 +7,10 @@
 //! (docs/performance.md).
 //!
 //! Run: `cargo run --release --example codec_levels -- LEVELS FILE...`
-//! with LEVELS like `1,3,6`.
+//! with LEVELS like `1,3,6`. With `FRAMES=0,1048576,4194304` in the
+//! environment, runs of consecutive unique chunks (cut at a duplicate, as
+//! ingest cuts frames) are also encoded together as frames of each size
+//! given (0 = per chunk), to choose the frame size (pack format 3).
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -26,8 +29,15 @@ fn main() -> anyhow::Result<()> {
         .split(',')
         .map(str::parse)
         .collect::<Result<_, _>>()?;
+    let frames: Vec<usize> = std::env::var("FRAMES")
+        .ok()
+        .map(|v| v.split(',').map(str::parse).collect::<Result<_, _>>())
+        .transpose()?
+        .unwrap_or_default();
     let mut seen = HashSet::new();
     let mut chunks: Vec<Vec<u8>> = Vec::new();
+    // Runs of consecutive unique chunks (a duplicate ends a run).
+    let mut runs: Vec<Vec<usize>> = vec![Vec::new()];
     let mut total = 0u64;
     for path in args {
         let data = std::fs::read(&path)?;
@@ -35,11 +45,17 @@ fn main() -> anyhow::Result<()> {
         let mut chunker = StreamChunker::new(ChunkerParams::default())?;
         let mut keep = |c: &[u8]| {
             if seen.insert(Digest::of(c)) {
+                runs.last_mut()
+                    .into_iter()
+                    .for_each(|r| r.push(chunks.len()));
                 chunks.push(c.to_vec());
+            } else if runs.last().is_some_and(|r| !r.is_empty()) {
+                runs.push(Vec::new());
             }
         };
         chunker.push(&data, &mut keep);
         chunker.finish(&mut keep);
+        runs.push(Vec::new());
     }
     let unique: u64 = chunks.iter().map(|c| c.len() as u64).sum();
     println!(
@@ -80,6 +96,37 @@ fn main() -> anyhow::Result<()> {
                 counts[Codec::Zstd as usize],
                 counts[Codec::BytePlanes2 as usize],
                 counts[Codec::BytePlanes4 as usize],
+            );
+        }
+    }
+    if !frames.is_empty() {
+        println!("level\tframe_bytes\tstored_MB\tratio_vs_unique\tencode_MB/s\tframes");
+    }
+    for &level in &levels {
+        for &frame in &frames {
+            let mut policy = CompressionPolicy::new(CodecSettings {
+                level,
+                byte_planes: true,
+            });
+            let (mut stored, mut count) = (0usize, 0usize);
+            let t0 = Instant::now();
+            let mut buf = Vec::new();
+            for run in &runs {
+                for (i, &c) in run.iter().enumerate() {
+                    buf.extend_from_slice(&chunks[c]);
+                    if buf.len() >= frame.max(1) || i + 1 == run.len() {
+                        stored += policy.encode(&buf).1.len();
+                        count += 1;
+                        buf.clear();
+                    }
+                }
+            }
+            let enc = t0.elapsed().as_secs_f64();
+            println!(
+                "{level}\t{frame}\t{:.2}\t{:.3}\t{:.0}\t{count}",
+                stored as f64 / 1e6,
+                unique as f64 / stored as f64,
+                unique as f64 / 1e6 / enc,
             );
         }
     }

@@ -363,7 +363,7 @@ impl GcRun {
                 indexed += 1;
                 if live.contains(&fp(&id)) {
                     let u = uses.entry(loc.pack).or_default();
-                    u.live_bytes += u64::from(loc.stored_len);
+                    u.live_bytes += loc.stored_share();
                     u.live_chunks += 1;
                 }
                 true
@@ -384,7 +384,11 @@ impl GcRun {
             if u.live_chunks == 0 {
                 self.doomed.push(id);
                 estimate += rec.bytes;
-            } else if (u.live_bytes as f64) < self.opts.compact_below * chunk_bytes as f64 {
+            } else if (u.live_bytes as f64) < self.opts.compact_below * chunk_bytes as f64
+                // A pack whose every entry is live has nothing to reclaim
+                // (its footer may be longer than `data_bytes` assumes).
+                && u.live_chunks < u64::from(rec.chunks)
+            {
                 self.compact.push(id);
                 estimate += rec.bytes.saturating_sub(u.live_bytes);
             }
@@ -432,7 +436,7 @@ impl GcRun {
                     continue;
                 }
             };
-            let bytes: u64 = moves.iter().map(|(e, _)| u64::from(e.stored_len)).sum();
+            let bytes: u64 = moves.iter().map(|(e, _)| e.stored_share()).sum();
             if !out.is_empty() && out.builder.len() + bytes > target {
                 self.flush(&mut out).await?;
             }

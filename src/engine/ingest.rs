@@ -100,6 +100,9 @@ struct CpuState {
     whole_sha: Sha256,
     policy: CompressionPolicy,
     pack: PackBuilder,
+    /// Pack size at which the open frame is ended at the end of a batch, so
+    /// the pack can be sealed between batches.
+    pack_target_bytes: u64,
     /// Chunks stored by this ingest in packs not yet indexed.
     unindexed: HashSet<Digest>,
     segments: SegmentBuilder,
@@ -115,6 +118,7 @@ impl CpuState {
             whole_sha,
             policy,
             pack,
+            pack_target_bytes,
             unindexed,
             segments,
             figures,
@@ -151,12 +155,15 @@ impl CpuState {
                             return;
                         }
                     };
-                if !known {
-                    let entry = pack.add(id, c, policy);
+                if known {
+                    // A frame holds a contiguous run of this deposit's new
+                    // bytes (docs/design.md, "Frames").
+                    figures.new_stored_bytes += pack.end_frame(policy);
+                } else {
+                    figures.new_stored_bytes += pack.add_framed(id, c, policy);
                     unindexed.insert(id);
                     figures.new_chunks += 1;
-                    figures.new_raw_bytes += u64::from(entry.raw_len);
-                    figures.new_stored_bytes += u64::from(entry.stored_len);
+                    figures.new_raw_bytes += c.len() as u64;
                 }
             };
             for b in batch {
@@ -165,6 +172,10 @@ impl CpuState {
             }
             if last {
                 chunker.finish(&mut on_chunk);
+            }
+            // The pack is sealed between batches only with no frame open.
+            if last || pack.len() + pack.open_frame_len() as u64 >= *pack_target_bytes {
+                figures.new_stored_bytes += pack.end_frame(policy);
             }
         });
         if let Some(e) = failure {
@@ -274,6 +285,7 @@ impl Engine {
                 whole_sha: Sha256::new(),
                 policy: CompressionPolicy::new(self.cfg.codec_settings()),
                 pack: PackBuilder::new(),
+                pack_target_bytes: self.cfg.pack_target_bytes,
                 unindexed: HashSet::new(),
                 segments: SegmentBuilder::new(pins),
                 figures: DedupFigures::default(),

@@ -25,7 +25,7 @@ use crate::ids::PackId;
 use crate::meta::Meta;
 use crate::meta::records::ChunkLocation;
 use crate::pack::reader::{Gaps, PackReader, Span, SpanBytes, coalesce, cover};
-use crate::pack::{HEADER_LEN, PackEntry, PackError, PackTail};
+use crate::pack::{FrameMemo, HEADER_LEN, PackEntry, PackError, PackTail};
 
 /// Windows read ahead of the decoder.
 const READ_AHEAD: usize = 2;
@@ -219,10 +219,15 @@ fn plan_windows(
     let (mut matched, mut mismatched) = (0u64, Vec::new());
     let mut placed = Vec::with_capacity(entries.len());
     let mut covered_to = HEADER_LEN.min(data_end);
+    let mut previous: Option<PackEntry> = None;
     for (e, loc) in entries.into_iter().zip(locs) {
         let end = e.offset.saturating_add(u64::from(e.stored_len));
         let live = loc.filter(|l| l.is_at(pack, e.offset));
-        if e.offset < covered_to.max(HEADER_LEN) || end > data_end {
+        // Chunks of one frame share its bytes; anything else overlapping
+        // is a fault.
+        let same_frame = previous.is_some_and(|p| p.same_frame(&e));
+        previous = Some(e);
+        if (!same_frame && e.offset < covered_to.max(HEADER_LEN)) || end > data_end {
             // A hash-valid footer never says this; report it as a fault of
             // the live chunk, if any (dead entries are not read).
             if let Some(loc) = live {
@@ -243,8 +248,8 @@ fn plan_windows(
                 matched += 1;
                 if loc.bad {
                     None // already marked; fsck reports it from the index
-                } else if (loc.stored_len, loc.raw_len, loc.codec)
-                    != (e.stored_len, e.raw_len, e.codec)
+                } else if (loc.stored_len, loc.raw_len, loc.codec, loc.frame)
+                    != (e.stored_len, e.raw_len, e.codec, e.frame)
                 {
                     mismatched.push(CorruptChunk {
                         id: e.id,
@@ -276,12 +281,13 @@ fn plan_windows(
 /// Decodes the live chunks of one window; returns (checked, failures).
 fn decode_window(w: &Window, bytes: &SpanBytes) -> (u64, Vec<CorruptChunk>) {
     let (mut checked, mut bad) = (0u64, Vec::new());
+    let mut memo = FrameMemo::default();
     for (e, loc) in &w.members {
         let Some(loc) = loc else {
             continue;
         };
         checked += 1;
-        if let Err(err) = bytes.verified(e) {
+        if let Err(err) = bytes.verified_with(e, &mut memo) {
             bad.push(CorruptChunk {
                 id: e.id,
                 loc: *loc,
@@ -351,16 +357,20 @@ pub(crate) async fn verify_entries(
         };
         read += bytes.len();
         let found = blocking(move || {
+            let mut memo = FrameMemo::default();
             Ok(span
                 .members
                 .into_iter()
                 .filter_map(|(e, loc)| {
-                    bytes.verified(&e).err().map(|err| CorruptChunk {
-                        id: e.id,
-                        loc,
-                        index_mismatch: false,
-                        reason: err.to_string(),
-                    })
+                    bytes
+                        .verified_with(&e, &mut memo)
+                        .err()
+                        .map(|err| CorruptChunk {
+                            id: e.id,
+                            loc,
+                            index_mismatch: false,
+                            reason: err.to_string(),
+                        })
                 })
                 .collect::<Vec<_>>())
         })

@@ -253,9 +253,10 @@ fn scan(engine: &Engine, now: Timestamp, compact_below: f64) -> Result<Scan, Eng
     meta.scan_chunks(|id, loc| {
         packs.index_entries += 1;
         if let Some(stored) = live.get_mut(&fp(&id)) {
-            *stored = loc.stored_len;
+            // A framed chunk is charged its share of the frame.
+            *stored = u32::try_from(loc.stored_share()).unwrap_or(u32::MAX);
             let u = pack_live.entry(loc.pack).or_default();
-            u.0 += u64::from(loc.stored_len);
+            u.0 += loc.stored_share();
             u.1 += 1;
         }
         true

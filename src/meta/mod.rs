@@ -73,8 +73,9 @@ pub const ALL_CFS: [&str; 12] = [
 
 /// The metadata format this binary writes and the newest it opens. Raise
 /// it with any change an older binary would misread (column families,
-/// record shapes, a pack format it cannot read).
-pub const STORE_FORMAT: u32 = 1;
+/// record shapes, a pack format it cannot read). 2: chunk index entries
+/// may name a frame (pack format 3), which format-1 binaries would misread.
+pub const STORE_FORMAT: u32 = 2;
 /// `system-v1` key of the store format (u32, little-endian), written when
 /// the store is created.
 pub const STORE_FORMAT_KEY: &str = "store-format";
@@ -210,6 +211,11 @@ impl Meta {
                         found,
                         supported: STORE_FORMAT,
                     });
+                }
+                if found < STORE_FORMAT {
+                    // From now on this binary may write what the older
+                    // format's binaries would misread: they must refuse.
+                    self.set_system(STORE_FORMAT_KEY, &STORE_FORMAT.to_le_bytes())?;
                 }
                 Ok(())
             }
@@ -487,6 +493,12 @@ mod tests {
         drop(meta);
         let meta = Meta::open(dir.path()).unwrap();
         assert_eq!(stamp(&meta), Some(STORE_FORMAT.to_le_bytes().to_vec()));
+        // An older format is raised, so older binaries refuse the store.
+        meta.set_system(STORE_FORMAT_KEY, &1u32.to_le_bytes())
+            .unwrap();
+        drop(meta);
+        let meta = Meta::open(dir.path()).unwrap();
+        assert_eq!(stamp(&meta), Some(STORE_FORMAT.to_le_bytes().to_vec()));
         // A newer store is refused, naming both versions.
         meta.set_system(STORE_FORMAT_KEY, &(STORE_FORMAT + 1).to_le_bytes())
             .unwrap();
@@ -497,7 +509,7 @@ mod tests {
         );
         let msg = err.to_string();
         assert!(
-            msg.contains("format version 2") && msg.contains("this binary's 1"),
+            msg.contains("format version 3") && msg.contains("this binary's 2"),
             "{msg}"
         );
     }

@@ -37,6 +37,11 @@ pub struct ChunkLocation {
     pub raw_len: u32,
     /// Codec of the stored bytes.
     pub codec: Codec,
+    /// For a chunk stored inside a frame (pack format 3): its place in the
+    /// decoded frame; `offset`, `stored_len` and `codec` then describe the
+    /// whole frame. Absent in older records (and omitted when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<crate::pack::FrameSlot>,
     /// Set by the scrubber when the stored copy failed verification: every
     /// write path then treats the chunk as absent, so the next upload of
     /// the same content stores a fresh copy and re-indexes it (self-healing).
@@ -54,6 +59,7 @@ impl ChunkLocation {
             stored_len: e.stored_len,
             raw_len: e.raw_len,
             codec: e.codec,
+            frame: e.frame,
             bad: false,
         }
     }
@@ -66,7 +72,13 @@ impl ChunkLocation {
             stored_len: self.stored_len,
             raw_len: self.raw_len,
             codec: self.codec,
+            frame: self.frame,
         }
+    }
+
+    /// Stored bytes charged to this chunk (`PackEntry::stored_share`).
+    pub fn stored_share(&self) -> u64 {
+        crate::pack::stored_share(self.stored_len, self.raw_len, self.frame)
     }
 
     /// Whether this names the copy at `offset` in `pack`.

@@ -28,6 +28,11 @@ impl Rocks {
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
+        // RocksDB's info log (flush and compaction chatter, a statistics dump
+        // every 10 min) was ~190 KB after one deposit: 0.14 % of a 128 MiB
+        // store, counted in the data directory (issue 17). Warnings and
+        // errors are still logged.
+        opts.set_log_level(rocksdb::LogLevel::Warn);
         let cache = Cache::new_lru_cache(64 << 20);
         let cfs = ALL_CFS.iter().map(|name| {
             let mut bb = BlockBasedOptions::default();

@@ -156,6 +156,7 @@ mod tests {
                 stored_len: 1,
                 raw_len: 1,
                 codec: Codec::Raw,
+                frame: None,
                 bad: i == 1,
             };
             b.put_chunk(&Digest::of(&[i]), &loc);

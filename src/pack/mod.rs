@@ -5,9 +5,21 @@
 //! ```text
 //! header   "EDENPK01"                                   8 bytes
 //! chunks   stored bytes of each chunk, back to back      (see `Codec`)
-//! footer   entry_count × { id[32] offset u64 stored_len u32 raw_len u32 codec u8 }
+//! footer   entry_count × { id[32] offset u64 stored_len u32 raw_len u32 codec u8
+//!                          [format 3: frame_raw_len u32 frame_at u32] }
 //! trailer  footer_len u64 | entry_count u32 | blake3(footer)[32] | format u32 | "EDENPKTV"
 //! ```
+//!
+//! **Frames** (format 3): consecutive new chunks of one deposit may be
+//! encoded together as one *frame* — the codec applied to their raw bytes
+//! concatenated — so zstd sees up to [`FRAME_TARGET_BYTES`] of context
+//! instead of one chunk. Every chunk stays individually addressable: its
+//! footer entry names the frame's bytes (`offset`, `stored_len`, `codec`,
+//! the same for every member), the frame's decoded length and where the
+//! chunk starts inside it ([`FrameSlot`]). Reading a chunk decodes its frame
+//! (bounded by the frame size) and BLAKE3-checks the chunk's slice. Packs
+//! without a framed chunk are still written as format 2, so only packs that
+//! need the new entries carry them.
 //!
 //! The pack format version lives in the trailer, so a reader learns it from
 //! the tail alone (readers never need the header). Packs written before the
@@ -45,10 +57,31 @@ pub const HEADER_LEN: u64 = HEADER_MAGIC.len() as u64;
 pub const TRAILER_MAGIC: &[u8; 8] = b"EDENPKTV";
 /// Last bytes of a format-1 pack (no version field).
 pub const LEGACY_TRAILER_MAGIC: &[u8; 8] = b"EDENPKFT";
-/// The pack format this binary writes, and the newest it reads.
-pub const PACK_FORMAT: u32 = 2;
-/// Size of one footer entry.
+/// The newest pack format this binary writes and reads (3: framed chunks;
+/// a pack without frames is written as [`UNFRAMED_FORMAT`]).
+pub const PACK_FORMAT: u32 = 3;
+/// The format of packs without framed chunks (footer entries of
+/// [`ENTRY_LEN`] bytes).
+pub const UNFRAMED_FORMAT: u32 = 2;
+/// Size of one footer entry of formats 1 and 2.
 pub const ENTRY_LEN: usize = 32 + 8 + 4 + 4 + 1;
+/// Size of one footer entry of format 3 (with its [`FrameSlot`]).
+pub const FRAMED_ENTRY_LEN: usize = ENTRY_LEN + 4 + 4;
+/// Raw bytes a frame collects before it is encoded (a frame also ends at
+/// the end of a run of new chunks). Reading one chunk of a frame decodes
+/// at most this much plus one chunk. 1 MiB measured close to whole-file
+/// zstd on source tars (docs/performance.md) while keeping a random read
+/// bounded.
+pub const FRAME_TARGET_BYTES: usize = 1 << 20;
+
+/// Footer entry size of pack `format`.
+pub fn entry_len(format: u32) -> usize {
+    if format >= 3 {
+        FRAMED_ENTRY_LEN
+    } else {
+        ENTRY_LEN
+    }
+}
 /// Size of the trailer this binary writes.
 pub const TRAILER_LEN: usize = 8 + 4 + 32 + 4 + 8;
 /// Size of a format-1 trailer; no trailer is shorter.
@@ -97,19 +130,72 @@ impl Codec {
     }
 }
 
+/// Where a framed chunk lies inside its decoded frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FrameSlot {
+    /// Decoded length of the whole frame.
+    pub raw_len: u32,
+    /// Offset of the chunk's raw bytes inside the decoded frame.
+    pub at: u32,
+}
+
 /// One chunk's place in a pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackEntry {
     /// BLAKE3 of the raw bytes.
     pub id: Digest,
-    /// Offset of the stored bytes from the start of the pack.
+    /// Offset of the stored bytes from the start of the pack (of the
+    /// frame's, for a framed chunk).
     pub offset: u64,
-    /// Stored (possibly compressed) length.
+    /// Stored (possibly compressed) length (of the whole frame, for a
+    /// framed chunk).
     pub stored_len: u32,
-    /// Raw length.
+    /// Raw length of the chunk.
     pub raw_len: u32,
-    /// Storage codec.
+    /// Storage codec (of the frame, for a framed chunk).
     pub codec: Codec,
+    /// For a framed chunk, its place in the decoded frame.
+    pub frame: Option<FrameSlot>,
+}
+
+impl PackEntry {
+    /// Stored bytes charged to this chunk: its stored length, or for a
+    /// framed chunk its share of the frame's in proportion to raw bytes
+    /// (the shares of a frame add up to its stored length). For figures and
+    /// GC's live-byte estimate.
+    pub fn stored_share(&self) -> u64 {
+        stored_share(self.stored_len, self.raw_len, self.frame)
+    }
+
+    /// The byte range `[offset, offset + stored_len)` this entry reads.
+    pub fn stored_end(&self) -> u64 {
+        self.offset.saturating_add(u64::from(self.stored_len))
+    }
+
+    /// Whether `other` is another chunk of the same frame (same stored
+    /// bytes, both framed).
+    pub fn same_frame(&self, other: &PackEntry) -> bool {
+        self.frame.is_some()
+            && other.frame.is_some()
+            && (self.offset, self.stored_len, self.codec)
+                == (other.offset, other.stored_len, other.codec)
+    }
+}
+
+/// See [`PackEntry::stored_share`]. The shares of a frame's chunks add up
+/// to its stored length exactly: each chunk gets the stored bytes between
+/// the proportional positions of its start and its end in the frame.
+pub fn stored_share(stored_len: u32, raw_len: u32, frame: Option<FrameSlot>) -> u64 {
+    match frame {
+        Some(f) if f.raw_len > 0 => {
+            let at = |raw: u64| {
+                u64::from(stored_len) * raw.min(u64::from(f.raw_len)) / u64::from(f.raw_len)
+            };
+            let start = u64::from(f.at);
+            at(start + u64::from(raw_len)) - at(start)
+        }
+        _ => u64::from(stored_len),
+    }
 }
 
 /// Errors reading a pack or a chunk. Every variant but [`PackError::Blob`]
@@ -239,7 +325,7 @@ pub fn decode_trailer(tail: &[u8]) -> Result<Trailer, PackError> {
     let footer_len = u64::from_le_bytes(le(&t[0..8])?);
     let entry_count = u32::from_le_bytes(le(&t[8..12])?);
     let footer_hash = Digest::from_slice(&t[12..44]).ok_or(PackError::BadTrailer)?;
-    if footer_len != u64::from(entry_count) * ENTRY_LEN as u64 {
+    if footer_len != u64::from(entry_count) * entry_len(format) as u64 {
         return Err(PackError::BadTrailer);
     }
     Ok(Trailer {
@@ -264,8 +350,13 @@ pub fn decode_footer(footer: &[u8], trailer: &Trailer) -> Result<Vec<PackEntry>,
     if footer.len() as u64 != trailer.footer_len || Digest::of(footer) != trailer.footer_hash {
         return Err(PackError::BadFooter);
     }
+    let u32_at = |e: &[u8], at: usize| -> Result<u32, PackError> {
+        Ok(u32::from_le_bytes(
+            e[at..at + 4].try_into().map_err(|_| PackError::BadFooter)?,
+        ))
+    };
     footer
-        .chunks_exact(ENTRY_LEN)
+        .chunks_exact(entry_len(trailer.format))
         .map(|e| {
             let id = Digest::from_slice(&e[0..32]).ok_or(PackError::BadFooter)?;
             let offset =
@@ -275,12 +366,34 @@ pub fn decode_footer(footer: &[u8], trailer: &Trailer) -> Result<Vec<PackEntry>,
             let raw_len =
                 u32::from_le_bytes(e[44..48].try_into().map_err(|_| PackError::BadFooter)?);
             let codec = Codec::from_u8(e[48]).ok_or(PackError::BadFooter)?;
+            let frame = if e.len() >= FRAMED_ENTRY_LEN {
+                let frame_raw = u32_at(e, 49)?;
+                let at = u32_at(e, 53)?;
+                // 0 = not framed; a slot must lie inside its frame, and a
+                // frame is never stored raw (a raw frame is written as its
+                // chunks).
+                match frame_raw {
+                    0 => None,
+                    _ if codec == Codec::Raw
+                        || u64::from(at) + u64::from(raw_len) > u64::from(frame_raw) =>
+                    {
+                        return Err(PackError::BadFooter);
+                    }
+                    _ => Some(FrameSlot {
+                        raw_len: frame_raw,
+                        at,
+                    }),
+                }
+            } else {
+                None
+            };
             Ok(PackEntry {
                 id,
                 offset,
                 stored_len,
                 raw_len,
                 codec,
+                frame,
             })
         })
         .collect()
@@ -383,6 +496,53 @@ pub fn decode_chunk(
     Ok(raw)
 }
 
+/// Decodes the raw bytes of `e` from its stored bytes (the whole frame's,
+/// for a framed chunk) and checks them against its id. `memo` keeps the
+/// last decoded frame, so the chunks of one frame read together decode it
+/// once; pass a fresh [`FrameMemo`] when there is nothing to share.
+///
+/// # Errors
+/// [`PackError::Undecodable`] (the frame does not decode, or the slot lies
+/// outside it) or [`PackError::HashMismatch`].
+pub fn decode_entry(
+    e: &PackEntry,
+    stored: Bytes,
+    memo: &mut FrameMemo,
+) -> Result<Bytes, PackError> {
+    let Some(slot) = e.frame else {
+        return decode_chunk(&e.id, e.codec, e.raw_len, stored);
+    };
+    let key = (e.offset, e.stored_len, e.codec, slot.raw_len);
+    let frame = match &memo.last {
+        Some((k, frame)) if *k == key => frame.clone(),
+        _ => {
+            let frame = crate::codec::decode(e.codec, stored, slot.raw_len)
+                .map_err(|source| PackError::Undecodable { id: e.id, source })?;
+            memo.last = Some((key, frame.clone()));
+            frame
+        }
+    };
+    let at = slot.at as usize;
+    let raw = frame
+        .get(at..at + e.raw_len as usize)
+        .map(|b| frame.slice_ref(b))
+        .ok_or(PackError::Undecodable {
+            id: e.id,
+            source: crate::codec::CodecError::WrongLength,
+        })?;
+    if Digest::of(&raw) != e.id {
+        return Err(PackError::HashMismatch(e.id));
+    }
+    Ok(raw)
+}
+
+/// The last frame [`decode_entry`] decoded, keyed by where its stored bytes
+/// are; holds one decoded frame (≤ [`FRAME_TARGET_BYTES`] plus a chunk).
+#[derive(Debug, Default)]
+pub struct FrameMemo {
+    last: Option<((u64, u32, Codec, u32), Bytes)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,7 +573,8 @@ mod tests {
         let (pack, entries) = build(&chunks, 3);
         assert_eq!(entries[0].codec, Codec::Zstd);
         let tail = parse_pack(&pack).unwrap();
-        assert_eq!(tail.format, PACK_FORMAT);
+        // No frame: written as format 2, which older binaries read.
+        assert_eq!(tail.format, UNFRAMED_FORMAT);
         assert_eq!(tail.entries, entries);
         assert_eq!(
             pack.len() as u64,
@@ -483,10 +644,149 @@ mod tests {
             err,
             PackError::UnsupportedFormat { found, supported: PACK_FORMAT } if found == PACK_FORMAT + 1
         ));
-        assert!(err.to_string().contains("pack format 3 is newer"), "{err}");
+        assert!(err.to_string().contains("pack format 4 is newer"), "{err}");
         // A versioned trailer claiming format 1 (which has none) is malformed.
         pack[n - 12..n - 8].copy_from_slice(&1u32.to_le_bytes());
         assert!(matches!(parse_pack(&pack), Err(PackError::BadTrailer)));
+    }
+
+    /// Text-like chunks that compress well together (shared vocabulary).
+    fn wordy(n: usize, seed: u8) -> Vec<u8> {
+        let words: [&[u8]; 6] = [
+            b"weight ", b"bias ", b"moment ", b"step\n", b"layer ", b"norm ",
+        ];
+        let mut x = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
+        let mut out = Vec::with_capacity(n + 8);
+        while out.len() < n {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            out.extend_from_slice(words[x as usize % words.len()]);
+        }
+        out.truncate(n);
+        out
+    }
+
+    /// A pack holding `chunks` as one frame (plus a trailing raw chunk).
+    fn framed(chunks: &[Vec<u8>]) -> (Vec<u8>, Vec<PackEntry>) {
+        let mut policy = CompressionPolicy::new(crate::codec::CodecSettings {
+            level: 3,
+            byte_planes: true,
+        });
+        let mut b = PackBuilder::new();
+        for c in chunks {
+            assert_eq!(b.add_framed(Digest::of(c), c, &mut policy), 0);
+        }
+        assert!(b.end_frame(&mut policy) > 0);
+        let random: Vec<u8> = (0..3000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        b.add(Digest::of(&random), &random, &mut policy);
+        let mut out = b.take_pending().to_vec();
+        let (tail, entries) = b.finish();
+        out.extend_from_slice(&tail);
+        (out, entries)
+    }
+
+    #[test]
+    fn multi_chunk_frames_round_trip() {
+        // Near-copies of one incompressible block: alone each costs the
+        // block, in one frame zstd matches it against the first copy.
+        let block: Vec<u8> = (0..4000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        let chunks: Vec<Vec<u8>> = (0..8)
+            .map(|i| {
+                let mut c = block.clone();
+                c[i * 100] ^= 0x5a;
+                c.extend_from_slice(&wordy(700 * i, i as u8));
+                c
+            })
+            .collect();
+        let (pack, entries) = framed(&chunks);
+        let tail = parse_pack(&pack).unwrap();
+        assert_eq!(tail.format, PACK_FORMAT);
+        assert_eq!(tail.entries, entries);
+        let frame_raw: usize = chunks.iter().map(Vec::len).sum();
+        let mut at = 0u32;
+        for (e, c) in entries.iter().zip(&chunks) {
+            assert_eq!(
+                e.frame,
+                Some(FrameSlot {
+                    raw_len: frame_raw as u32,
+                    at
+                })
+            );
+            assert!(e.same_frame(&entries[0]));
+            at += c.len() as u32;
+        }
+        assert_eq!(entries[8].frame, None);
+        // One frame is much smaller than the chunks compressed alone, and
+        // the shares of its chunks add up to its stored length.
+        let alone: usize = chunks
+            .iter()
+            .map(|c| zstd::bulk::compress(c, 3).unwrap().len())
+            .sum();
+        assert!(
+            (entries[0].stored_len as usize) < alone / 2,
+            "{} vs {alone}",
+            entries[0].stored_len
+        );
+        let shares: u64 = entries[..8].iter().map(PackEntry::stored_share).sum();
+        assert_eq!(shares, u64::from(entries[0].stored_len));
+        let mut memo = FrameMemo::default();
+        let stored = |e: &PackEntry| {
+            Bytes::copy_from_slice(&pack[e.offset as usize..e.stored_end() as usize])
+        };
+        for (e, c) in entries.iter().zip(chunks.iter().chain([&vec![]])).take(8) {
+            assert_eq!(&decode_entry(e, stored(e), &mut memo).unwrap()[..], &c[..]);
+            // Without a shared memo too (a range read of one chunk).
+            assert_eq!(
+                &decode_entry(e, stored(e), &mut FrameMemo::default()).unwrap()[..],
+                &c[..]
+            );
+        }
+        // A chunk's slot cannot point outside its frame.
+        let mut bad = entries[3];
+        bad.frame = Some(FrameSlot {
+            raw_len: frame_raw as u32,
+            at: frame_raw as u32 - 10,
+        });
+        assert!(matches!(
+            decode_entry(&bad, stored(&bad), &mut FrameMemo::default()),
+            Err(PackError::Undecodable { .. })
+        ));
+    }
+
+    #[test]
+    fn a_corrupted_frame_fails_every_chunk_read_from_it() {
+        let chunks: Vec<Vec<u8>> = (0..5).map(|i| wordy(6000, 40 + i as u8)).collect();
+        let (mut pack, entries) = framed(&chunks);
+        let e = entries[2];
+        pack[(e.offset + u64::from(e.stored_len) / 2) as usize] ^= 0x08;
+        for e in &entries[..5] {
+            let stored = Bytes::copy_from_slice(&pack[e.offset as usize..e.stored_end() as usize]);
+            let err = decode_entry(e, stored, &mut FrameMemo::default()).unwrap_err();
+            assert!(
+                matches!(err, PackError::Undecodable { id, .. } | PackError::HashMismatch(id) if id == e.id),
+                "{err}"
+            );
+        }
+        // A footer entry whose slot leaves its frame is a corrupt footer.
+        let (pack, _) = framed(&chunks);
+        let tail = parse_pack(&pack).unwrap();
+        let mut footer = pack[tail.data_end as usize..pack.len() - TRAILER_LEN].to_vec();
+        footer[FRAMED_ENTRY_LEN + 53..FRAMED_ENTRY_LEN + 57]
+            .copy_from_slice(&u32::MAX.to_le_bytes());
+        let trailer = decode_trailer(&pack).unwrap();
+        let trailer = Trailer {
+            footer_hash: Digest::of(&footer),
+            ..trailer
+        };
+        assert!(matches!(
+            decode_footer(&footer, &trailer),
+            Err(PackError::BadFooter)
+        ));
     }
 
     #[test]

@@ -26,8 +26,8 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 
 use super::{
-    HEADER_LEN, LEGACY_TRAILER_LEN, PackEntry, PackError, PackTail, decode_chunk, decode_footer,
-    decode_trailer, footer_start,
+    FrameMemo, HEADER_LEN, LEGACY_TRAILER_LEN, PackEntry, PackError, PackTail, decode_entry,
+    decode_footer, decode_trailer, footer_start,
 };
 use crate::blobs::{BlobError, BlobStore, keys};
 use crate::ids::PackId;
@@ -68,15 +68,24 @@ pub enum Gaps {
 /// Groups chunks, in the order given, into spans of at most
 /// [`WINDOW_BYTES`]: a chunk joins the last span when it is in the same
 /// pack, starts at or after its end (exactly at it with
-/// [`Gaps::Adjacent`]), and the span stays within the window.
+/// [`Gaps::Adjacent`]), and the span stays within the window. Another chunk
+/// of a frame the span already reads (same stored bytes) always joins.
 pub fn coalesce<T>(
     chunks: impl IntoIterator<Item = (PackId, PackEntry, T)>,
     gaps: Gaps,
 ) -> Vec<Span<T>> {
     let mut spans: Vec<Span<T>> = Vec::new();
     for (pack, e, keep) in chunks {
-        let end = e.offset.saturating_add(u64::from(e.stored_len));
+        let end = e.stored_end();
         match spans.last_mut() {
+            Some(s)
+                if s.pack == pack
+                    && s.members
+                        .last()
+                        .is_some_and(|(last, _)| last.same_frame(&e)) =>
+            {
+                s.members.push((e, keep));
+            }
             Some(s)
                 if s.pack == pack
                     && (e.offset == s.end || (gaps == Gaps::Skip && e.offset > s.end))
@@ -153,7 +162,7 @@ impl SpanBytes {
     /// # Errors
     /// [`PackError::Truncated`] when the read does not hold them.
     pub fn stored(&self, e: &PackEntry) -> Result<Bytes, PackError> {
-        let end = e.offset.saturating_add(u64::from(e.stored_len));
+        let end = e.stored_end();
         let have = self.start + self.len();
         let range = e
             .offset
@@ -170,13 +179,22 @@ impl SpanBytes {
     }
 
     /// The raw bytes of `e`, decoded and BLAKE3-checked (CPU work: call
-    /// off the async executor).
+    /// off the async executor). A framed chunk decodes its whole frame.
     ///
     /// # Errors
     /// [`PackError::Truncated`], [`PackError::Undecodable`] or
     /// [`PackError::HashMismatch`].
     pub fn verified(&self, e: &PackEntry) -> Result<Bytes, PackError> {
-        decode_chunk(&e.id, e.codec, e.raw_len, self.stored(e)?)
+        self.verified_with(e, &mut FrameMemo::default())
+    }
+
+    /// As [`verified`](Self::verified), decoding a frame once for the
+    /// chunks of it read in a row (`memo` serves one span).
+    ///
+    /// # Errors
+    /// As [`verified`](Self::verified).
+    pub fn verified_with(&self, e: &PackEntry, memo: &mut FrameMemo) -> Result<Bytes, PackError> {
+        decode_entry(e, self.stored(e)?, memo)
     }
 }
 
@@ -338,18 +356,19 @@ impl PackReader {
             .map(|((e, _), _)| *e)
             .collect();
         let misses = wanted.len() as u64;
-        let mut fresh = match (wanted.first(), wanted.last()) {
-            (Some(first), Some(last)) => {
-                let start = first.offset;
-                let end = last.offset + u64::from(last.stored_len);
+        let start = wanted.iter().map(|e| e.offset).min();
+        let end = wanted.iter().map(PackEntry::stored_end).max();
+        let mut fresh = match (start, end) {
+            (Some(start), Some(end)) => {
                 let bytes = SpanBytes {
                     start,
                     bytes: self.read(span.pack, start, end - start).await?,
                 };
                 tokio::task::spawn_blocking(move || {
+                    let mut memo = FrameMemo::default();
                     wanted
                         .iter()
-                        .map(|e| bytes.verified(e))
+                        .map(|e| bytes.verified_with(e, &mut memo))
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .await
@@ -449,8 +468,8 @@ mod tests {
                     matches!(
                         err,
                         PackError::UnsupportedFormat {
-                            found: 3,
-                            supported: 2
+                            found: 4,
+                            supported: 3
                         }
                     ),
                     "{err}"
@@ -485,6 +504,69 @@ mod tests {
         assert!(matches!(reader.size(p(99)).await, Err(PackError::Missing)));
     }
 
+    #[tokio::test]
+    async fn framed_chunks_read_one_by_one_and_together() {
+        let blobs = BlobStore::memory().unwrap();
+        let reader = PackReader::new(&blobs);
+        let mut policy = CompressionPolicy::new(CodecSettings {
+            level: 3,
+            byte_planes: true,
+        });
+        let chunks: Vec<Vec<u8>> = (0..6u8)
+            .map(|i| {
+                format!("chunk {i}: ")
+                    .repeat(500 + 37 * usize::from(i))
+                    .into_bytes()
+            })
+            .collect();
+        let mut b = PackBuilder::new();
+        for c in &chunks {
+            b.add_framed(Digest::of(c), c, &mut policy);
+        }
+        b.end_frame(&mut policy);
+        let mut bytes = b.take_pending().to_vec();
+        let (tail, entries) = b.finish();
+        bytes.extend_from_slice(&tail);
+        let id = PackId::from_u128(7);
+        blobs
+            .put_new(&keys::pack(id), Bytes::from(bytes.clone()))
+            .await
+            .unwrap();
+        let tail = reader.tail(id, bytes.len() as u64).await.unwrap();
+        assert_eq!((tail.format, &tail.entries), (PACK_FORMAT, &entries));
+        assert!(entries.iter().all(|e| e.frame.is_some()));
+        // All together: one span, one read of the frame.
+        let spans = coalesce(entries.iter().map(|e| (id, *e, ())), Gaps::Adjacent);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(
+            spans[0].end - spans[0].start,
+            u64::from(entries[0].stored_len)
+        );
+        let got = reader
+            .read_verified(&spans[0], CacheUse::Bypass)
+            .await
+            .unwrap();
+        assert_eq!(
+            got.chunks.iter().map(|c| c.to_vec()).collect::<Vec<_>>(),
+            chunks
+        );
+        // One from the middle alone, and out of order (another chunk of
+        // the frame a span reads joins it).
+        for order in [vec![3usize], vec![4, 1, 5]] {
+            let spans = coalesce(order.iter().map(|&i| (id, entries[i], ())), Gaps::Adjacent);
+            assert_eq!(spans.len(), 1);
+            let got = reader
+                .read_verified(&spans[0], CacheUse::Bypass)
+                .await
+                .unwrap();
+            let want: Vec<Vec<u8>> = order.iter().map(|&i| chunks[i].clone()).collect();
+            assert_eq!(
+                got.chunks.iter().map(|c| c.to_vec()).collect::<Vec<_>>(),
+                want
+            );
+        }
+    }
+
     fn at(offset: u64, len: u32) -> PackEntry {
         PackEntry {
             id: Digest::of(&offset.to_le_bytes()),
@@ -492,6 +574,7 @@ mod tests {
             stored_len: len,
             raw_len: len,
             codec: Codec::Raw,
+            frame: None,
         }
     }
 

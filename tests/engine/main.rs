@@ -13,6 +13,7 @@ mod audit_log;
 mod codec_engine;
 mod engine_props;
 mod faults;
+mod frames;
 mod fsck;
 mod gc_crash;
 mod gc_model;

@@ -161,7 +161,7 @@ impl BatchCpu {
             let row = match stored {
                 Some(loc) => UploadChunk {
                     raw_len,
-                    stored_len: loc.stored_len,
+                    stored_len: u32::try_from(loc.stored_share()).unwrap_or(u32::MAX),
                     new_global: false,
                 },
                 None => {

@@ -292,7 +292,7 @@ async fn a_previous_release_store_still_reads_and_a_newer_pack_is_refused() {
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("pack format 3 is newer"), "{err}");
+    assert!(err.to_string().contains("pack format 4 is newer"), "{err}");
     assert!(store.path_of(&key).exists());
     store.close(engine);
 }
