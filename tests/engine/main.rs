@@ -20,4 +20,5 @@ mod gc_stress;
 mod heal_at_once;
 mod no_oracle_props;
 mod recovery;
+mod refs_model;
 mod v1_missing_props;
