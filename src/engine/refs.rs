@@ -208,7 +208,7 @@ pub(crate) fn stage_set(
                 to: target_id,
             };
             b.put_ref_change(&experiment, name, seq, &change);
-            if seq + 1 > REF_HISTORY_MAX {
+            if seq >= REF_HISTORY_MAX {
                 b.trim_ref_history(&experiment, name, seq + 1 - REF_HISTORY_MAX);
             }
             Staged {

@@ -27,9 +27,11 @@ impl Engine {
             let (meta, from) = (self.meta.clone(), after.clone());
             let (dead, next) = blocking(move || {
                 let page = meta.refs_page(from.as_deref(), GC_STEP)?;
-                let next = (page.len() == GC_STEP)
-                    .then(|| page.last().map(|r| r.key.clone()))
-                    .flatten();
+                let next = if page.len() == GC_STEP {
+                    page.last().map(|r| r.key.clone())
+                } else {
+                    None
+                };
                 let mut dead = Vec::new();
                 for r in page {
                     if r.record.expired(now)

@@ -82,10 +82,7 @@ fn if_match(v: &str) -> Result<RefCondition, ApiError> {
     }
 }
 
-fn header_text<'a>(
-    req: &'a HttpRequest,
-    name: header::HeaderName,
-) -> Result<Option<&'a str>, ApiError> {
+fn header_text(req: &HttpRequest, name: header::HeaderName) -> Result<Option<&str>, ApiError> {
     req.headers()
         .get(&name)
         .map(|v| {
@@ -228,10 +225,11 @@ pub(crate) fn parse_ref_options(
     Ok((expires_at, grants))
 }
 
-/// The parts of a set body the engine takes: target, expiry, grants.
-fn parse_set(
-    body: SetRefRequest,
-) -> Result<(ArtifactId, Option<Timestamp>, Option<Vec<String>>), ApiError> {
+/// What a set body gives the engine: target, expiry, grants.
+type SetParts = (ArtifactId, Option<Timestamp>, Option<Vec<String>>);
+
+/// The parts of a set body the engine takes.
+fn parse_set(body: SetRefRequest) -> Result<SetParts, ApiError> {
     let target = parse_artifact_id(&body.target)
         .ok_or_else(|| ApiError::bad_request("target must be an artifact id (32 hex)"))?;
     let (expires_at, grants) = parse_ref_options(body.expires_in, body.grants)?;
