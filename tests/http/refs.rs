@@ -57,6 +57,9 @@ fn swap(server: &Server, exp: &str, bearer: &str, name: &str, from: &str, to: &s
     )
 }
 
+/// A named request about a reference name.
+type Probe<'a> = (&'static str, Box<dyn Fn(&str) -> Response + 'a>);
+
 pub(crate) fn id_of(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
 }
@@ -291,7 +294,7 @@ fn a_foreign_principal_cannot_tell_a_hidden_name_from_none() {
 
     let hidden = "team/secret";
     let never = "team/never";
-    let probes: Vec<(&str, Box<dyn Fn(&str) -> Response>)> = vec![
+    let probes: Vec<Probe<'_>> = vec![
         (
             "get",
             Box::new(|n| v1::get(&server, &exp, &format!("/refs/{n}"), &b)),

@@ -84,12 +84,12 @@ fn labels_filter_listings_of_readable_artifacts_only() {
     );
     assert_eq!(
         v1::listed(&expect_json(v1::get(&server, &exp, q, &a), 200)),
-        [a_eval.clone()]
+        std::slice::from_ref(&a_eval)
     );
     let both = "/artifacts?label=stage=eval&label=run=r2";
     assert_eq!(
         v1::listed(&expect_json(v1::get(&server, &exp, both, &b), 200)),
-        [b_eval2.clone()]
+        std::slice::from_ref(&b_eval2)
     );
     // Pages of one walk B's labelled artifacts with cursors naming them.
     let page = expect_json(v1::get(&server, &exp, &format!("{q}&limit=1"), &b), 200);
