@@ -32,6 +32,8 @@ fn request() -> DepositRequest {
         content_type: "application/octet-stream".into(),
         filename: None,
         expires_at: None,
+        labels: Default::default(),
+        reference: None,
     }
 }
 

@@ -82,6 +82,8 @@ fn main() -> anyhow::Result<()> {
                 content_type: "application/octet-stream".into(),
                 filename: Some(format!("checkpoint-{i}.bin")),
                 expires_at: None,
+                labels: Default::default(),
+                reference: None,
             };
             let mut ingest = engine.begin_ingest()?;
             for part in data.chunks(1 << 20) {

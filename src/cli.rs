@@ -158,6 +158,9 @@ pub enum ClientCommand {
     Rm(TargetArgs),
     /// Let a worker or group read an artifact, or take that back with --revoke.
     Grant(GrantArgs),
+    /// Named references: set (compare-and-swap), get, ls, rm, log.
+    #[command(subcommand)]
+    Ref(RefCommand),
     /// Compare a local file or directory, or the fetched artifact, with the recorded BLAKE3.
     Verify(VerifyArgs),
 }
@@ -199,6 +202,20 @@ pub struct PutArgs {
     /// Largest chunk batch body (e.g. 16MiB); the server's limit caps it [default: 16MiB].
     #[arg(long, value_parser = crate::config::parse_size)]
     pub batch_bytes: Option<u64>,
+    /// Set this reference to the new artifact in the same commit (a cache
+    /// key); create-only unless `--ref-if-match` is given.
+    #[arg(long = "ref", value_name = "NAME")]
+    pub reference: Option<String>,
+    /// Move the reference only if it points at this artifact id now (`*`:
+    /// whatever it points at).
+    #[arg(long, value_name = "ID", requires = "reference")]
+    pub ref_if_match: Option<String>,
+    /// The reference's own lifetime (humantime, `1d`).
+    #[arg(long, value_name = "DURATION", requires = "reference")]
+    pub ref_expires_in: Option<String>,
+    /// A `key=value` label (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
     /// Connection settings.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -232,6 +249,9 @@ pub struct LsArgs {
     /// Only artifacts deposited by this principal (admin, wkr_…).
     #[arg(long)]
     pub created_by: Option<String>,
+    /// Only artifacts with this `key=value` label (repeatable: all must match).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
     /// Stop after this many artifacts [default: all].
     #[arg(long)]
     pub limit: Option<u64>,
@@ -276,6 +296,77 @@ pub struct VerifyArgs {
     /// Local file (or directory, as a bundle) to check; without it the artifact is fetched and checked.
     pub path: Option<PathBuf>,
     /// Connection settings.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `eden-cas ref …`: named references (`docs/client.md`).
+#[derive(Debug, Subcommand)]
+pub enum RefCommand {
+    /// Point NAME at an artifact: create-only with `--create`, a swap from
+    /// `--if-match ID`, else a swap from the target it has now (read
+    /// first), or a create when it has none. A lost race exits 2 (412).
+    Set(RefSetArgs),
+    /// Show a reference and its target.
+    Get(RefNameArgs),
+    /// List references (by prefix).
+    Ls(RefLsArgs),
+    /// Delete a reference (optionally only if it points at `--if-match`).
+    Rm(RefRmArgs),
+    /// Show a reference's history, newest first.
+    Log(RefNameArgs),
+}
+
+/// `ref set NAME TARGET`.
+#[derive(Debug, Args)]
+pub struct RefSetArgs {
+    /// The reference name (`runs/r17/latest`).
+    pub name: String,
+    /// Artifact id, `eden://artifacts/<id>` or `ref:OTHER`.
+    pub target: String,
+    /// Create only: fail (exit 2) if the name is taken.
+    #[arg(long, conflicts_with = "if_match")]
+    pub create: bool,
+    /// Move only if it points at this artifact id now.
+    #[arg(long, value_name = "ID")]
+    pub if_match: Option<String>,
+    /// The reference's own lifetime (humantime, `1d`).
+    #[arg(long, value_name = "DURATION")]
+    pub expires_in: Option<String>,
+    /// Who else may move or delete it (`wkr_…`/`grp_…`, repeatable).
+    #[arg(long = "grant", value_name = "PRINCIPAL")]
+    pub grants: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `ref get|log NAME`.
+#[derive(Debug, Args)]
+pub struct RefNameArgs {
+    /// The reference name.
+    pub name: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `ref ls [PREFIX]`.
+#[derive(Debug, Args)]
+pub struct RefLsArgs {
+    /// Only names starting with this.
+    #[arg(default_value = "")]
+    pub prefix: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `ref rm NAME`.
+#[derive(Debug, Args)]
+pub struct RefRmArgs {
+    /// The reference name.
+    pub name: String,
+    /// Delete only if it points at this artifact id now.
+    #[arg(long, value_name = "ID")]
+    pub if_match: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

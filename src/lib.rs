@@ -20,6 +20,7 @@ pub mod ids;
 pub mod logging;
 pub mod maintenance;
 pub mod meta;
+pub mod naming;
 pub mod pack;
 pub mod server;
 pub mod tls;

@@ -75,6 +75,7 @@ mod tests {
             filename: Some(s("f")),
             grants: vec![s("wkr_x")],
             id: s("00"),
+            labels: [(s("stage"), s("eval"))].into(),
             size_bytes: 2,
             uri: s("eden://artifacts/00"),
         };

@@ -1,6 +1,8 @@
 //! Bodies of the native surface, `/cas/v1/` (`docs/api.md`): artifacts,
 //! listing pages, upload sessions and their negotiation, admin answers.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// An artifact as a reader sees it. `expires_at` and `filename` are
@@ -31,6 +33,9 @@ pub struct Artifact {
     pub grants: Vec<String>,
     /// 32 lowercase hex characters.
     pub id: String,
+    /// `key=value` labels; omitted when there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// Bytes of content.
     pub size_bytes: u64,
     /// `eden://artifacts/<id>`.
@@ -223,4 +228,85 @@ pub struct Backup {
     pub files: u64,
     /// The backup's name (`yyyymmddThhmmssZ`).
     pub name: String,
+}
+
+/// A named reference (`GET`/`PUT …/refs/{name}`, listing items).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The target as the caller sees it.
+    pub artifact: Artifact,
+    /// RFC 3339 UTC with milliseconds.
+    pub created_at: String,
+    /// Who created the reference.
+    pub created_by: String,
+    /// When the reference itself stops existing; omitted when never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Workers and groups who may move or delete it (besides its creator,
+    /// the admin and members of `admins`).
+    pub grants: Vec<String>,
+    /// Its name.
+    pub name: String,
+    /// The target's id (also the `ETag`, quoted).
+    pub target: String,
+    /// RFC 3339 UTC with milliseconds.
+    pub updated_at: String,
+    /// Who last set it.
+    pub updated_by: String,
+}
+
+/// `PUT …/refs/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRefRequest {
+    /// The reference's own lifetime (`1d`); absent: it does not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
+    /// Who else may move or delete it; absent: unchanged (none on create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<String>>,
+    /// The artifact id to point at.
+    pub target: String,
+}
+
+/// `GET …/refs`: one page, in name order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefPage {
+    /// Cursor of the next page (`null` on the last one).
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+    /// The visible references of the page.
+    pub refs: Vec<Reference>,
+}
+
+/// One change of a reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefChange {
+    /// RFC 3339 UTC with milliseconds.
+    pub at: String,
+    /// Who set it.
+    pub by: String,
+    /// The target before; `null` when created or not readable by the caller.
+    pub from: Option<String>,
+    /// Position in the reference's history, from 0.
+    pub seq: u64,
+    /// The target after; `null` when not readable by the caller.
+    pub to: Option<String>,
+}
+
+/// `GET …/ref-history/{name}`: newest first, bounded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefHistory {
+    /// The changes, newest first.
+    pub changes: Vec<RefChange>,
+    /// The reference.
+    pub name: String,
+}
+
+/// `PUT …/artifacts/{id}/labels`: the new label set, replacing the old.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsRequest {
+    /// `key: value` pairs.
+    pub labels: BTreeMap<String, String>,
 }

@@ -23,7 +23,7 @@ use super::wire::{Artifact, ListPage};
 use super::{ClientError, Result};
 use crate::api::problem::Problem;
 use crate::api::v1::{
-    GrantRequest, Missing, MissingRequest, Session, SessionRequest, SessionStatus,
+    GrantRequest, Missing, MissingRequest, Session, SessionRequest, SessionStatus, SetRefRequest,
 };
 use crate::auth::Secret;
 use crate::hash::Digest;
@@ -270,8 +270,12 @@ impl Api {
         limit: u32,
         cursor: Option<&str>,
         created_by: Option<&str>,
+        labels: &[String],
     ) -> Result<ListPage> {
         let mut path = format!("/artifacts?limit={limit}");
+        for l in labels {
+            path.push_str(&format!("&label={}", seg(l)));
+        }
         if let Some(c) = cursor {
             path.push_str(&format!("&cursor={}", seg(c)));
         }
@@ -319,6 +323,52 @@ impl Api {
         self.call(Call::delete(format!("/artifacts/{}", seg(id))))
             .await
             .map(drop)
+    }
+
+    /// `GET …/refs/{name}`: the `Reference` (404 also for one the caller
+    /// may not see).
+    pub async fn get_ref(&self, name: &str) -> Result<Value> {
+        self.json_call(Call::get(format!("/refs/{}", seg(name))))
+            .await
+    }
+
+    /// `PUT …/refs/{name}` with one condition header
+    /// (`("If-Match", "\"<id>\"")` or `("If-None-Match", "*")`).
+    pub async fn set_ref(
+        &self,
+        name: &str,
+        body: &SetRefRequest,
+        condition: (&'static str, String),
+    ) -> Result<Value> {
+        let mut call = Call::post(format!("/refs/{}", seg(name)), json_body(body));
+        call.method = Method::PUT;
+        call.headers.push(condition);
+        self.json_call(call).await
+    }
+
+    /// `GET …/refs?prefix=&cursor=&limit=`: one page as JSON.
+    pub async fn list_refs(&self, prefix: &str, cursor: Option<&str>, limit: u32) -> Result<Value> {
+        let mut path = format!("/refs?limit={limit}&prefix={}", seg(prefix));
+        if let Some(c) = cursor {
+            path.push_str(&format!("&cursor={}", seg(c)));
+        }
+        self.json_call(Call::get(path)).await
+    }
+
+    /// `DELETE …/refs/{name}`, only if it points at `if_match` when given.
+    pub async fn delete_ref(&self, name: &str, if_match: Option<&str>) -> Result<()> {
+        let mut call = Call::delete(format!("/refs/{}", seg(name)));
+        if let Some(id) = if_match {
+            call.headers.push(("If-Match", format!("\"{id}\"")));
+            call.idempotent = false;
+        }
+        self.call(call).await.map(drop)
+    }
+
+    /// `GET …/ref-history/{name}`.
+    pub async fn ref_history(&self, name: &str) -> Result<Value> {
+        self.json_call(Call::get(format!("/ref-history/{}", seg(name))))
+            .await
     }
 }
 

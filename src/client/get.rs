@@ -32,7 +32,7 @@ use super::output::{human_bytes, print_json, print_stdout, progress};
 use super::scan::{Source, hash_only};
 use super::unbundle::{self, Staging};
 use super::wire::parse_blake3;
-use super::{ClientError, Result, parse_artifact_ref};
+use super::{ClientError, Result};
 use crate::cli::{GetArgs, VerifyArgs};
 use crate::hash::Digest;
 
@@ -126,7 +126,7 @@ impl Drop for PartialFile {
 
 /// Runs `get`.
 pub async fn run(api: Api, args: &GetArgs) -> Result<()> {
-    let id = parse_artifact_ref(&args.target)?;
+    let id = super::resolve_target(&api, &args.target).await?;
     if let Some(dir) = &args.extract {
         return extract(&api, &id, dir, args.force, args.client.json).await;
     }
@@ -462,7 +462,7 @@ impl std::io::Read for ChannelReader {
 /// Runs `verify`: a local path against the recorded digest, or the fetched
 /// artifact against it. A mismatch exits with code 4.
 pub async fn verify(api: Api, args: &VerifyArgs) -> Result<()> {
-    let id = parse_artifact_ref(&args.target)?;
+    let id = super::resolve_target(&api, &args.target).await?;
     let meta = api.meta(&id).await?;
     let expected = meta
         .blake3

@@ -17,7 +17,12 @@ pub async fn ls(api: Api, args: &LsArgs) -> Result<()> {
     while shown < want {
         let page_size = (want - shown).min(u64::from(args.page_size)) as u32;
         let page = api
-            .list(page_size, cursor.as_deref(), args.created_by.as_deref())
+            .list(
+                page_size,
+                cursor.as_deref(),
+                args.created_by.as_deref(),
+                &args.labels,
+            )
             .await?;
         for a in page.artifacts.into_iter().take((want - shown) as usize) {
             shown += 1;
@@ -40,7 +45,7 @@ pub async fn ls(api: Api, args: &LsArgs) -> Result<()> {
 
 /// Runs `stat`.
 pub async fn stat(api: Api, args: &TargetArgs) -> Result<()> {
-    let id = parse_artifact_ref(&args.target)?;
+    let id = super::resolve_target(&api, &args.target).await?;
     let a = api.meta(&id).await?;
     if args.client.json {
         print_json(&a.raw)

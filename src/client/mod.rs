@@ -21,6 +21,7 @@ pub mod local;
 pub mod manage;
 pub mod output;
 pub mod put;
+pub mod refs;
 pub mod scan;
 pub mod state;
 pub mod unbundle;
@@ -174,11 +175,12 @@ async fn dispatch(command: ClientCommand) -> Result<()> {
         ClientCommand::Stat(a) => manage::stat(connect(&a.client)?, &a).await,
         ClientCommand::Rm(a) => manage::rm(connect(&a.client)?, &a).await,
         ClientCommand::Grant(a) => manage::grant(connect(&a.client)?, &a).await,
+        ClientCommand::Ref(c) => refs::run(c).await,
     }
 }
 
 /// Builds the API handle from the connection flags (or their environment variables).
-fn connect(args: &ClientArgs) -> Result<api::Api> {
+pub(crate) fn connect(args: &ClientArgs) -> Result<api::Api> {
     let url = args
         .url
         .as_deref()
@@ -199,6 +201,23 @@ fn connect(args: &ClientArgs) -> Result<api::Api> {
             ClientError::Usage("no bearer token: set EDEN_CAS_TOKEN (<principal>:<secret>)".into())
         })?;
     api::Api::new(url, experiment, token)
+}
+
+/// The artifact a command names: `ref:NAME` is looked up (the reference's
+/// current target), anything else goes through [`parse_artifact_ref`].
+///
+/// # Errors
+/// A usage error for a malformed target; the server's 404 for a reference
+/// that does not exist or that the caller may not see.
+pub async fn resolve_target(api: &api::Api, target: &str) -> Result<String> {
+    let Some(name) = target.strip_prefix("ref:") else {
+        return parse_artifact_ref(target);
+    };
+    let r = api.get_ref(name).await?;
+    r["target"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| ClientError::Protocol("a reference without a target".into()))
 }
 
 /// Parses `eden://artifacts/<id>` or a bare 32-hex id into the id.

@@ -80,6 +80,7 @@ pub async fn run(api: Api, args: &PutArgs) -> Result<()> {
         expires_in: args.expires_in.clone(),
         size: Some(scanned.size),
     };
+    let extra = commit_extras(args)?;
     let session = open_session(&api, &store, &key, &source, &new).await?;
     if session.chunker != scanned.params {
         let bar = progress(Some(scanned.size), "hashing");
@@ -116,7 +117,7 @@ pub async fn run(api: Api, args: &PutArgs) -> Result<()> {
         sent.chunks += part.chunks;
         sent.raw_bytes += part.raw_bytes;
         sent.batches += part.batches;
-        let body = commit_body(&scanned, &content_type, filename.as_deref());
+        let body = commit_body(&scanned, &content_type, filename.as_deref(), &extra);
         match api.commit(&session.id, body).await {
             Ok(a) => {
                 committed = Some(a);
@@ -353,8 +354,45 @@ async fn send_missing(
     Ok(sent)
 }
 
+/// The `labels` and `ref` members of the commit body from `--label`,
+/// `--ref`, `--ref-if-match` and `--ref-expires-in`.
+fn commit_extras(args: &PutArgs) -> Result<serde_json::Map<String, Value>> {
+    let mut extra = serde_json::Map::new();
+    if !args.labels.is_empty() {
+        let mut labels = serde_json::Map::new();
+        for l in &args.labels {
+            let (k, v) = crate::naming::parse_label(l)
+                .map_err(|why| ClientError::Usage(format!("--label {l:?}: {why}")))?;
+            labels.insert(k, Value::from(v));
+        }
+        extra.insert("labels".into(), Value::Object(labels));
+    }
+    if let Some(name) = &args.reference {
+        let mut r = serde_json::Map::new();
+        r.insert("name".into(), Value::from(name.as_str()));
+        match args.ref_if_match.as_deref() {
+            Some("*") => r.insert("if_match".into(), Value::from("*")),
+            Some(id) => r.insert(
+                "if_match".into(),
+                Value::from(super::parse_artifact_ref(id)?),
+            ),
+            None => r.insert("if_none_match".into(), Value::from("*")),
+        };
+        if let Some(d) = &args.ref_expires_in {
+            r.insert("expires_in".into(), Value::from(d.as_str()));
+        }
+        extra.insert("ref".into(), Value::Object(r));
+    }
+    Ok(extra)
+}
+
 /// `{"chunks": [[id, len], …], "blake3": …, "content_type": …, "filename": …}`.
-fn commit_body(scanned: &Scan, content_type: &str, filename: Option<&str>) -> bytes::Bytes {
+fn commit_body(
+    scanned: &Scan,
+    content_type: &str,
+    filename: Option<&str>,
+    extra: &serde_json::Map<String, Value>,
+) -> bytes::Bytes {
     let mut out = Vec::with_capacity(scanned.chunks.len() * 80 + 256);
     out.extend_from_slice(b"{\"chunks\":[");
     for (i, c) in scanned.chunks.iter().enumerate() {
@@ -369,6 +407,7 @@ fn commit_body(scanned: &Scan, content_type: &str, filename: Option<&str>) -> by
     if let Some(f) = filename {
         tail.insert("filename".into(), Value::from(f));
     }
+    tail.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     for (k, v) in tail {
         out.extend_from_slice(format!(",\"{k}\":{v}").as_bytes());
     }
@@ -457,7 +496,12 @@ mod tests {
             blake3: Digest::of(b"aa"),
             params: ChunkerParams::default(),
         };
-        let body = commit_body(&scanned, "text/plain", Some("a \"b\".txt"));
+        let body = commit_body(
+            &scanned,
+            "text/plain",
+            Some("a \"b\".txt"),
+            &serde_json::Map::new(),
+        );
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v,
@@ -474,7 +518,9 @@ mod tests {
             blake3: Digest::of(b""),
             params: ChunkerParams::default(),
         };
-        let v: Value = serde_json::from_slice(&commit_body(&empty, "x", None)).unwrap();
+        let v: Value =
+            serde_json::from_slice(&commit_body(&empty, "x", None, &serde_json::Map::new()))
+                .unwrap();
         assert_eq!(v["chunks"], json!([]));
         assert!(v.get("filename").is_none());
     }

@@ -99,16 +99,28 @@ impl ReadGate {
 
     /// Whether the caller may read `rec` (expiry is checked separately).
     pub(crate) fn allows(&self, rec: &ArtifactRecord) -> bool {
-        let owner = &rec.created_by;
+        self.permits(&rec.created_by, &rec.grants)
+    }
+
+    /// The read rule for anything with an owner and grants: the admin, the
+    /// owner, a grantee (directly or through a granted group) or a
+    /// transitive member of `admins`. References use it for who may move
+    /// them (`refs.rs`).
+    pub(crate) fn permits(&self, owner: &Principal, grants: &[MemberId]) -> bool {
         if self.caller.is_admin() || self.caller == *owner {
             return true;
         }
         if self.admins.is_empty() {
-            return can_read(&self.caller, owner, &rec.grants, &self.graph, None).is_allowed();
+            return can_read(&self.caller, owner, grants, &self.graph, None).is_allowed();
         }
         self.admins
             .iter()
-            .any(|a| can_read(&self.caller, owner, &rec.grants, &self.graph, Some(a)).is_allowed())
+            .any(|a| can_read(&self.caller, owner, grants, &self.graph, Some(a)).is_allowed())
+    }
+
+    /// The principal the rule is for.
+    pub(crate) fn caller(&self) -> &Principal {
+        &self.caller
     }
 }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 use super::access::ReadGate;
 use super::audit::{AuditEvent, AuditKind, GC_PRINCIPAL};
 use super::ingest::{DepositReceipt, DepositRequest, PreparedContent};
+use super::labels::ArtifactFilter;
 use super::quota::{Part, session_reservation};
 use super::{Engine, EngineError, Stats, blocking};
 use crate::auth::{ExperimentId, MemberId, Principal};
@@ -165,10 +166,12 @@ impl Engine {
             dedup: prepared.figures,
             digest_verified: true,
             visible_dedup: Some(visible),
+            labels: req.labels,
+            ref_holds: 0,
         };
         let meta = self.meta.clone();
         let experiment = req.experiment;
-        let rec = record.clone();
+        let mut rec = record;
         let manifest_id = prepared.manifest_id;
         let manifest = prepared.manifest;
         // Ending a session checks it is still live under the upload lock, so
@@ -177,10 +180,27 @@ impl Engine {
             Some(_) => Some(self.upload_lock.lock().await),
             None => None,
         };
+        // A reference is decided and written with the artifact, under the
+        // lock every reference change takes (`refs.rs`).
+        let _ref_guard = match &req.reference {
+            Some(_) => Some(self.artifact_lock.lock().await),
+            None => None,
+        };
         let end_id = ending.map(|e| e.id);
-        let released = blocking(move || {
+        let reference = req.reference;
+        let (released, record, staged) = blocking(move || {
             let mut b = meta.batch();
             let mut released = 0;
+            let staged = match &reference {
+                Some(upd) => {
+                    let gate = super::access::ReadGate::load(&meta, experiment, rec.created_by)?;
+                    let s = super::refs::stage_set(
+                        &meta, &mut b, &gate, experiment, upd, id, &mut rec, now,
+                    )?;
+                    Some((upd.name.clone(), s))
+                }
+                None => None,
+            };
             if let Some(sid) = end_id {
                 let sid = &sid;
                 let mut session =
@@ -200,9 +220,10 @@ impl Engine {
             b.put_manifest(&manifest_id, &manifest);
             b.put_artifact(&experiment, &id, &rec);
             b.commit()?;
-            Ok(released)
+            Ok((released, rec, staged))
         })
         .await?;
+        drop(_ref_guard);
         // The session's (or the deposit's) reservation becomes committed bytes.
         self.quotas
             .add(&req.experiment, Part::Committed, record.size);
@@ -216,6 +237,16 @@ impl Engine {
         ev.size = Some(record.size);
         ev.expires_at = record.expires_at;
         self.audit(ev);
+        if let Some((name, staged)) = staged {
+            self.audit_ref(
+                AuditKind::SetRef,
+                record.created_by.as_str(),
+                req.experiment,
+                &name,
+                Some((id, &record)),
+                staged.from,
+            );
+        }
         let s = &self.stats;
         Stats::add(&s.deposits, 1);
         Stats::add(&s.logical_bytes, record.size);
@@ -305,6 +336,27 @@ impl Engine {
         cursor: Option<ArtifactId>,
         limit: usize,
     ) -> Result<ArtifactPage, EngineError> {
+        let filter = ArtifactFilter {
+            created_by,
+            ..ArtifactFilter::default()
+        };
+        self.list_artifacts_where(experiment, caller, filter, cursor, limit)
+            .await
+    }
+
+    /// [`Engine::list_artifacts`] with every filter (`labels.rs`): the same
+    /// page rules, applied to the readable artifacts that pass `filter`.
+    ///
+    /// # Errors
+    /// [`EngineError::Meta`] when the metadata store fails.
+    pub async fn list_artifacts_where(
+        &self,
+        experiment: ExperimentId,
+        caller: &Principal,
+        filter: ArtifactFilter,
+        cursor: Option<ArtifactId>,
+        limit: usize,
+    ) -> Result<ArtifactPage, EngineError> {
         let limit = limit.max(1);
         let (meta, caller) = (self.meta.clone(), *caller);
         blocking(move || {
@@ -317,7 +369,7 @@ impl Engine {
                 let exhausted = batch.len() < LIST_STEP;
                 for (id, rec) in batch {
                     before = Some(id);
-                    let wanted = created_by.is_none_or(|c| c == rec.created_by);
+                    let wanted = filter.admits(&rec);
                     if !(wanted && !rec.expired(now) && gate.allows(&rec)) {
                         continue;
                     }
@@ -434,7 +486,7 @@ impl Engine {
     }
 
     /// Writes a changed artifact record (synced).
-    async fn put_record(
+    pub(crate) async fn put_record(
         &self,
         experiment: ExperimentId,
         id: &ArtifactId,

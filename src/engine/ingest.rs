@@ -62,6 +62,12 @@ pub struct DepositRequest {
     pub filename: Option<String>,
     /// When the artifact expires (else the retention default applies).
     pub expires_at: Option<Timestamp>,
+    /// `key=value` labels (checked by the caller with
+    /// `naming::check_labels`).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// A reference to set to the new artifact in the same commit (a cache
+    /// key): the artifact is recorded only if the reference is as expected.
+    pub reference: Option<super::refs::RefUpdate>,
 }
 
 /// Content that is stored and indexed but not yet visible as an artifact.

@@ -17,6 +17,7 @@ pub mod fsck;
 pub mod gc;
 mod heal;
 pub mod ingest;
+pub mod labels;
 mod manifest_object;
 mod packcheck;
 mod pins;
@@ -24,6 +25,7 @@ pub mod quota;
 pub mod read;
 mod readback;
 pub mod recovery;
+pub mod refs;
 pub mod registry;
 pub mod scrub;
 pub mod stats;
@@ -152,6 +154,10 @@ pub enum EngineError {
     /// The thing to create already exists.
     #[error("already exists")]
     AlreadyExists,
+    /// A conditional change of a reference found it in another state than
+    /// the condition named (a lost compare-and-swap); nothing changed.
+    #[error("precondition failed")]
+    PreconditionFailed,
     /// Stored data failed verification, or data that committed records
     /// depend on is gone; [`IntegrityError`] says which.
     #[error("integrity failure: {0}")]

@@ -50,6 +50,10 @@ pub enum ProblemType {
     /// 507 `eden-cas://error/quota-exceeded` (`/cas/v1/`; `/v0/` answers
     /// 413 `payload-too-large`).
     QuotaExceeded,
+    /// 412 `eden-cas://error/precondition-failed` (`/cas/v1/` references).
+    PreconditionFailed,
+    /// 428 `eden-cas://error/precondition-required` (`/cas/v1/` references).
+    PreconditionRequired,
     /// 500, `about:blank`.
     Internal,
     /// 503, `about:blank`.
@@ -76,6 +80,8 @@ impl ProblemType {
             ProblemType::DigestMismatch => "eden-cas://error/digest-mismatch",
             ProblemType::SessionExpired => "eden-cas://error/session-expired",
             ProblemType::QuotaExceeded => "eden-cas://error/quota-exceeded",
+            ProblemType::PreconditionFailed => "eden-cas://error/precondition-failed",
+            ProblemType::PreconditionRequired => "eden-cas://error/precondition-required",
             ProblemType::Internal | ProblemType::Unavailable => "about:blank",
         }
     }
@@ -99,6 +105,8 @@ impl ProblemType {
             ProblemType::DigestMismatch => "Digest Mismatch",
             ProblemType::SessionExpired => "Session Expired",
             ProblemType::QuotaExceeded => "Quota Exceeded",
+            ProblemType::PreconditionFailed => "Precondition Failed",
+            ProblemType::PreconditionRequired => "Precondition Required",
             ProblemType::Internal => "Internal Server Error",
             ProblemType::Unavailable => "Service Unavailable",
         }
@@ -122,6 +130,8 @@ impl ProblemType {
             ProblemType::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             ProblemType::SessionExpired => StatusCode::GONE,
             ProblemType::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+            ProblemType::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ProblemType::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ProblemType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ProblemType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -254,6 +264,10 @@ impl From<EngineError> for ApiError {
             EngineError::AlreadyExists => {
                 ApiError::new(ProblemType::AlreadyExists, "the resource already exists")
             }
+            EngineError::PreconditionFailed => ApiError::new(
+                ProblemType::PreconditionFailed,
+                "the reference is not in the state the request's condition names",
+            ),
             EngineError::SessionEnded(why) => ApiError::new(ProblemType::SessionExpired, why),
             EngineError::LeaseLost(_) => ApiError::new(
                 ProblemType::Unavailable,

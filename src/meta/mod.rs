@@ -12,6 +12,7 @@ pub mod kv;
 pub mod postgres;
 pub mod records;
 pub mod recovery;
+pub mod refs;
 pub mod rocks;
 pub mod scan;
 pub mod uploads;
@@ -55,8 +56,14 @@ pub const CF_UPLOAD_CHUNKS: &str = "upload-chunks-v1";
 /// Pack id → unix seconds when the scrubber last verified the pack whole.
 pub const CF_PACK_SCRUB: &str = "pack-scrub-v1";
 
+/// `experiment \0 name` → [`refs::RefRecord`]: named references.
+pub const CF_REFS: &str = "refs-v1";
+/// `experiment \0 name \0 seq` → [`refs::RefChange`]: each reference's
+/// bounded history.
+pub const CF_REF_LOG: &str = "ref-log-v1";
+
 /// Every table, in the order engines create them.
-pub const ALL_CFS: [&str; 12] = [
+pub const ALL_CFS: [&str; 14] = [
     CF_CHUNKS,
     CF_PACKS,
     CF_SEGMENTS,
@@ -69,6 +76,8 @@ pub const ALL_CFS: [&str; 12] = [
     CF_UPLOADS,
     CF_UPLOAD_CHUNKS,
     CF_PACK_SCRUB,
+    CF_REFS,
+    CF_REF_LOG,
 ];
 
 /// The metadata format this binary writes and the newest it opens. Raise

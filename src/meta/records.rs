@@ -239,12 +239,28 @@ pub struct ArtifactRecord {
     /// key, which is ignored.
     #[serde(default)]
     pub visible_dedup: Option<VisibleDedup>,
+    /// `key=value` labels (`naming::check_labels`), set at deposit and by
+    /// its managers later. Absent when empty, so records without labels
+    /// encode as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// How many reference records (`refs-v1`) name this artifact as their
+    /// target: while any does, the artifact does not expire (issue 15: an
+    /// artifact a reference points at is never expired by TTL). Changed in
+    /// the same batch as the references. Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ref_holds: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ArtifactRecord {
-    /// Whether it is past its expiry at `now` (no longer served).
+    /// Whether it is past its expiry at `now` (no longer served) and no
+    /// reference holds it.
     pub fn expired(&self, now: Timestamp) -> bool {
-        self.expires_at.is_some_and(|t| t <= now)
+        self.ref_holds == 0 && self.expires_at.is_some_and(|t| t <= now)
     }
 }
 
@@ -271,6 +287,10 @@ struct StoredArtifact {
     digest_verified: bool,
     #[serde(default)]
     visible_dedup: Option<VisibleDedup>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    ref_holds: u32,
 }
 
 impl From<StoredArtifact> for ArtifactRecord {
@@ -291,6 +311,8 @@ impl From<StoredArtifact> for ArtifactRecord {
             dedup: r.dedup,
             digest_verified: r.digest_verified,
             visible_dedup: r.visible_dedup,
+            labels: r.labels,
+            ref_holds: r.ref_holds,
         }
     }
 }

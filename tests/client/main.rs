@@ -9,6 +9,7 @@ mod support;
 
 mod client_bundle;
 mod client_limits;
+mod client_refs;
 mod client_resume;
 mod client_roundtrip;
 mod client_untrusted;

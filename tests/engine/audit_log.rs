@@ -16,7 +16,9 @@ use eden_cas::engine::audit::{
     AuditConfig, AuditEvent, AuditFilter, AuditKind, GC_PRINCIPAL, export_stream, segment_keys,
 };
 use eden_cas::engine::gc::GcOptions;
+use eden_cas::engine::refs::{RefCondition, RefUpdate};
 use eden_cas::engine::{Engine, EngineConfig};
+use eden_cas::naming::RefName;
 use futures_util::StreamExt;
 
 use crate::support::engine::*;
@@ -88,6 +90,22 @@ fn every_kind_is_recorded_once_in_order_with_digests_and_no_token() {
             .await
             .unwrap();
         let past = Timestamp::from_unix_secs(1);
+        let name = RefName::parse("audit/latest").unwrap();
+        let upd = |expires_at| RefUpdate {
+            name: name.clone(),
+            condition: RefCondition::Absent,
+            expires_at,
+            grants: None,
+        };
+        e.set_ref(EXP, &worker, upd(None), a.id).await.unwrap();
+        e.delete_ref(EXP, &worker, &name, None).await.unwrap();
+        let labels = BTreeMap::from([("stage".to_string(), "eval".to_string())]);
+        e.set_labels(EXP, &worker, &a.id, labels).await.unwrap();
+        // A reference already past its own expiry: GC removes it first,
+        // then the artifact it held.
+        e.set_ref(EXP, &worker, upd(Some(past)), a.id)
+            .await
+            .unwrap();
         e.set_expiry(EXP, &worker, &a.id, Some(past)).await.unwrap();
         let report = e.gc(GcOptions::default()).await.unwrap();
         assert_eq!(report.artifacts_expired, 1);
@@ -114,7 +132,12 @@ fn every_kind_is_recorded_once_in_order_with_digests_and_no_token() {
                 (Revoke, wid.as_str()),
                 (Deposit, admin),
                 (Delete, admin),
+                (SetRef, wid.as_str()),
+                (DeleteRef, wid.as_str()),
+                (SetLabels, wid.as_str()),
+                (SetRef, wid.as_str()),
                 (SetExpiry, wid.as_str()),
+                (ExpireRef, GC_PRINCIPAL),
                 (Expire, GC_PRINCIPAL),
             ]
         );
@@ -143,7 +166,9 @@ fn every_kind_is_recorded_once_in_order_with_digests_and_no_token() {
         );
         assert_eq!(log[11].artifact, Some(b.id.to_string()));
         assert_eq!(log[11].blake3, Some(b.record.blake3.to_hex()));
-        assert_eq!(log[12].expires_at, Some(past));
+        assert_eq!(log[16].expires_at, Some(past));
+        assert_eq!(log[12].reference.as_deref(), Some("audit/latest"));
+        assert_eq!(log[14].labels.as_ref().map(BTreeMap::len), Some(1));
         assert_eq!(log[0].worker.as_deref(), Some(wid.as_str()));
         assert_eq!(log[0].name.as_deref(), Some("trainer"));
         assert_eq!(log[3].member.as_deref(), Some(wid.as_str()));

@@ -22,4 +22,5 @@ mod heal_at_once;
 mod meta_engines;
 mod no_oracle_props;
 mod recovery;
+mod refs_model;
 mod v1_missing_props;

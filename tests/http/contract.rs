@@ -139,7 +139,24 @@ fn registered_routes() -> BTreeSet<(String, String)> {
 }
 
 fn scan_routes(code: &str, file: &str, routes: &mut BTreeSet<(String, String)>) {
-    let literal = |s: &str| -> String { s.split('"').next().unwrap_or_default().to_string() };
+    // `{name:.+}` (a segment pattern) is the path parameter `{name}`.
+    let literal = |s: &str| -> String {
+        let raw = s.split('"').next().unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut in_pattern = false;
+        for c in raw.chars() {
+            match c {
+                ':' if out.rfind('{') > out.rfind('}') => in_pattern = true,
+                '}' => {
+                    in_pattern = false;
+                    out.push(c);
+                }
+                _ if in_pattern => {}
+                _ => out.push(c),
+            }
+        }
+        out
+    };
     let method_after = |s: &str| -> String {
         let m = s.split("web::").nth(1).unwrap_or_default();
         m.split('(').next().unwrap_or_default().to_ascii_uppercase()

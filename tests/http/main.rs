@@ -23,6 +23,8 @@ mod observability;
 mod ops;
 mod otlp;
 mod quota;
+mod refs;
+mod refs_cache;
 mod server;
 mod settings;
 mod tls;

@@ -124,6 +124,8 @@ pub fn req_as(exp: ExperimentId, by: Principal) -> DepositRequest {
         content_type: "application/octet-stream".into(),
         filename: None,
         expires_at: None,
+        labels: Default::default(),
+        reference: None,
     }
 }
 

@@ -19,6 +19,8 @@ pub const V1_TYPES: &[(&str, u16)] = &[
     ("eden-cas://error/digest-mismatch", 422),
     ("eden-cas://error/session-expired", 410),
     ("eden-cas://error/quota-exceeded", 507),
+    ("eden-cas://error/precondition-failed", 412),
+    ("eden-cas://error/precondition-required", 428),
 ];
 
 /// `<base>/cas/v1/experiments/<exp><path>`.

@@ -40,11 +40,20 @@ pub enum AuditKind {
     RemoveMember,
     /// A group was deleted.
     DeleteGroup,
+    /// A reference was created or moved (`artifact`: the new target,
+    /// `from`: the old one).
+    SetRef,
+    /// A reference was deleted by a manager.
+    DeleteRef,
+    /// GC removed a reference past its own expiry or whose target is gone.
+    ExpireRef,
+    /// An artifact's labels were replaced.
+    SetLabels,
 }
 
 impl AuditKind {
     /// Every kind, in declaration order.
-    pub const ALL: [AuditKind; 13] = [
+    pub const ALL: [AuditKind; 17] = [
         AuditKind::Deposit,
         AuditKind::Read,
         AuditKind::Grant,
@@ -58,6 +67,10 @@ impl AuditKind {
         AuditKind::AddMember,
         AuditKind::RemoveMember,
         AuditKind::DeleteGroup,
+        AuditKind::SetRef,
+        AuditKind::DeleteRef,
+        AuditKind::ExpireRef,
+        AuditKind::SetLabels,
     ];
 }
 
@@ -119,6 +132,15 @@ pub struct AuditEvent {
     /// The worker's or group's name, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The reference concerned (set-ref, delete-ref, expire-ref).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The reference's target before the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The artifact's labels after the change (set-labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn rfc3339<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
@@ -154,6 +176,9 @@ impl AuditEvent {
             member: None,
             members: None,
             name: None,
+            reference: None,
+            from: None,
+            labels: None,
         }
     }
 

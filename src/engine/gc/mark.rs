@@ -13,6 +13,11 @@ use crate::meta::Meta;
 impl GcRun {
     /// Phase 1: open the pin window, then collect everything live.
     pub(super) async fn mark(&mut self) -> Result<(), EngineError> {
+        // References past their own expiry or whose target is gone go
+        // first, so the artifacts only they held expire in this run.
+        if !self.opts.dry_run {
+            self.engine.remove_dead_refs(Timestamp::now()).await?;
+        }
         let snapshot = self.engine.pins.open_window();
         let meta = self.engine.meta.clone();
         let now = Timestamp::now();

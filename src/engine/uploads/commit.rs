@@ -45,6 +45,10 @@ pub struct CommitTrailer {
     pub content_type: Option<String>,
     /// Filename overriding the session's.
     pub filename: Option<String>,
+    /// The artifact's labels (checked by the caller).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// A reference set to the artifact in the same commit.
+    pub reference: Option<crate::engine::refs::RefUpdate>,
 }
 
 /// A commit in progress: feed the chunk list in order with
@@ -132,6 +136,8 @@ impl Engine {
                 blake3: req.blake3,
                 content_type: req.content_type,
                 filename: req.filename,
+                labels: Default::default(),
+                reference: None,
             })
             .await
     }
@@ -284,6 +290,8 @@ impl CommitCheck {
             content_type: trailer.content_type.unwrap_or(rec.content_type),
             filename: trailer.filename.or(rec.filename),
             expires_at,
+            labels: trailer.labels,
+            reference: trailer.reference,
         };
         let id = self.session;
         // The commit lock (in `self`) is held until the artifact is recorded.

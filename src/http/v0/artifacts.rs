@@ -145,6 +145,8 @@ pub async fn deposit(
                 content_type: content_type.clone(),
                 filename,
                 expires_at: None,
+                labels: Default::default(),
+                reference: None,
             },
         )
         .await

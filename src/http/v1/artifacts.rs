@@ -13,18 +13,22 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::dto::{artifact_view, check_filename, parse_ttl, sanitize_content_type};
 use super::{AppState, artifact_error, artifact_id, created, engine, json, parse_json, read_body};
-use crate::api::v1::{ArtifactPage, GrantRequest};
+use crate::api::v1::{ArtifactPage, GrantRequest, LabelsRequest};
 use crate::auth::{MemberId, Principal};
 use crate::clock::Timestamp;
 use crate::engine::DepositRequest;
 use crate::engine::ingest::parse_artifact_id;
+use crate::engine::labels::ArtifactFilter;
 use crate::http::auth::Caller;
 use crate::http::body::closing;
 use crate::http::problem::{ApiError, ProblemType};
 use crate::http::query;
+use crate::naming::{MAX_LABELS, check_labels, parse_label};
 
 /// Largest JSON body of the grant route.
 const MAX_GRANT_BODY: usize = 4096;
+/// Largest JSON body of the labels route.
+const MAX_LABELS_BODY: usize = 16 << 10;
 /// Default and largest listing page.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -75,6 +79,9 @@ pub async fn deposit(
                 .plus(Duration::from_secs(d.as_secs()))
         });
 
+    let labels = super::refs::deposit_labels(&req).map_err(at)?;
+    let reference = super::refs::deposit_ref(&req).map_err(at)?;
+
     // Refused before a byte is read: the body could never fit.
     let cap = engine.config().max_artifact_bytes;
     payload
@@ -112,6 +119,8 @@ pub async fn deposit(
                 content_type,
                 filename,
                 expires_at,
+                labels,
+                reference,
             },
         )
         .await
@@ -138,7 +147,8 @@ pub async fn meta(
     ))
 }
 
-/// `GET …/artifacts?limit=&cursor=&created_by=` → a page of readable artifacts.
+/// `GET …/artifacts?limit=&cursor=&created_by=&label=k=v&created_after=&created_before=&filename_prefix=`
+/// → a page of readable artifacts.
 pub async fn list(
     req: HttpRequest,
     caller: Caller,
@@ -148,7 +158,12 @@ pub async fn list(
     let engine = engine(&state).clone();
     let params =
         query::parse(req.query_string()).map_err(|e| at(ApiError::bad_request(e.to_string())))?;
-    let (mut limit, mut cursor, mut created_by) = (DEFAULT_LIMIT, None, None);
+    let (mut limit, mut cursor) = (DEFAULT_LIMIT, None);
+    let mut filter = ArtifactFilter::default();
+    let time = |k: &str, v: &str| {
+        Timestamp::parse_rfc3339(v)
+            .ok_or_else(|| ApiError::bad_request(format!("{k} must be an RFC 3339 time")))
+    };
     for (k, v) in params {
         match k.as_str() {
             "limit" => {
@@ -169,23 +184,31 @@ pub async fn list(
                 );
             }
             "created_by" if !v.is_empty() => {
-                created_by = Some(Principal::parse(&v).ok_or_else(|| {
+                filter.created_by = Some(Principal::parse(&v).ok_or_else(|| {
                     at(ApiError::bad_request(
                         "created_by must be admin or a wkr_ id",
                     ))
                 })?);
             }
+            "label" => {
+                let kv = parse_label(&v).map_err(|e| at(ApiError::bad_request(e)))?;
+                if filter.labels.len() >= MAX_LABELS {
+                    return Err(at(ApiError::bad_request("at most 32 label filters")));
+                }
+                filter.labels.push(kv);
+            }
+            "created_after" if !v.is_empty() => {
+                filter.created_after = Some(time(&k, &v).map_err(at)?);
+            }
+            "created_before" if !v.is_empty() => {
+                filter.created_before = Some(time(&k, &v).map_err(at)?);
+            }
+            "filename_prefix" if !v.is_empty() => filter.filename_prefix = Some(v),
             _ => {}
         }
     }
     let page = engine
-        .list_artifacts(
-            caller.experiment,
-            &caller.principal,
-            created_by,
-            cursor,
-            limit,
-        )
+        .list_artifacts_where(caller.experiment, &caller.principal, filter, cursor, limit)
         .await
         .map_err(|e| at(e.into()))?;
     let artifacts = page
@@ -259,4 +282,28 @@ pub async fn delete(
         .await
         .map_err(|e| at(e.into()))?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `PUT …/artifacts/{id}/labels` `{"labels": {k: v}}` → 200 `Artifact`
+/// (depositor or admin); replaces the whole set.
+pub async fn set_labels(
+    req: HttpRequest,
+    caller: Caller,
+    payload: crate::http::body::Body,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let at = |e: ApiError| e.at(&req);
+    let engine = engine(&state).clone();
+    let id = artifact_id(&req).map_err(at)?;
+    let body: LabelsRequest =
+        parse_json(&read_body(payload, MAX_LABELS_BODY).await.map_err(at)?).map_err(at)?;
+    check_labels(&body.labels).map_err(|e| at(ApiError::bad_request(e)))?;
+    let rec = engine
+        .set_labels(caller.experiment, &caller.principal, &id, body.labels)
+        .await
+        .map_err(|e| at(artifact_error(e)))?;
+    Ok(json(
+        StatusCode::OK,
+        &artifact_view(&id, &rec, &caller.principal),
+    ))
 }

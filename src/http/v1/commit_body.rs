@@ -5,6 +5,7 @@
 //! body nor the list is ever held whole, so a commit's memory is bounded
 //! whatever the client sends (invariant 8).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 
@@ -13,10 +14,12 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use tokio::sync::mpsc;
 
 use crate::engine::EngineError;
+use crate::engine::refs::RefUpdate;
 use crate::engine::uploads::{CommitCheck, CommitTrailer};
 use crate::hash::Digest;
 use crate::http::problem::ApiError;
 use crate::meta::records::ManifestEntry;
+use crate::naming::RefName;
 
 /// Entries handed to the engine at a time.
 const GROUP: usize = 4096;
@@ -128,6 +131,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let (mut chunks, mut blake3, mut content_type, mut filename) = (false, None, None, None);
+        let (mut labels, mut reference) = (None, None);
         while let Some(key) = map.next_key::<String>()? {
             let repeated = || de::Error::custom(format!("duplicate field `{key}`"));
             match key.as_str() {
@@ -164,10 +168,32 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                     }
                     filename = Some(map.next_value::<Option<String>>()?);
                 }
+                "labels" => {
+                    if labels.is_some() {
+                        return Err(repeated());
+                    }
+                    let l: BTreeMap<String, String> = map.next_value()?;
+                    crate::naming::check_labels(&l).map_err(<A::Error as de::Error>::custom)?;
+                    labels = Some(l);
+                }
+                "ref" => {
+                    if reference.is_some() {
+                        return Err(repeated());
+                    }
+                    let r: CommitRef = map.next_value()?;
+                    reference = Some(r.update().map_err(<A::Error as de::Error>::custom)?);
+                }
                 other => {
                     return Err(de::Error::unknown_field(
                         other,
-                        &["chunks", "blake3", "content_type", "filename"],
+                        &[
+                            "chunks",
+                            "blake3",
+                            "content_type",
+                            "filename",
+                            "labels",
+                            "ref",
+                        ],
                     ));
                 }
             }
@@ -179,6 +205,42 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
             blake3: blake3.ok_or_else(|| de::Error::missing_field("blake3"))?,
             content_type: content_type.flatten(),
             filename: filename.flatten(),
+            labels: labels.unwrap_or_default(),
+            reference,
+        })
+    }
+}
+
+/// The `ref` member of a commit body: a reference set to the new artifact
+/// in the same commit. One of `if_match` (the current target's id, or `*`)
+/// and `if_none_match` (`*`: create only) is required.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitRef {
+    name: String,
+    #[serde(default)]
+    if_match: Option<String>,
+    #[serde(default)]
+    if_none_match: Option<String>,
+    #[serde(default)]
+    expires_in: Option<String>,
+    #[serde(default)]
+    grants: Option<Vec<String>>,
+}
+
+impl CommitRef {
+    fn update(self) -> Result<RefUpdate, String> {
+        let name = RefName::parse(&self.name).map_err(str::to_string)?;
+        let condition =
+            super::refs::condition_of(self.if_match.as_deref(), self.if_none_match.as_deref())
+                .map_err(|e| e.detail)?;
+        let (expires_at, grants) =
+            super::refs::parse_ref_options(self.expires_in, self.grants).map_err(|e| e.detail)?;
+        Ok(RefUpdate {
+            name,
+            condition,
+            expires_at,
+            grants,
         })
     }
 }

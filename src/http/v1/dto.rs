@@ -110,6 +110,7 @@ pub fn artifact_view(id: &ArtifactId, rec: &ArtifactRecord, viewer: &Principal) 
         filename: rec.filename.clone(),
         grants: rec.grants.iter().map(MemberId::to_string).collect(),
         id: id.to_string(),
+        labels: rec.labels.clone(),
         size_bytes: rec.size,
         uri: id.uri(),
     }

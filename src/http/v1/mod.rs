@@ -19,6 +19,7 @@ mod dashboard;
 pub mod dto;
 mod fetch;
 mod limits;
+pub(crate) mod refs;
 mod uploads;
 
 use std::sync::Arc;
@@ -73,11 +74,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(resource("/artifacts/{id}/meta").route(web::get().to(artifacts::meta)))
             .service(resource("/artifacts/{id}/grants").route(web::post().to(artifacts::grant)))
+            .service(resource("/artifacts/{id}/labels").route(web::put().to(artifacts::set_labels)))
             .service(
                 resource("/artifacts/{id}/grants/{principal}")
                     .route(web::delete().to(artifacts::revoke)),
             )
             .service(resource("/quota").route(web::get().to(limits::quota)))
+            .service(resource("/refs").route(web::get().to(refs::list)))
+            .service(
+                resource("/refs/{name:.+}")
+                    .route(web::get().to(refs::get))
+                    .route(web::put().to(refs::set))
+                    .route(web::delete().to(refs::delete)),
+            )
+            .service(resource("/ref-history/{name:.+}").route(web::get().to(refs::history)))
             .service(resource("/uploads").route(web::post().to(uploads::create)))
             .service(
                 resource("/uploads/{sid}")

@@ -79,6 +79,8 @@ impl Store {
         self.rt.block_on(async move {
             let req = DepositRequest {
                 expires_at,
+                labels: Default::default(),
+                reference: None,
                 ..req_as(exp, Principal::Admin)
             };
             e.deposit_bytes(req, data).await.unwrap().id.to_string()

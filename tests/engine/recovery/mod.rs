@@ -109,6 +109,8 @@ fn req(by: &str) -> DepositRequest {
         content_type: "application/x-test".into(),
         filename: Some("f.bin".into()),
         expires_at: Some(eden_cas::clock::Timestamp::from_unix_secs(4_000_000_000)),
+        labels: Default::default(),
+        reference: None,
         ..req_as(EXP, Principal::parse(by).expect("principal"))
     }
 }
@@ -159,6 +161,8 @@ async fn read_manifest(engine: &Arc<Engine>, id: &Digest) -> Vec<u8> {
         dedup: DedupFigures::default(),
         digest_verified: true,
         visible_dedup: None,
+        labels: Default::default(),
+        ref_holds: 0,
     };
     // Reads go through a readable artifact only: record one for the
     // manifest under a fresh id, read it as the admin, drop it again.
