@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use super::access::ReadGate;
 use super::audit::{AuditEvent, AuditKind, GC_PRINCIPAL};
-use super::ingest::{DepositReceipt, DepositRequest, PreparedContent};
+use super::ingest::{DepositReceipt, DepositRequest, PreparedContent, group};
 use super::quota::{Part, session_reservation};
 use super::{Engine, EngineError, Stats, blocking};
 use crate::auth::{ExperimentId, MemberId, Principal};
@@ -171,6 +171,14 @@ impl Engine {
         let rec = record.clone();
         let manifest_id = prepared.manifest_id;
         let manifest = prepared.manifest;
+        if let (Some(staged), None) = (prepared.staged, &ending) {
+            // A small deposit: its chunks, manifest object and record are
+            // written with those of concurrent small deposits.
+            let item = group::GroupItem::prepare(self, staged, manifest_id, manifest, experiment, id, rec)
+                .await?;
+            group::submit(self, item).await?;
+            return Ok(self.committed(req.experiment, id, record, 0));
+        }
         // Ending a session checks it is still live under the upload lock, so
         // an abandon or expiry racing this commit wins or loses atomically.
         let _guard = match &ending {
@@ -203,14 +211,25 @@ impl Engine {
             Ok(released)
         })
         .await?;
+        Ok(self.committed(req.experiment, id, record, released))
+    }
+
+    /// What follows a durable commit: quotas, audit, counters, the log line.
+    fn committed(
+        &self,
+        experiment: ExperimentId,
+        id: ArtifactId,
+        record: ArtifactRecord,
+        released: u64,
+    ) -> DepositReceipt {
         // The session's (or the deposit's) reservation becomes committed bytes.
         self.quotas
-            .add(&req.experiment, Part::Committed, record.size);
-        self.quotas.sub(&req.experiment, Part::Session, released);
+            .add(&experiment, Part::Committed, record.size);
+        self.quotas.sub(&experiment, Part::Session, released);
         let mut ev = AuditEvent::new(
             AuditKind::Deposit,
             record.created_by.as_str(),
-            req.experiment.as_str(),
+            experiment.as_str(),
         )
         .artifact(id, &record.blake3);
         ev.size = Some(record.size);
@@ -221,11 +240,11 @@ impl Engine {
         Stats::add(&s.logical_bytes, record.size);
         Stats::add(&s.new_raw_bytes, record.dedup.new_raw_bytes);
         tracing::info!(
-            experiment = %req.experiment, artifact = %id, size = record.size,
+            experiment = %experiment, artifact = %id, size = record.size,
             new_bytes = record.dedup.new_stored_bytes, chunks = record.dedup.chunks,
             new_chunks = record.dedup.new_chunks, created_by = %record.created_by, "artifact committed"
         );
-        Ok(DepositReceipt { id, record })
+        DepositReceipt { id, record }
     }
 
     /// Writes `experiment \0 chunk artifact` refs for every chunk, one

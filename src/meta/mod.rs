@@ -5,6 +5,7 @@
 //! is durable before the deposit is acknowledged). All calls block: the
 //! engine runs them off the async executor.
 
+pub mod bundles;
 pub mod experiments;
 pub mod records;
 pub mod recovery;
@@ -52,8 +53,12 @@ pub const CF_UPLOADS: &str = "uploads-v1";
 pub const CF_UPLOAD_CHUNKS: &str = "upload-chunks-v1";
 /// Pack id → unix seconds when the scrubber last verified the pack whole.
 pub const CF_PACK_SCRUB: &str = "pack-scrub-v1";
+/// Manifest id → id (16 bytes) of the manifest bundle object that holds
+/// its blob-store copy (manifests of small deposits committed as a group,
+/// `engine/ingest/group.rs`).
+pub const CF_MANIFEST_BUNDLES: &str = "manifest-bundles-v1";
 
-const ALL_CFS: [&str; 12] = [
+const ALL_CFS: [&str; 13] = [
     CF_CHUNKS,
     CF_PACKS,
     CF_SEGMENTS,
@@ -66,6 +71,7 @@ const ALL_CFS: [&str; 12] = [
     CF_UPLOADS,
     CF_UPLOAD_CHUNKS,
     CF_PACK_SCRUB,
+    CF_MANIFEST_BUNDLES,
 ];
 
 /// The metadata format this binary writes and the newest it opens. Raise

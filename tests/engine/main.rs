@@ -17,6 +17,7 @@ mod fsck;
 mod gc_crash;
 mod gc_model;
 mod gc_stress;
+mod group_commit;
 mod heal_at_once;
 mod no_oracle_props;
 mod recovery;

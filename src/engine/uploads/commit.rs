@@ -277,6 +277,7 @@ impl CommitCheck {
                 ..global
             },
             pins: Some(Arc::clone(&self.pins)),
+            staged: None,
         };
         let deposit = DepositRequest {
             experiment: rec.experiment,
