@@ -34,6 +34,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::PackSink;
+use super::sink::SealedPack;
 use crate::auth::ExperimentId;
 use crate::blobs::keys;
 use crate::engine::manifest_object::{BUNDLE_MAGIC, encode_manifest_object};
@@ -269,11 +270,44 @@ fn shared_error(e: &EngineError, n: usize) -> EngineError {
     }
 }
 
-/// Steps 1–3 of the module docs for one group.
+/// Steps 1–3 of the module docs for one group. The pack and the bundle are
+/// written concurrently (their durability waits overlap); the batch waits
+/// for both.
 async fn commit_group(engine: &Arc<Engine>, items: &[&GroupItem]) -> Result<(), EngineError> {
     engine.check_writer()?;
-    // Step 1: one pack with the staged chunks of every deposit, each
-    // distinct chunk once.
+    let builder = group_pack(items)?;
+    let (body, in_bundle) = bundle_body(engine, items).await?;
+    let bundle = (!in_bundle.is_empty()).then(PackId::mint);
+    if let Some(id) = bundle {
+        engine.pins.pack_opened(id);
+    }
+    let mut sink = PackSink::new(Arc::clone(engine));
+    let (pack, written) = tokio::join!(write_pack(&mut sink, builder), async {
+        match bundle {
+            Some(id) => write_bundle(engine, id, body).await,
+            None => Ok(()),
+        }
+    });
+    let pack_id = match &pack {
+        Ok(Some(p)) => Some(p.id),
+        _ => None,
+    };
+    let result = match (pack, written) {
+        (Ok(pack), Ok(())) => record(engine, items, pack.as_ref(), bundle, in_bundle).await,
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    };
+    if let Some(id) = pack_id {
+        engine.pins.pack_closed(id);
+    }
+    if let Some(id) = bundle {
+        engine.pins.pack_closed(id);
+    }
+    result
+}
+
+/// One pack builder with the staged chunks of every deposit, each distinct
+/// chunk once.
+fn group_pack(items: &[&GroupItem]) -> Result<PackBuilder, EngineError> {
     let mut builder = PackBuilder::new();
     let mut seen = HashSet::new();
     for item in items {
@@ -290,33 +324,30 @@ async fn commit_group(engine: &Arc<Engine>, items: &[&GroupItem]) -> Result<(), 
             builder.add_stored(e.id, stored, e.raw_len, e.codec);
         }
     }
-    let mut sink = PackSink::new(Arc::clone(engine));
-    let pack = if builder.is_empty() {
-        None
-    } else {
-        let part = builder.take_pending();
-        sink.write_part(part).await?;
-        match sink.close(builder).await? {
-            Some(sealed) => Some(sealed),
-            None => return Err(EngineError::Internal("group pack lost".into())),
-        }
-    };
-    let result = bundle_and_record(engine, items, pack.as_ref()).await;
-    if let Some(p) = &pack {
-        engine.pins.pack_closed(p.id);
-    }
-    result
+    Ok(builder)
 }
 
-/// Steps 2–3: the manifest bundle, then the batch.
-async fn bundle_and_record(
+/// Writes the group's pack and makes it durable (`None`: no new chunk).
+/// The pack stays registered as open until the caller closes it.
+async fn write_pack(
+    sink: &mut PackSink,
+    mut builder: PackBuilder,
+) -> Result<Option<SealedPack>, EngineError> {
+    if builder.is_empty() {
+        return Ok(None);
+    }
+    sink.write_part(builder.take_pending()).await?;
+    sink.close(builder).await
+}
+
+/// The bundle of the manifests not recorded yet, and their ids. Manifests
+/// already recorded have their blob-store copy (written before the batch
+/// that recorded them; GC removes the row before the copy), and they are
+/// pinned by their deposits, so that stays true.
+async fn bundle_body(
     engine: &Arc<Engine>,
     items: &[&GroupItem],
-    pack: Option<&super::sink::SealedPack>,
-) -> Result<(), EngineError> {
-    // Manifests already recorded have their blob-store copy (written before
-    // the batch that recorded them; GC removes the row before the copy);
-    // they are pinned by their deposits, so that stays true.
+) -> Result<(Bytes, HashSet<Digest>), EngineError> {
     let ids: Vec<Digest> = items.iter().map(|i| i.manifest_id).collect();
     let meta = engine.meta.clone();
     let stored: Vec<bool> = blocking(move || {
@@ -333,22 +364,7 @@ async fn bundle_and_record(
             body.extend_from_slice(&item.manifest_object);
         }
     }
-    let bundle = if in_bundle.is_empty() {
-        None
-    } else {
-        let id = PackId::mint();
-        engine.pins.pack_opened(id);
-        if let Err(e) = write_bundle(engine, id, Bytes::from(body)).await {
-            engine.pins.pack_closed(id);
-            return Err(e);
-        }
-        Some(id)
-    };
-    let recorded = record(engine, items, pack, bundle, in_bundle).await;
-    if let Some(id) = bundle {
-        engine.pins.pack_closed(id);
-    }
-    recorded
+    Ok((Bytes::from(body), in_bundle))
 }
 
 /// Writes a bundle create-only and makes it durable.
@@ -365,7 +381,7 @@ async fn write_bundle(engine: &Arc<Engine>, id: PackId, body: Bytes) -> Result<(
 async fn record(
     engine: &Arc<Engine>,
     items: &[&GroupItem],
-    pack: Option<&super::sink::SealedPack>,
+    pack: Option<&SealedPack>,
     bundle: Option<PackId>,
     in_bundle: HashSet<Digest>,
 ) -> Result<(), EngineError> {
