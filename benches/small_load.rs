@@ -232,7 +232,9 @@ fn main() -> anyhow::Result<()> {
             "release build"
         }
     );
-    println!("clients  deposits  errors  deposits/s  p50_ms  p99_ms  put/deposit  requests/deposit");
+    println!(
+        "clients  deposits  errors  deposits/s  p50_ms  p99_ms  put/deposit  requests/deposit"
+    );
     for clients in counts {
         let t = target()?;
         let probe = Client::builder().no_proxy().build()?;

@@ -174,8 +174,9 @@ impl Engine {
         if let (Some(staged), None) = (prepared.staged, &ending) {
             // A small deposit: its chunks, manifest object and record are
             // written with those of concurrent small deposits.
-            let item = group::GroupItem::prepare(self, staged, manifest_id, manifest, experiment, id, rec)
-                .await?;
+            let item =
+                group::GroupItem::prepare(self, staged, manifest_id, manifest, experiment, id, rec)
+                    .await?;
             group::submit(self, item).await?;
             return Ok(self.committed(req.experiment, id, record, 0));
         }
@@ -223,8 +224,7 @@ impl Engine {
         released: u64,
     ) -> DepositReceipt {
         // The session's (or the deposit's) reservation becomes committed bytes.
-        self.quotas
-            .add(&experiment, Part::Committed, record.size);
+        self.quotas.add(&experiment, Part::Committed, record.size);
         self.quotas.sub(&experiment, Part::Session, released);
         let mut ev = AuditEvent::new(
             AuditKind::Deposit,

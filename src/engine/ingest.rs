@@ -29,8 +29,8 @@ use sha2::{Digest as _, Sha256};
 pub(crate) mod group;
 mod sink;
 
-pub use super::manifest_object::{BUNDLE_MAGIC, BundledManifest, MANIFEST_MAGIC, split_bundle};
 pub(crate) use super::manifest_object::write_manifest_object;
+pub use super::manifest_object::{BUNDLE_MAGIC, BundledManifest, MANIFEST_MAGIC, split_bundle};
 use super::pins::OpPins;
 use super::{Engine, EngineError};
 use crate::auth::{ExperimentId, Principal};

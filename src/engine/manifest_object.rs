@@ -83,7 +83,10 @@ impl Engine {
     /// # Errors
     /// Blob store or metadata failures.
     #[doc(hidden)]
-    pub async fn manifest_copy(self: &Arc<Self>, id: &Digest) -> Result<Option<Bytes>, EngineError> {
+    pub async fn manifest_copy(
+        self: &Arc<Self>,
+        id: &Digest,
+    ) -> Result<Option<Bytes>, EngineError> {
         let Some(key) = manifest_copy_key(self, id).await? else {
             return Ok(None);
         };

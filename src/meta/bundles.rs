@@ -86,7 +86,8 @@ mod tests {
         batch.commit().unwrap();
         assert_eq!(meta.manifest_bundle(&a).unwrap(), Some(bundle));
         let mut rows = Vec::new();
-        meta.scan_manifest_bundles(|m, p| rows.push((m, p))).unwrap();
+        meta.scan_manifest_bundles(|m, p| rows.push((m, p)))
+            .unwrap();
         assert_eq!(rows.len(), 2);
         assert!(rows.contains(&(a, bundle)));
         let mut batch = meta.batch();

@@ -36,10 +36,7 @@ async fn bounded<F: std::future::Future>(f: F) -> F::Output {
 
 /// Deposits every item of `data` concurrently while commits are held, waits
 /// until all of them queue, then releases them as one group.
-async fn burst(
-    e: &Arc<Engine>,
-    data: &[Vec<u8>],
-) -> Vec<Result<DepositReceipt, EngineError>> {
+async fn burst(e: &Arc<Engine>, data: &[Vec<u8>]) -> Vec<Result<DepositReceipt, EngineError>> {
     e.hold_group_commits(true);
     let tasks: Vec<_> = data
         .iter()
@@ -92,7 +89,11 @@ async fn bursts_of_small_deposits_cost_at_most_a_tenth_of_a_put_each() {
         let deposits = done.len() as u64;
         // One pack and one manifest bundle per group of 32.
         assert_eq!(used.put, 2 * 4, "{used:?}");
-        assert!(used.put * 10 <= deposits, "{} PUTs for {deposits} deposits", used.put);
+        assert!(
+            used.put * 10 <= deposits,
+            "{} PUTs for {deposits} deposits",
+            used.put
+        );
         assert_eq!(stored(e).await.packs - packs_before, 4);
         assert_eq!(keys_under(e, keys::MANIFEST_BUNDLES).await.len(), 4);
         // Each deposit is durable, readable and has its manifest copy.
@@ -146,7 +147,8 @@ async fn group_fails_whole(spec: FaultSpec) {
     for r in burst(e, &data).await {
         let err = r.expect_err("the group failed");
         assert!(
-            err.to_string().contains("group commit of 8 deposits failed"),
+            err.to_string()
+                .contains("group commit of 8 deposits failed"),
             "{spec:?}: {err}"
         );
     }
@@ -200,7 +202,10 @@ async fn gc_keeps_a_bundle_while_one_of_its_artifacts_lives() {
         }
         e.gc(GcOptions::default()).await.unwrap();
         assert_eq!(keys_under(e, keys::MANIFEST_BUNDLES).await.len(), 1);
-        assert_eq!(fetch(e, &ids[3]).await.unwrap().as_deref(), Some(&data[3][..]));
+        assert_eq!(
+            fetch(e, &ids[3]).await.unwrap().as_deref(),
+            Some(&data[3][..])
+        );
         assert!(e.fsck(false).await.unwrap().is_clean());
         delete(e, &ids[3]).await;
         e.gc(GcOptions::default()).await.unwrap();
@@ -222,7 +227,11 @@ async fn reindex_restores_bundled_manifests_and_their_rows() {
             done.push((id, rec.manifest, d));
         }
         // Keep the artifact records (a backup would), lose everything else.
-        let records = fx.engine.meta().artifacts_newest_first(&EXP, None, 100).unwrap();
+        let records = fx
+            .engine
+            .meta()
+            .artifacts_newest_first(&EXP, None, 100)
+            .unwrap();
         let cfg = fx.engine.config().clone();
         drop(fx.engine);
         let blobs = eden_cas::blobs::BlobStore::fs(&fx.dir.path().join("blobs")).unwrap();
@@ -238,7 +247,10 @@ async fn reindex_restores_bundled_manifests_and_their_rows() {
         for (id, manifest, d) in &done {
             let m: &Digest = manifest;
             assert!(e.meta().manifest(m).unwrap().is_some(), "manifest restored");
-            assert!(e.meta().manifest_bundle(m).unwrap().is_some(), "bundle row restored");
+            assert!(
+                e.meta().manifest_bundle(m).unwrap().is_some(),
+                "bundle row restored"
+            );
             assert_eq!(fetch(&e, id).await.unwrap().as_deref(), Some(&d[..]));
         }
         assert!(e.fsck(false).await.unwrap().is_clean());

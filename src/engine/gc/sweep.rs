@@ -157,7 +157,7 @@ impl GcRun {
             }
         }
         let engine = Arc::clone(&self.engine);
-        let (segments, manifests, live_ids) = blocking(move || {
+        let (segments, manifests, live_ids, redundant) = blocking(move || {
             let meta = &engine.meta;
             let mut dead_segments = Vec::new();
             meta.scan_digest_keys(CF_SEGMENTS, |id| {
@@ -171,9 +171,15 @@ impl GcRun {
                     dead_manifests.push(id);
                 }
             })?;
+            let mut redundant = Vec::new();
             for id in &objects {
                 if !live_ids.contains(id) && meta.manifest(id)?.is_none() {
                     dead_manifests.push(*id);
+                } else if meta.manifest_bundle(id)?.is_some() {
+                    // The recorded copy is in a bundle: this object is the
+                    // leftover of a failed write (the retry was committed
+                    // in a group) or a second copy.
+                    redundant.push(*id);
                 }
             }
             let segments = remove_unpinned(&engine, &dead_segments, |b, id| b.delete_segment(id))?;
@@ -181,10 +187,13 @@ impl GcRun {
                 b.delete_manifest(id);
                 b.delete_manifest_bundle(id);
             })?;
-            Ok((segments, manifests, live_ids))
+            Ok((segments, manifests, live_ids, redundant))
         })
         .await?;
         self.live_ids = live_ids;
+        for id in redundant {
+            delete_object(&self.engine, &keys::manifest(&id)).await?;
+        }
         self.report.segments_deleted = segments.len() as u64;
         self.report.manifests_deleted = manifests.len() as u64;
         for id in manifests {

@@ -10,9 +10,9 @@ use super::{ObjectProblem, ReindexReport};
 use crate::blobs::{BlobError, BlobStore, keys};
 use crate::engine::ingest::MANIFEST_MAGIC;
 use crate::engine::manifest_object::split_bundle;
-use crate::ids::PackId;
 use crate::engine::{EngineError, blocking};
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::records::{Manifest, ManifestEntry, Segment};
 use crate::meta::{Meta, encode};
 
