@@ -111,7 +111,8 @@ fn kill9_during_group_commits_loses_no_acknowledged_deposit() {
     let mut server = Server::start();
     let exp = exp_id();
     let admin = server.admin_bearer();
-    let acked: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    type Acked = Vec<(String, Vec<u8>)>;
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let pid = server.pid().expect("server running");
     std::thread::scope(|s| {
@@ -147,7 +148,9 @@ fn kill9_during_group_commits_loses_no_acknowledged_deposit() {
                     if resp.status().as_u16() != 201 {
                         return;
                     }
-                    let Ok(v) = resp.json::<serde_json::Value>() else {
+                    let Ok(v) = resp.text().map_err(|_| ()).and_then(|t| {
+                        serde_json::from_str::<serde_json::Value>(&t).map_err(|_| ())
+                    }) else {
                         return;
                     };
                     if let Some(uri) = v["artifacts_uri"].as_str() {
