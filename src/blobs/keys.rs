@@ -4,6 +4,7 @@
 //! ```text
 //! packs/<xx>/<pack-ulid>.pack
 //! manifests/<xx>/<manifest-blake3-hex>.manifest
+//! manifests/bundles/<xx>/<bundle-ulid>.bundle   (manifests of a group commit)
 //! backups/<yyyymmddThhmmssZ>/<file>   (metadata backups; BACKUP.json last)
 //! _eden_cas_probe/<ulid>      (startup probe; deleted right after)
 //! _eden_cas_lease/<generation, 20 digits>.json   (the writer lease, `lease.rs`)
@@ -81,6 +82,27 @@ pub fn parse_manifest(key: &str) -> Option<Digest> {
     hex.parse().ok()
 }
 
+/// Prefix of manifest bundles (inside [`MANIFESTS`], so that a listing of
+/// manifests sees them; [`parse_manifest`] does not take them for one).
+pub const MANIFEST_BUNDLES: &str = "manifests/bundles/";
+
+/// Key of a manifest bundle: the manifests of one group commit of small
+/// deposits in one object (`engine/manifest_object.rs`).
+pub fn manifest_bundle(id: PackId) -> String {
+    let s = id.to_string().to_ascii_lowercase();
+    format!("{MANIFEST_BUNDLES}{}/{s}.bundle", &s[24..26])
+}
+
+/// The bundle id inside a manifest bundle key, if it is one.
+pub fn parse_manifest_bundle(key: &str) -> Option<PackId> {
+    let name = key
+        .strip_prefix(MANIFEST_BUNDLES)?
+        .split('/')
+        .nth(1)?
+        .strip_suffix(".bundle")?;
+    PackId::parse(name)
+}
+
 /// Key of a file of a metadata backup.
 pub fn backup_file(backup: &str, file: &str) -> String {
     format!("{BACKUPS}{backup}/{file}")
@@ -100,6 +122,16 @@ mod tests {
         assert_eq!(parse_manifest(&manifest(&m)), Some(m));
         assert_eq!(parse_manifest("manifests/ab/zz.manifest"), None);
         assert_eq!(parse_pack("packs/zz/nope.pack"), None);
+    }
+
+    #[test]
+    fn bundle_keys_round_trip_and_are_no_manifests() {
+        let id = PackId::mint();
+        let k = manifest_bundle(id);
+        assert!(k.starts_with(MANIFESTS));
+        assert_eq!(parse_manifest_bundle(&k), Some(id));
+        assert_eq!(parse_manifest(&k), None);
+        assert_eq!(parse_manifest_bundle(&manifest(&Digest::of(b"m"))), None);
     }
 
     #[test]

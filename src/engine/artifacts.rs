@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use super::access::ReadGate;
 use super::audit::{AuditEvent, AuditKind, GC_PRINCIPAL};
-use super::ingest::{DepositReceipt, DepositRequest, PreparedContent};
+use super::ingest::{DepositReceipt, DepositRequest, PreparedContent, group};
 use super::labels::ArtifactFilter;
 use super::quota::{Part, session_reservation};
 use super::{Engine, EngineError, Stats, blocking};
@@ -174,6 +174,23 @@ impl Engine {
         let mut rec = record;
         let manifest_id = prepared.manifest_id;
         let manifest = prepared.manifest;
+        if let (Some(staged), None, None) = (prepared.staged, &ending, &req.reference) {
+            // A small deposit: its chunks, manifest object and record are
+            // written with those of concurrent small deposits. (One that
+            // sets a reference decides it under the reference lock below.)
+            let item = group::GroupItem::prepare(
+                self,
+                staged,
+                manifest_id,
+                manifest,
+                experiment,
+                id,
+                rec.clone(),
+            )
+            .await?;
+            group::submit(self, item).await?;
+            return Ok(self.committed(req.experiment, id, rec, 0, None));
+        }
         // Ending a session checks it is still live under the upload lock, so
         // an abandon or expiry racing this commit wins or loses atomically.
         let _guard = match &ending {
@@ -224,24 +241,36 @@ impl Engine {
         })
         .await?;
         drop(_ref_guard);
+        Ok(self.committed(req.experiment, id, record, released, staged))
+    }
+
+    /// What follows a durable commit: quotas, audit (of the reference set
+    /// with it too), counters, the log line.
+    fn committed(
+        &self,
+        experiment: ExperimentId,
+        id: ArtifactId,
+        record: ArtifactRecord,
+        released: u64,
+        reference: Option<(crate::naming::RefName, super::refs::Staged)>,
+    ) -> DepositReceipt {
         // The session's (or the deposit's) reservation becomes committed bytes.
-        self.quotas
-            .add(&req.experiment, Part::Committed, record.size);
-        self.quotas.sub(&req.experiment, Part::Session, released);
+        self.quotas.add(&experiment, Part::Committed, record.size);
+        self.quotas.sub(&experiment, Part::Session, released);
         let mut ev = AuditEvent::new(
             AuditKind::Deposit,
             record.created_by.as_str(),
-            req.experiment.as_str(),
+            experiment.as_str(),
         )
         .artifact(id, &record.blake3);
         ev.size = Some(record.size);
         ev.expires_at = record.expires_at;
         self.audit(ev);
-        if let Some((name, staged)) = staged {
+        if let Some((name, staged)) = reference {
             self.audit_ref(
                 AuditKind::SetRef,
                 record.created_by.as_str(),
-                req.experiment,
+                experiment,
                 &name,
                 Some((id, &record)),
                 staged.from,
@@ -252,11 +281,11 @@ impl Engine {
         Stats::add(&s.logical_bytes, record.size);
         Stats::add(&s.new_raw_bytes, record.dedup.new_raw_bytes);
         tracing::info!(
-            experiment = %req.experiment, artifact = %id, size = record.size,
+            experiment = %experiment, artifact = %id, size = record.size,
             new_bytes = record.dedup.new_stored_bytes, chunks = record.dedup.chunks,
             new_chunks = record.dedup.new_chunks, created_by = %record.created_by, "artifact committed"
         );
-        Ok(DepositReceipt { id, record })
+        DepositReceipt { id, record }
     }
 
     /// Writes `experiment \0 chunk artifact` refs for every chunk, one

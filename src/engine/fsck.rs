@@ -38,7 +38,7 @@ use super::packcheck::{
     CorruptChunk, PackFault, index_entries_in, read_footer, verify_entries, verify_pack,
 };
 use super::{Engine, EngineError, blocking};
-use crate::blobs::{BlobError, keys};
+use crate::blobs::keys;
 use crate::hash::Digest;
 use crate::ids::PackId;
 use crate::meta::Meta;
@@ -266,9 +266,9 @@ impl Engine {
             return Ok(findings);
         };
         let mid = a.record.manifest;
-        match self.blobs.size(&keys::manifest(&mid)).await {
-            Ok(_) => {}
-            Err(BlobError::NotFound(_)) => findings.push(Finding::Manifest(
+        match super::manifest_object::manifest_copy_key(self, &mid).await? {
+            Some(_) => {}
+            None => findings.push(Finding::Manifest(
                 ProblemKind::ManifestObjectMissing,
                 format!(
                     "manifest object {} is missing from the blob store (metadata could not be \
@@ -276,7 +276,6 @@ impl Engine {
                     keys::manifest(&mid)
                 ),
             )),
-            Err(e) => return Err(e.into()),
         }
         if report.deep {
             match self.digest_segments(&manifest.segments).await {

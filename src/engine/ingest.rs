@@ -26,10 +26,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
+pub(crate) mod group;
 mod sink;
 
-pub use super::manifest_object::MANIFEST_MAGIC;
 pub(crate) use super::manifest_object::write_manifest_object;
+pub use super::manifest_object::{BUNDLE_MAGIC, BundledManifest, MANIFEST_MAGIC, split_bundle};
 use super::pins::OpPins;
 use super::{Engine, EngineError};
 use crate::auth::{ExperimentId, Principal};
@@ -82,6 +83,10 @@ pub struct PreparedContent {
     /// Pins of the operation that prepared it, held until the commit that
     /// makes its references durable (invariant 7).
     pub(crate) pins: Option<Arc<OpPins>>,
+    /// The new chunks of a small deposit, not written yet: the commit
+    /// writes them, with the manifest, in a group (`ingest/group.rs`).
+    /// `None`: every chunk is indexed and the manifest object written.
+    pub(crate) staged: Option<Arc<group::Staged>>,
 }
 
 /// What a committed deposit answers.
@@ -440,35 +445,60 @@ impl Ingest {
     /// Ends the stream: last chunks, last pack, manifest. Nothing is visible
     /// until [`Engine::commit_artifact`].
     ///
+    /// A small deposit (new chunks within `SMALL_DEPOSIT_BYTES`, none
+    /// written yet, a manifest of at most `SMALL_MANIFEST_CHUNKS`) keeps
+    /// its new chunks in memory instead: its commit writes them, and its
+    /// manifest object, together with concurrent small deposits
+    /// (`ingest/group.rs`).
+    ///
     /// # Errors
     /// As [`Ingest::push`], and [`EngineError::Blob`] when the manifest object
     /// cannot be written.
     pub async fn finish(mut self) -> Result<PreparedContent, EngineError> {
         self.dispatch(true).await?;
-        self.seal_pack().await?;
-        let Some(state) = self.state.take() else {
+        let Some(state) = self.state.as_mut() else {
             return Err(EngineError::Internal("ingest state lost".into()));
         };
-        let state = *state;
         let p = self.engine.cfg.chunker;
         let manifest = Manifest {
             chunker: FASTCDC_2020.to_string(),
             params: p,
             size: state.figures.logical_bytes,
             chunks: state.figures.chunks,
-            blake3: state.whole_b3.finalize().into(),
-            sha256: state.whole_sha.finalize().into(),
+            blake3: std::mem::take(&mut state.whole_b3).finalize().into(),
+            sha256: std::mem::take(&mut state.whole_sha).finalize().into(),
             // `process(last = true)` sealed the last partial segment.
-            segments: state.segments.finish(&state.meta)?,
+            segments: std::mem::replace(
+                &mut state.segments,
+                SegmentBuilder::new(Arc::clone(&self.pins)),
+            )
+            .finish(&state.meta)?,
+        };
+        let small = self.sink.is_idle()
+            && state.pack.len() <= group::SMALL_DEPOSIT_BYTES
+            && manifest.chunks <= group::SMALL_MANIFEST_CHUNKS
+            && manifest.segments.len() <= 1;
+        let staged = if small {
+            let builder = std::mem::take(&mut state.pack);
+            Some(Arc::new(group::Staged::from_builder(builder)))
+        } else {
+            self.seal_pack().await?;
+            None
+        };
+        let Some(state) = self.state.take() else {
+            return Err(EngineError::Internal("ingest state lost".into()));
         };
         let manifest_id = Digest::of(&encode(&manifest)?);
         self.pins.sealed(manifest_id);
-        write_manifest_object(&self.engine, &manifest_id, &manifest).await?;
+        if staged.is_none() {
+            write_manifest_object(&self.engine, &manifest_id, &manifest).await?;
+        }
         Ok(PreparedContent {
             manifest_id,
             manifest,
             figures: state.figures,
             pins: Some(Arc::clone(&self.pins)),
+            staged,
         })
     }
 

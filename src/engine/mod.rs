@@ -422,6 +422,8 @@ pub struct Engine {
     pub(crate) history_lock: std::sync::Mutex<()>,
     /// The audit log's recorder (`audit.rs`).
     pub(crate) audit: Arc<audit::Recorder>,
+    /// Group commit of small deposits (`ingest/group.rs`).
+    pub(crate) group: ingest::group::GroupCommitter,
     /// Counters.
     pub stats: Stats,
 }
@@ -473,6 +475,7 @@ impl Engine {
             upload_idle_ms: AtomicU64::new(DEFAULT_UPLOAD_IDLE_TIMEOUT.as_millis() as u64),
             lease: std::sync::OnceLock::new(),
             history_lock: std::sync::Mutex::new(()),
+            group: ingest::group::GroupCommitter::default(),
             stats: Stats::default(),
         }))
     }
@@ -579,6 +582,19 @@ impl Engine {
                 .map_err(|e| EngineError::LeaseLost(e.to_string())),
             None => Ok(()),
         }
+    }
+
+    /// Holds (`true`) or releases group commits of small deposits: while
+    /// held they queue up, so a test can build a group of a known size.
+    #[doc(hidden)]
+    pub fn hold_group_commits(self: &Arc<Self>, held: bool) {
+        ingest::group::GroupCommitter::hold(self, held);
+    }
+
+    /// Small deposits waiting for their group commit (tests).
+    #[doc(hidden)]
+    pub fn queued_group_deposits(&self) -> usize {
+        self.group.queued()
     }
 
     /// The current upload idle timeout.

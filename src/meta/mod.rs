@@ -7,6 +7,7 @@
 //! artifact is durable before the deposit is acknowledged). All calls
 //! block: the engine runs them off the async executor.
 
+pub mod bundles;
 pub mod experiments;
 pub mod kv;
 pub mod postgres;
@@ -55,6 +56,10 @@ pub const CF_UPLOADS: &str = "uploads-v1";
 pub const CF_UPLOAD_CHUNKS: &str = "upload-chunks-v1";
 /// Pack id → unix seconds when the scrubber last verified the pack whole.
 pub const CF_PACK_SCRUB: &str = "pack-scrub-v1";
+/// Manifest id → id (16 bytes) of the manifest bundle object that holds
+/// its blob-store copy (manifests of small deposits committed as a group,
+/// `engine/ingest/group.rs`).
+pub const CF_MANIFEST_BUNDLES: &str = "manifest-bundles-v1";
 
 /// `experiment \0 name` → [`refs::RefRecord`]: named references.
 pub const CF_REFS: &str = "refs-v1";
@@ -63,7 +68,7 @@ pub const CF_REFS: &str = "refs-v1";
 pub const CF_REF_LOG: &str = "ref-log-v1";
 
 /// Every table, in the order engines create them.
-pub const ALL_CFS: [&str; 14] = [
+pub const ALL_CFS: [&str; 15] = [
     CF_CHUNKS,
     CF_PACKS,
     CF_SEGMENTS,
@@ -78,6 +83,7 @@ pub const ALL_CFS: [&str; 14] = [
     CF_PACK_SCRUB,
     CF_REFS,
     CF_REF_LOG,
+    CF_MANIFEST_BUNDLES,
 ];
 
 /// The metadata format this binary writes and the newest it opens. Raise

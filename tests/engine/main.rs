@@ -18,6 +18,7 @@ mod fsck;
 mod gc_crash;
 mod gc_model;
 mod gc_stress;
+mod group_commit;
 mod heal_at_once;
 mod meta_engines;
 mod no_oracle_props;

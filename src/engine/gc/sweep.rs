@@ -148,13 +148,16 @@ impl GcRun {
     pub(super) async fn sweep_metadata(&mut self) -> Result<(), EngineError> {
         let live_ids = std::mem::take(&mut self.live_ids);
         let mut objects = HashSet::new();
+        let mut bundles = Vec::new();
         for (key, _) in self.engine.blobs.list(keys::MANIFESTS).await? {
             if let Some(id) = keys::parse_manifest(&key) {
                 objects.insert(id);
+            } else if let Some(id) = keys::parse_manifest_bundle(&key) {
+                bundles.push((key, id));
             }
         }
         let engine = Arc::clone(&self.engine);
-        let (segments, manifests, live_ids) = blocking(move || {
+        let (segments, manifests, live_ids, redundant) = blocking(move || {
             let meta = &engine.meta;
             let mut dead_segments = Vec::new();
             meta.scan_digest_keys(CF_SEGMENTS, |id| {
@@ -168,22 +171,67 @@ impl GcRun {
                     dead_manifests.push(id);
                 }
             })?;
+            let mut redundant = Vec::new();
             for id in &objects {
                 if !live_ids.contains(id) && meta.manifest(id)?.is_none() {
                     dead_manifests.push(*id);
+                } else if meta.manifest_bundle(id)?.is_some() {
+                    // The recorded copy is in a bundle: this object is the
+                    // leftover of a failed write (the retry was committed
+                    // in a group) or a second copy.
+                    redundant.push(*id);
                 }
             }
             let segments = remove_unpinned(&engine, &dead_segments, |b, id| b.delete_segment(id))?;
-            let manifests =
-                remove_unpinned(&engine, &dead_manifests, |b, id| b.delete_manifest(id))?;
-            Ok((segments, manifests, live_ids))
+            let manifests = remove_unpinned(&engine, &dead_manifests, |b, id| {
+                b.delete_manifest(id);
+                b.delete_manifest_bundle(id);
+            })?;
+            Ok((segments, manifests, live_ids, redundant))
         })
         .await?;
         self.live_ids = live_ids;
+        for id in redundant {
+            delete_object(&self.engine, &keys::manifest(&id)).await?;
+        }
         self.report.segments_deleted = segments.len() as u64;
         self.report.manifests_deleted = manifests.len() as u64;
         for id in manifests {
             delete_object(&self.engine, &keys::manifest(&id)).await?;
+        }
+        self.sweep_bundles(bundles).await
+    }
+
+    /// Deletes the manifest bundles that no `manifest-bundles-v1` row names
+    /// any more. Which bundles are being written is read *before* the rows:
+    /// a group commit records its rows before it stops registering its
+    /// bundle as open, so a bundle found closed here has all the rows it
+    /// will ever have.
+    async fn sweep_bundles(&mut self, bundles: Vec<(String, PackId)>) -> Result<(), EngineError> {
+        let closed: Vec<(String, PackId)> = {
+            let view = self.engine.pins.view();
+            bundles
+                .into_iter()
+                .filter(|(_, id)| !view.pack_open(*id))
+                .collect()
+        };
+        if closed.is_empty() {
+            return Ok(());
+        }
+        let meta = self.engine.meta.clone();
+        let named = blocking(move || {
+            let mut named = HashSet::new();
+            meta.scan_manifest_bundles(|_, bundle| {
+                named.insert(bundle);
+            })?;
+            Ok(named)
+        })
+        .await?;
+        for (key, id) in closed {
+            if !named.contains(&id) {
+                delete_object(&self.engine, &key).await?;
+                tracing::debug!(%key, "manifest bundle deleted");
+            }
         }
         Ok(())
     }

@@ -51,6 +51,12 @@ impl PackSink {
         }
     }
 
+    /// Whether no pack object is open (nothing of the current pack was
+    /// written yet).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.open_pack.is_none()
+    }
+
     /// Appends pack bytes, opening a new create-only pack object first if needed.
     pub(crate) async fn write_part(&mut self, part: Bytes) -> Result<(), EngineError> {
         if self.open_pack.is_none() {

@@ -1,14 +1,18 @@
 //! Reindex, part 2: segments (`segments-v1`) and manifests
 //! (`manifests-v1`) from the manifest objects of the blob store, one
-//! segment in memory at a time.
+//! segment in memory at a time; and manifests of manifest bundles (group
+//! commits of small deposits, read whole: they are small), whose
+//! `manifest-bundles-v1` rows are rebuilt too.
 
 use bytes::Bytes;
 
 use super::{ObjectProblem, ReindexReport};
 use crate::blobs::{BlobError, BlobStore, keys};
 use crate::engine::ingest::MANIFEST_MAGIC;
+use crate::engine::manifest_object::split_bundle;
 use crate::engine::{EngineError, blocking};
 use crate::hash::Digest;
+use crate::ids::PackId;
 use crate::meta::records::{Manifest, ManifestEntry, Segment};
 use crate::meta::{Meta, encode};
 
@@ -69,12 +73,16 @@ pub(super) async fn restore_manifests(
 ) -> Result<Vec<FoundManifest>, EngineError> {
     let mut found = Vec::new();
     for (key, size) in blobs.list(keys::MANIFESTS).await? {
+        if let Some(bundle) = keys::parse_manifest_bundle(&key) {
+            restore_bundle(meta, blobs, &key, bundle, report, &mut found).await?;
+            continue;
+        }
         let Some(id) = keys::parse_manifest(&key) else {
             report.foreign_objects.push(key);
             continue;
         };
         report.manifests_scanned += 1;
-        match restore_manifest(meta, blobs, &key, id, size).await {
+        match restore_manifest(meta, blobs, &key, id, size, Bytes::new()).await {
             Ok(Ok((manifest, restored))) => {
                 report.manifests_restored += u64::from(restored);
                 found.push(FoundManifest {
@@ -100,14 +108,79 @@ pub(super) async fn restore_manifests(
     Ok(found)
 }
 
-/// Restores one manifest object: `Ok(Err(reason))` when the object does not
-/// check out; otherwise the manifest and whether anything was written.
+/// Restores the manifests of a bundle and their `manifest-bundles-v1`
+/// rows. A record that does not check out is reported; the records before
+/// it are restored.
+async fn restore_bundle(
+    meta: &Meta,
+    blobs: &BlobStore,
+    key: &str,
+    bundle: PackId,
+    report: &mut ReindexReport,
+    found: &mut Vec<FoundManifest>,
+) -> Result<(), EngineError> {
+    let body = match blobs.read(key).await {
+        Ok(b) => b,
+        Err(BlobError::NotFound(_)) => {
+            tracing::info!(%key, "manifest bundle vanished while reindexing");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (records, problem) = split_bundle(&body);
+    for rec in records {
+        report.manifests_scanned += 1;
+        let object = body.slice(rec.offset..rec.offset + rec.len);
+        match restore_manifest(meta, blobs, key, rec.id, rec.len as u64, object).await? {
+            Ok((manifest, restored)) => {
+                report.manifests_restored += u64::from(restored);
+                let (m, id) = (meta.clone(), rec.id);
+                blocking(move || {
+                    if m.manifest_bundle(&id)?.is_some() {
+                        return Ok(());
+                    }
+                    let mut b = m.batch();
+                    b.put_manifest_bundle(&id, bundle);
+                    Ok(b.commit_unsynced()?)
+                })
+                .await?;
+                found.push(FoundManifest {
+                    id: rec.id,
+                    size: manifest.size,
+                    blake3: manifest.blake3,
+                    chunks: manifest.chunks,
+                    claimed: false,
+                });
+            }
+            Err(reason) => {
+                tracing::warn!(%key, manifest = %rec.id, %reason, "bundled manifest not restored");
+                report.bad_manifests.push(ObjectProblem {
+                    key: key.to_string(),
+                    reason,
+                });
+            }
+        }
+    }
+    if let Some(reason) = problem {
+        tracing::warn!(%key, %reason, "manifest bundle not read to its end");
+        report.bad_manifests.push(ObjectProblem {
+            key: key.to_string(),
+            reason,
+        });
+    }
+    Ok(())
+}
+
+/// Restores one manifest object (`preloaded`: its bytes, when already read
+/// whole; else empty): `Ok(Err(reason))` when the object does not check
+/// out; otherwise the manifest and whether anything was written.
 async fn restore_manifest(
     meta: &Meta,
     blobs: &BlobStore,
     key: &str,
     id: Digest,
     size: u64,
+    preloaded: Bytes,
 ) -> Result<Result<(Manifest, bool), String>, EngineError> {
     if size < MANIFEST_HEAD_LEN {
         return Ok(Err("shorter than its header".into()));
@@ -117,7 +190,7 @@ async fn restore_manifest(
         key,
         size,
         start: 0,
-        buf: Bytes::new(),
+        buf: preloaded,
     };
     let head = r.read(0, MANIFEST_HEAD_LEN).await?;
     if &head[..8] != MANIFEST_MAGIC {

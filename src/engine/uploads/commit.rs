@@ -283,6 +283,7 @@ impl CommitCheck {
                 ..global
             },
             pins: Some(Arc::clone(&self.pins)),
+            staged: None,
         };
         let deposit = DepositRequest {
             experiment: rec.experiment,

@@ -167,11 +167,18 @@ fn is_integrity(err: &EngineError) -> bool {
 }
 
 /// Chunks of `data` as the engine's default chunker cuts them.
-/// The manifest object of `rec` in the blob store is complete: magic, the
-/// CBOR head hashing to the manifest id, then every entry of the manifest.
+/// The recorded copy of `rec`'s manifest in the blob store (its own object,
+/// or its place in the manifest bundle of a group commit: a retry whose
+/// chunks were all stored by the failed attempt is a small deposit) is
+/// complete: magic, the CBOR head hashing to the manifest id, then every
+/// entry of the manifest.
 async fn assert_manifest_object_complete(e: &Arc<Engine>, rec: &ReadableArtifact) {
     let key = keys::manifest(&rec.manifest);
-    let obj = e.blobs().read(&key).await.unwrap();
+    let obj = e
+        .manifest_copy(&rec.manifest)
+        .await
+        .unwrap()
+        .expect("a manifest copy");
     assert!(
         obj.len() >= 12,
         "manifest object {key}: {} bytes",

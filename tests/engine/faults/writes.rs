@@ -80,6 +80,16 @@ async fn no_partial_manifest_object_after(spec: FaultSpec) {
     let id = deposit_survives(&fx, spec, false).await;
     let rec = record(&fx.engine, &id).await;
     assert_manifest_object_complete(&fx.engine, &rec).await;
+    // GC removes whatever partial object the failed write left beside it.
+    let e = &fx.engine;
+    e.gc(eden_cas::engine::gc::GcOptions::default())
+        .await
+        .unwrap();
+    assert_manifest_object_complete(e, &rec).await;
+    if let Ok(obj) = e.blobs().read(&keys::manifest(&rec.manifest)).await {
+        let copy = e.manifest_copy(&rec.manifest).await.unwrap().unwrap();
+        assert!(obj == copy, "a partial manifest object outlived GC");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -179,19 +179,19 @@ fn footer_index_and_manifest_damage_is_reported() {
     batch.put_chunk(&ych, &moved);
     batch.commit().unwrap();
 
-    // A manifest object lost from the blob store.
+    // A manifest object lost from the blob store (a small deposit's
+    // manifest lives in the bundle of its group commit).
     let zrec = s
         .e()
         .meta()
         .artifact(&EXP, &parse_artifact_id(&c).unwrap())
         .unwrap()
         .unwrap();
-    std::fs::remove_file(
-        s.data_dir()
-            .join("blobs")
-            .join(keys::manifest(&zrec.manifest)),
-    )
-    .unwrap();
+    let zkey = match s.e().meta().manifest_bundle(&zrec.manifest).unwrap() {
+        Some(bundle) => keys::manifest_bundle(bundle),
+        None => keys::manifest(&zrec.manifest),
+    };
+    std::fs::remove_file(s.data_dir().join("blobs").join(zkey)).unwrap();
 
     let r = s.fsck(false);
     let mut k = kinds(&r);
