@@ -174,7 +174,14 @@ impl Engine {
         let mut rec = record;
         let manifest_id = prepared.manifest_id;
         let manifest = prepared.manifest;
-        if let (Some(staged), None, None) = (prepared.staged, &ending, &req.reference) {
+        let staged = match (prepared.staged, &ending, &req.reference) {
+            (Some(staged), None, Some(_)) => {
+                group::write_alone(self, &staged, &manifest_id, &manifest).await?;
+                None
+            }
+            (staged, _, _) => staged,
+        };
+        if let (Some(staged), None) = (staged, &ending) {
             // A small deposit: its chunks, manifest object and record are
             // written with those of concurrent small deposits. (One that
             // sets a reference decides it under the reference lock below.)

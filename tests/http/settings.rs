@@ -91,6 +91,12 @@ fn env_value(key: &str) -> Option<&'static str> {
         "audit-retention" => "12h",
         "audit-flush-events" => "10",
         "audit-flush-interval" => "1s",
+        // A postgres:// store is checked by connecting: see
+        // `check_config_and_migrate_on_postgresql` below.
+        "meta-store" => "rocksdb",
+        "meta-store-password-file" => "/nonexistent/pg-password",
+        "meta-store-ca-file" => "/nonexistent/ca.pem",
+        "migrate" => "true",
         _ => return None,
     })
 }
@@ -238,4 +244,49 @@ fn help_shows_each_setting_with_its_variable_and_default() {
             .contains("[default: 64MiB on s3, gs and azblob; 0 on a local directory or memory://]"),
         "{out}"
     );
+}
+
+/// `check-config` connects to a PostgreSQL metadata store and checks its
+/// schema like `serve` would, naming `eden-cas migrate` while it is
+/// behind; `migrate` brings it up; a password in the URL is refused
+/// without being echoed.
+#[test]
+fn check_config_and_migrate_on_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let schema = format!("t_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let admin = crate::support::pg::admin();
+    crate::support::pg::sql(&admin, &format!("CREATE SCHEMA {schema}"));
+    let (url, password) = crate::support::pg::server();
+    let env = vec![
+        (var("data-dir"), data.clone()),
+        (var("blob-store"), "memory://".to_string()),
+        (
+            var("meta-store"),
+            format!("{url}?options=-csearch_path%3D{schema}"),
+        ),
+        ("PGPASSWORD".to_string(), password.clone()),
+    ];
+    let e = String::from_utf8_lossy(&eden(&["check-config"], &env).stderr).into_owned();
+    assert!(
+        e.contains("version 0") && e.contains("eden-cas migrate"),
+        "{e}"
+    );
+    let out = stdout(&eden(&["migrate"], &env));
+    assert!(
+        out.contains(&format!("schema {schema}")) && out.contains("version 0 ->"),
+        "{out}"
+    );
+    let out = stdout(&eden(&["check-config"], &env));
+    assert!(
+        out.contains("env EDEN_CAS_META_STORE") && out.contains("postgres://eden@"),
+        "{out}"
+    );
+    assert!(!out.contains(&password), "the password is never printed");
+
+    // A password in the URL is refused, and not repeated.
+    let with_pw = url.replacen("://eden@", "://eden:hunter2-secret@", 1);
+    let bad = [(var("data-dir"), data), (var("meta-store"), with_pw)];
+    let e = error_line(&eden(&["check-config"], &bad));
+    assert!(e.contains("PGPASSWORD") && !e.contains("hunter2"), "{e}");
 }

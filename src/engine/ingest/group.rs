@@ -306,25 +306,74 @@ async fn commit_group(engine: &Arc<Engine>, items: &[&GroupItem]) -> Result<(), 
 }
 
 /// One pack builder with the staged chunks of every deposit, each distinct
-/// chunk once.
+/// chunk once. A frame (consecutive entries sharing one stored run) is
+/// copied whole, as it was encoded; it is skipped only when every chunk in
+/// it is already in the group's pack.
 fn group_pack(items: &[&GroupItem]) -> Result<PackBuilder, EngineError> {
+    pack_of(items.iter().map(|i| &*i.staged))
+}
+
+/// One pack builder with the chunks of `staged`, each distinct chunk once.
+fn pack_of<'a>(staged: impl Iterator<Item = &'a Staged>) -> Result<PackBuilder, EngineError> {
     let mut builder = PackBuilder::new();
     let mut seen = HashSet::new();
-    for item in items {
-        for e in &item.staged.entries {
-            if !seen.insert(e.id) {
-                continue;
-            }
+    for staged in staged {
+        let stored = |e: &PackEntry| {
             let at = e.offset as usize;
-            let stored = item
-                .staged
+            staged
                 .bytes
                 .get(at..at + e.stored_len as usize)
-                .ok_or_else(|| EngineError::Internal("staged chunk out of range".into()))?;
-            builder.add_stored(e.id, stored, e.raw_len, e.codec);
+                .ok_or_else(|| EngineError::Internal("staged chunk out of range".into()))
+        };
+        let mut i = 0;
+        while i < staged.entries.len() {
+            let e = staged.entries[i];
+            if e.frame.is_none() {
+                i += 1;
+                if seen.insert(e.id) {
+                    builder.add_stored(e.id, stored(&e)?, e.raw_len, e.codec);
+                }
+                continue;
+            }
+            let run: Vec<PackEntry> = staged.entries[i..]
+                .iter()
+                .take_while(|m| m.frame.is_some() && m.offset == e.offset)
+                .copied()
+                .collect();
+            i += run.len();
+            let fresh = run.iter().filter(|m| seen.insert(m.id)).count();
+            if fresh == 0 {
+                continue;
+            }
+            let members: Vec<_> = run
+                .iter()
+                .filter_map(|m| m.frame.map(|slot| (m.id, m.raw_len, slot)))
+                .collect();
+            builder.add_stored_frame(stored(&e)?, e.codec, &members);
         }
     }
     Ok(builder)
+}
+
+/// Writes a staged deposit on its own, as a deposit that is not small
+/// would have been: its pack (sealed and indexed) and its manifest object.
+/// For a small deposit whose commit cannot join a group (one that sets a
+/// reference decides it under the reference lock, in its own batch).
+///
+/// # Errors
+/// Blob store and metadata failures; nothing of the deposit is visible.
+pub(crate) async fn write_alone(
+    engine: &Arc<Engine>,
+    staged: &Staged,
+    manifest_id: &Digest,
+    manifest: &Manifest,
+) -> Result<(), EngineError> {
+    let builder = pack_of(std::iter::once(staged))?;
+    if !builder.is_empty() {
+        let mut sink = PackSink::new(Arc::clone(engine));
+        sink.seal(builder).await?;
+    }
+    super::write_manifest_object(engine, manifest_id, manifest).await
 }
 
 /// Writes the group's pack and makes it durable (`None`: no new chunk).
