@@ -22,6 +22,7 @@ mod no_oracle_http;
 mod observability;
 mod ops;
 mod otlp;
+mod postgres_serve;
 mod quota;
 mod refs;
 mod refs_cache;
