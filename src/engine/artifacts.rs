@@ -201,13 +201,17 @@ impl Engine {
         // Ending a session checks it is still live under the upload lock, so
         // an abandon or expiry racing this commit wins or loses atomically.
         let _guard = match &ending {
-            Some(_) => Some(self.upload_lock.lock().await),
+            Some(_) => Some(self.meta.lock(crate::meta::lock::LockKind::Uploads).await?),
             None => None,
         };
         // A reference is decided and written with the artifact, under the
         // lock every reference change takes (`refs.rs`).
         let _ref_guard = match &req.reference {
-            Some(_) => Some(self.artifact_lock.lock().await),
+            Some(_) => Some(
+                self.meta
+                    .lock(crate::meta::lock::LockKind::Artifacts)
+                    .await?,
+            ),
             None => None,
         };
         let end_id = ending.map(|e| e.id);
@@ -493,7 +497,10 @@ impl Engine {
         id: &ArtifactId,
         expires_at: Option<Timestamp>,
     ) -> Result<ArtifactRecord, EngineError> {
-        let _guard = self.artifact_lock.lock().await;
+        let _guard = self
+            .meta
+            .lock(crate::meta::lock::LockKind::Artifacts)
+            .await?;
         let mut rec = self.managed(experiment, caller, id).await?;
         rec.expires_at = expires_at;
         self.put_record(experiment, id, &rec).await?;
@@ -511,7 +518,10 @@ impl Engine {
         id: &ArtifactId,
         change: impl FnOnce(&mut Vec<MemberId>),
     ) -> Result<ArtifactRecord, EngineError> {
-        let _guard = self.artifact_lock.lock().await;
+        let _guard = self
+            .meta
+            .lock(crate::meta::lock::LockKind::Artifacts)
+            .await?;
         let mut rec = self.managed(experiment, caller, id).await?;
         let before = rec.grants.clone();
         change(&mut rec.grants);
@@ -547,7 +557,10 @@ impl Engine {
         now: Timestamp,
     ) -> Result<bool, EngineError> {
         let rec = {
-            let _guard = self.artifact_lock.lock().await;
+            let _guard = self
+                .meta
+                .lock(crate::meta::lock::LockKind::Artifacts)
+                .await?;
             let (meta, exp, aid) = (self.meta.clone(), experiment, *id);
             blocking(move || {
                 let Some(rec) = meta.artifact(&exp, &aid)? else {
@@ -618,7 +631,10 @@ impl Engine {
         id: &ArtifactId,
     ) -> Result<(), EngineError> {
         let rec = {
-            let _guard = self.artifact_lock.lock().await;
+            let _guard = self
+                .meta
+                .lock(crate::meta::lock::LockKind::Artifacts)
+                .await?;
             let rec = self.managed(experiment, caller, id).await?;
             let (meta, aid) = (self.meta.clone(), *id);
             blocking(move || {

@@ -62,7 +62,10 @@ impl Engine {
     ) -> Result<ArtifactRecord, EngineError> {
         self.check_writer()?;
         let rec = {
-            let _guard = self.artifact_lock.lock().await;
+            let _guard = self
+                .meta
+                .lock(crate::meta::lock::LockKind::Artifacts)
+                .await?;
             let mut rec = self.managed(experiment, caller, id).await?;
             if rec.labels != labels {
                 rec.labels = labels;

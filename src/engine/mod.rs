@@ -388,15 +388,6 @@ pub struct Engine {
     pub(crate) cfg: EngineConfig,
     pub(crate) tokens: TokenHasher,
     pub(crate) admin_token: Secret,
-    /// Serialises registry changes that must check-then-write (reserved group
-    /// names, cycles) within this process.
-    pub(crate) registry_lock: tokio::sync::Mutex<()>,
-    /// Serialises read-modify-write changes of artifact records (grants,
-    /// delete), so a grant can never resurrect a deleted artifact.
-    pub(crate) artifact_lock: tokio::sync::Mutex<()>,
-    /// Serialises the short check-then-write steps of upload sessions
-    /// (activity stamps, chunk rows, ending a session) within this process.
-    pub(crate) upload_lock: tokio::sync::Mutex<()>,
     /// One commit (or abandon) at a time per upload session.
     pub(crate) session_locks:
         std::sync::Mutex<HashMap<crate::ids::SessionId, Weak<tokio::sync::Mutex<()>>>>,
@@ -464,9 +455,6 @@ impl Engine {
             cfg,
             tokens: TokenHasher::new(key),
             admin_token,
-            registry_lock: tokio::sync::Mutex::new(()),
-            artifact_lock: tokio::sync::Mutex::new(()),
-            upload_lock: tokio::sync::Mutex::new(()),
             session_locks: std::sync::Mutex::new(HashMap::new()),
             index_lock: std::sync::Mutex::new(()),
             pins: Arc::new(pins::Pins::default()),

@@ -14,7 +14,7 @@
 //!   (`docs/design.md`, "References").
 //! - No silent overwrite: every set names what it expects (absent, present,
 //!   or the current target); a change is decided and written under the
-//!   engine's `artifact_lock`, so of two racing sets with the same
+//!   engine's `meta.lock(Artifacts)`, so of two racing sets with the same
 //!   expectation exactly one wins and the other is `PreconditionFailed`.
 //! - A reference holds its target (`ArtifactRecord::ref_holds`, changed in
 //!   the same batch as the reference): the target does not expire while
@@ -162,7 +162,7 @@ pub(crate) struct Staged {
 /// `target`, and stages the change in `b`: reference record, history entry
 /// and trimming, the hold released on the old target. `target.ref_holds`
 /// is updated here; the caller puts `target` in the same batch. Blocking;
-/// run under `artifact_lock`.
+/// run under `meta.lock(Artifacts)`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn stage_set(
     meta: &Meta,
@@ -305,7 +305,10 @@ impl Engine {
         target_id: ArtifactId,
     ) -> Result<(RefView, bool), EngineError> {
         self.check_writer()?;
-        let _guard = self.artifact_lock.lock().await;
+        let _guard = self
+            .meta
+            .lock(crate::meta::lock::LockKind::Artifacts)
+            .await?;
         let (meta, who) = (self.meta.clone(), *caller);
         let (view, staged) = blocking(move || {
             let gate = ReadGate::load(&meta, experiment, who)?;
@@ -503,7 +506,10 @@ impl Engine {
         expected: Option<ArtifactId>,
     ) -> Result<(), EngineError> {
         self.check_writer()?;
-        let _guard = self.artifact_lock.lock().await;
+        let _guard = self
+            .meta
+            .lock(crate::meta::lock::LockKind::Artifacts)
+            .await?;
         let (meta, who, n) = (self.meta.clone(), *caller, name.clone());
         let (target_id, target) = blocking(move || {
             let gate = ReadGate::load(&meta, experiment, who)?;

@@ -197,7 +197,10 @@ impl Engine {
         experiment: ExperimentId,
         worker: &WorkerId,
     ) -> Result<(WorkerView, Secret), EngineError> {
-        let _guard = self.registry_lock.lock().await;
+        let _guard = self
+            .meta
+            .lock(crate::meta::lock::LockKind::Registry)
+            .await?;
         let mut view = self.worker(experiment, worker).await?;
         let token = mint_token();
         view.record.token_hash = self.tokens.hash(token.expose());
@@ -274,7 +277,10 @@ impl Engine {
                 unique.push(m);
             }
         }
-        let _guard = self.registry_lock.lock().await;
+        let _guard = self
+            .meta
+            .lock(crate::meta::lock::LockKind::Registry)
+            .await?;
         if let Some(n) = name.as_deref().filter(|n| is_reserved_group_name(n)) {
             let existing = self.group_map(experiment).await?;
             if existing.iter().any(|(_, g)| g.name == n) {
@@ -364,7 +370,10 @@ impl Engine {
         group: &GroupId,
         member: &MemberId,
     ) -> Result<GroupView, EngineError> {
-        let _guard = self.registry_lock.lock().await;
+        let _guard = self
+            .meta
+            .lock(crate::meta::lock::LockKind::Registry)
+            .await?;
         let mut view = self.group(experiment, group).await?;
         if view.record.members.contains(member) {
             self.audit_member(AuditKind::AddMember, experiment, group, member);
@@ -390,7 +399,10 @@ impl Engine {
         group: &GroupId,
         member: &MemberId,
     ) -> Result<GroupView, EngineError> {
-        let _guard = self.registry_lock.lock().await;
+        let _guard = self
+            .meta
+            .lock(crate::meta::lock::LockKind::Registry)
+            .await?;
         let mut view = self.group(experiment, group).await?;
         let before = view.record.members.len();
         view.record.members.retain(|m| m != member);
@@ -410,7 +422,10 @@ impl Engine {
         experiment: ExperimentId,
         group: &GroupId,
     ) -> Result<(), EngineError> {
-        let _guard = self.registry_lock.lock().await;
+        let _guard = self
+            .meta
+            .lock(crate::meta::lock::LockKind::Registry)
+            .await?;
         self.group(experiment, group).await?;
         let (meta, gid) = (self.meta.clone(), *group);
         blocking(move || {

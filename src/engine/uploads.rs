@@ -186,7 +186,7 @@ impl Engine {
         id: &SessionId,
         touch: bool,
     ) -> Result<UploadRecord, EngineError> {
-        let _guard = self.upload_lock.lock().await;
+        let _guard = self.meta.lock(crate::meta::lock::LockKind::Uploads).await?;
         let (meta, caller, id) = (self.meta.clone(), *caller, *id);
         let idle = self.upload_idle_timeout();
         let quotas = Arc::clone(&self.quotas);
@@ -370,7 +370,7 @@ impl Engine {
         let lock = self.session_lock(id);
         let _commit = lock.lock().await;
         let mut rec = self.open_session(experiment, caller, id, false).await?;
-        let _guard = self.upload_lock.lock().await;
+        let _guard = self.meta.lock(crate::meta::lock::LockKind::Uploads).await?;
         let (meta, sid) = (self.meta.clone(), *id);
         blocking(move || {
             // Re-read under the lock: the session may have ended meanwhile.
@@ -412,7 +412,7 @@ impl Engine {
                 .map(|(id, _)| *id)
                 .collect()
         };
-        let _guard = self.upload_lock.lock().await;
+        let _guard = self.meta.lock(crate::meta::lock::LockKind::Uploads).await?;
         let (meta, quotas) = (self.meta.clone(), Arc::clone(&self.quotas));
         blocking(move || {
             let mut expired = 0;

@@ -129,6 +129,13 @@ pub trait Kv: Send + Sync {
     /// URL without credentials.
     fn describe(&self) -> String;
 
+    /// Lock threads that make the engine's check-then-write locks hold
+    /// across processes sharing this store (`None`: one process per store,
+    /// its own mutexes suffice).
+    fn lock_threads(&self) -> Option<super::lock::Remote> {
+        None
+    }
+
     /// The RocksDB directory, for engines that have one.
     fn dir(&self) -> Option<&Path> {
         None

@@ -10,6 +10,7 @@
 pub mod bundles;
 pub mod experiments;
 pub mod kv;
+pub mod lock;
 pub mod postgres;
 pub mod records;
 pub mod recovery;
@@ -180,6 +181,7 @@ fn pack_of_key(cf: &'static str, k: &[u8]) -> Result<PackId, MetaError> {
 #[derive(Clone)]
 pub struct Meta {
     kv: Arc<dyn Kv>,
+    locks: Arc<lock::Locks>,
 }
 
 impl Meta {
@@ -200,9 +202,19 @@ impl Meta {
     /// # Errors
     /// As [`Meta::open`].
     pub fn over(kv: Arc<dyn Kv>) -> Result<Self, MetaError> {
-        let meta = Meta { kv };
+        let locks = Arc::new(lock::Locks::new(kv.lock_threads()));
+        let meta = Meta { kv, locks };
         meta.check_format()?;
         Ok(meta)
+    }
+
+    /// Takes the engine's check-then-write lock of `kind`, across every
+    /// process sharing the store ([`lock`]).
+    ///
+    /// # Errors
+    /// [`MetaError::Postgres`] when a shared engine's lock cannot be taken.
+    pub async fn lock(&self, kind: lock::LockKind) -> Result<lock::LockGuard, MetaError> {
+        self.locks.lock(kind).await
     }
 
     /// Where the metadata lives: `rocksdb:<dir>` or the database URL

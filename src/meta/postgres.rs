@@ -27,7 +27,10 @@ use postgres::types::Type;
 use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use std::sync::mpsc;
+
 use super::kv::{Cf, Kv, KvIter, Op, ScanSpec, prefix_end};
+use super::lock::{LockKind, Remote, Request};
 use super::{ALL_CFS, MetaError};
 
 mod embedded {
@@ -534,7 +537,68 @@ impl Drop for Postgres {
     }
 }
 
+/// The advisory lock key of `kind` in `schema`: the first 8 bytes of a
+/// BLAKE3 of both, so stores in different schemas of one database never
+/// contend.
+fn advisory_key(schema: &str, kind: LockKind) -> i64 {
+    let h = blake3::hash(format!("eden-cas lock {schema} {}", kind.name()).as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    i64::from_le_bytes(b)
+}
+
+/// One kind's lock thread: a connection of its own (made on first use and
+/// after a failure) that takes and releases the advisory lock in the order
+/// requests arrive. Ends when the store is dropped.
+fn lock_thread(settings: PgSettings, key: i64, requests: mpsc::Receiver<Request>) {
+    let mut client: Option<postgres::Client> = None;
+    for request in requests {
+        match request {
+            Request::Lock(reply) => {
+                let mut take = || -> Result<(), MetaError> {
+                    let c = match client.take() {
+                        Some(c) if !c.is_closed() => client.insert(c),
+                        _ => {
+                            client.insert(settings.config.connect(tls(&settings)?).map_err(pg_err)?)
+                        }
+                    };
+                    c.execute("SELECT pg_advisory_lock($1)", &[&key])
+                        .map(drop)
+                        .map_err(pg_err)
+                };
+                let result = take();
+                if result.is_err() {
+                    client = None;
+                }
+                let _ = reply.send(result);
+            }
+            Request::Unlock => {
+                let released = client
+                    .as_mut()
+                    .map(|c| c.execute("SELECT pg_advisory_unlock($1)", &[&key]));
+                if let Some(Err(_)) = released {
+                    // The session is gone, and its locks with it.
+                    client = None;
+                }
+            }
+        }
+    }
+}
+
 impl Kv for Postgres {
+    fn lock_threads(&self) -> Option<Remote> {
+        Some(LockKind::ALL.map(|kind| {
+            let (tx, rx) = mpsc::channel();
+            let (settings, key) = (self.settings.clone(), advisory_key(&self.schema, kind));
+            // A thread that does not start drops `rx`: every lock of that
+            // kind then fails, naming it.
+            let _ = std::thread::Builder::new()
+                .name(format!("eden-cas-lock-{}", kind.name()))
+                .spawn(move || lock_thread(settings, key, rx));
+            tx
+        }))
+    }
+
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
         let sql = format!("SELECT v FROM {} WHERE k = $1", table(cf));
         self.with_conn(|conn| {

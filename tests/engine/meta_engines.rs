@@ -223,3 +223,35 @@ fn postgresql_schemas_behind_or_ahead_of_the_binary_are_refused() {
         "{err}"
     );
 }
+
+/// Two stores on one schema (two nodes): a check-then-write lock held by
+/// one keeps the other waiting until it is dropped; other kinds are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_locks_exclude_across_stores_on_one_schema() {
+    use eden_cas::meta::lock::LockKind;
+    use std::time::Duration;
+    let schema = pg::new_schema();
+    let (a, b) = (schema.meta(), schema.meta());
+    let held = a.lock(LockKind::Artifacts).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let g = b.lock(LockKind::Artifacts).await.unwrap();
+        drop(g);
+        b
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the second node got the lock while the first held it"
+    );
+    // Another kind is not blocked by it.
+    let other = a.lock(LockKind::Registry).await.unwrap();
+    drop(other);
+    drop(held);
+    let b = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the lock is released on drop")
+        .unwrap();
+    // And it can be taken again on either side.
+    drop(b.lock(LockKind::Artifacts).await.unwrap());
+    drop(a.lock(LockKind::Artifacts).await.unwrap());
+}

@@ -62,7 +62,10 @@ impl Engine {
         name: &RefName,
         now: Timestamp,
     ) -> Result<bool, EngineError> {
-        let _guard = self.artifact_lock.lock().await;
+        let _guard = self
+            .meta
+            .lock(crate::meta::lock::LockKind::Artifacts)
+            .await?;
         let (meta, n) = (self.meta.clone(), name.clone());
         let gone = blocking(move || {
             let Some(rec) = meta.reference(&experiment, &n)? else {

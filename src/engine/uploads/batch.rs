@@ -359,7 +359,10 @@ impl ChunkBatch {
         engine
             .open_session(self.experiment, &self.caller, &self.session, false)
             .await?;
-        let _guard = engine.upload_lock.lock().await;
+        let _guard = engine
+            .meta
+            .lock(crate::meta::lock::LockKind::Uploads)
+            .await?;
         let (meta, sid) = (engine.meta.clone(), self.session);
         let allowance = cpu.allowance;
         let quotas = Arc::clone(&engine.quotas);
