@@ -59,6 +59,21 @@ pub fn get(query: &str, key: &str) -> Result<Option<String>, QueryError> {
         .map(|(_, v)| v))
 }
 
+/// A page size: an integer from 1 to `max`.
+///
+/// # Errors
+/// A 400 problem naming the range, for anything else.
+pub fn page_limit(v: &str, max: usize) -> Result<usize, super::problem::ApiError> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            super::problem::ApiError::bad_request(format!(
+                "limit must be an integer from 1 to {max}"
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,12 +32,16 @@ pub fn server() -> (String, String) {
     (url, password)
 }
 
+/// Settings for `url` on the test server, with its password.
+fn settings_at(url: &str) -> PgSettings {
+    let (_, password) = server();
+    let env = move |k: &str| (k == "PGPASSWORD").then(|| password.clone());
+    PgSettings::from_url(url, None, None, &env).expect("test PostgreSQL URL")
+}
+
 /// Settings for `schema` of the test server.
 pub fn settings(schema: &str) -> PgSettings {
-    let (url, password) = server();
-    let url = format!("{url}?options=-csearch_path%3D{schema}");
-    let env = move |k: &str| (k == "PGPASSWORD").then(|| password.clone());
-    PgSettings::from_url(&url, None, None, &env).expect("test PostgreSQL URL")
+    settings_at(&format!("{}?options=-csearch_path%3D{schema}", server().0))
 }
 
 /// Runs `statements` on the test server as `settings`' login, on a thread
@@ -57,18 +61,13 @@ pub fn sql(settings: &PgSettings, statements: &str) {
 
 /// Settings of the test server's own database (no schema chosen).
 pub fn admin() -> PgSettings {
-    let (url, password) = server();
-    let env = move |k: &str| (k == "PGPASSWORD").then(|| password.clone());
-    PgSettings::from_url(&url, None, None, &env).expect("test PostgreSQL URL")
+    settings_at(&server().0)
 }
 
 /// A new, migrated schema.
 pub fn new_schema() -> Schema {
     let name = format!("t_{}", ulid::Ulid::new().to_string().to_lowercase());
-    let (url, password) = server();
-    let env = move |k: &str| (k == "PGPASSWORD").then(|| password.clone());
-    let admin = PgSettings::from_url(&url, None, None, &env).expect("test PostgreSQL URL");
-    sql(&admin, &format!("CREATE SCHEMA {name}"));
+    sql(&admin(), &format!("CREATE SCHEMA {name}"));
     let settings = settings(&name);
     Postgres::connect(&settings)
         .and_then(|p| p.migrate())

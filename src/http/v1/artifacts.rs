@@ -167,15 +167,7 @@ pub async fn list(
     for (k, v) in params {
         match k.as_str() {
             "limit" => {
-                limit = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        at(ApiError::bad_request(format!(
-                            "limit must be an integer from 1 to {MAX_LIMIT}"
-                        )))
-                    })?;
+                limit = crate::http::query::page_limit(&v, MAX_LIMIT).map_err(at)?;
             }
             "cursor" if !v.is_empty() => {
                 cursor = Some(

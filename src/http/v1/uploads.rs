@@ -292,15 +292,7 @@ pub async fn status(
         match k.as_str() {
             "after" if !v.is_empty() => after = Some(parse_digest(&v).map_err(at)?),
             "limit" => {
-                limit = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_STATUS_IDS).contains(n))
-                    .ok_or_else(|| {
-                        at(ApiError::bad_request(format!(
-                            "limit must be an integer from 1 to {MAX_STATUS_IDS}"
-                        )))
-                    })?;
+                limit = crate::http::query::page_limit(&v, MAX_STATUS_IDS).map_err(at)?;
             }
             _ => {}
         }
